@@ -1,0 +1,84 @@
+//! Schema migrations, in the style of cargo's `util/sqlite.rs`.
+//!
+//! Rules: the index of a step in [`MIGRATIONS`] plus one is the `user_version` it
+//! leaves behind. Never edit, reorder or remove a step that has shipped; append a
+//! new one. Steps run together in one IMMEDIATE transaction at open, so a ledger is
+//! either wholly at the old version or wholly at the new one. Pragmas are set by the
+//! opener, never here.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+/// Every migration, oldest first. Step 1 is `schema.sql`.
+pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+
+/// The `user_version` this build writes and understands.
+pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Brings the schema up to [`CURRENT_VERSION`]. The caller has checked that the
+/// ledger is not newer than this build.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < CURRENT_VERSION {
+        for step in MIGRATIONS
+            .iter()
+            .skip(usize::try_from(version).unwrap_or(0))
+        {
+            tx.execute_batch(step)?;
+        }
+        tx.pragma_update(None, "user_version", CURRENT_VERSION)?;
+    }
+    tx.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tables(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        stmt.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn fresh_database_migrates_to_current() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT_VERSION);
+        assert_eq!(
+            tables(&conn),
+            ["alarms", "coverage", "detections", "runs", "submissions"]
+        );
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn a_failing_step_leaves_the_old_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE runs (x)").unwrap();
+        assert!(migrate(&mut conn).is_err());
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 0);
+        assert_eq!(tables(&conn), ["runs"]);
+    }
+}
