@@ -1,1 +1,54 @@
-fn main() {}
+//! The `lrci` binary: parse arguments, set up logging, run the command on a tokio
+//! runtime, print an error once, exit with the documented code.
+
+use clap::Parser;
+use lrci::cli::{self, args::Cli};
+use lrci::error::code;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let argv = cli::args::translate_vendor_flags(std::env::args_os());
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version print and exit 0; usage errors exit 2.
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(code::USAGE));
+        }
+    };
+    let log_dir = if cli::writes_ledger(&cli) {
+        match lrci::config::ledger_path(&cli.global) {
+            Ok(ledger) => Some(lrci::config::log_dir(&cli.global, &ledger)),
+            Err(_) => None,
+        }
+    } else {
+        None
+    };
+    let (_guard, file_error) =
+        lrci::logging::init(cli.global.log_level, log_dir.as_ref().map(|(d, _)| d.as_path()));
+    if let (Some(e), Some((dir, explicit))) = (file_error, &log_dir) {
+        if *explicit {
+            eprintln!("error: cannot use the log directory {} (LRCI_LOG_DIR): {e}", dir.display());
+            return ExitCode::from(code::CANT_CREATE);
+        }
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot write log files; logging to stderr only");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(74);
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
+        Ok(c) => ExitCode::from(c),
+        Err(f) => {
+            eprintln!("error: {f}");
+            ExitCode::from(f.code)
+        }
+    }
+}

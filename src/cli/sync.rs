@@ -1,0 +1,194 @@
+//! `sync` and `backfill`: resolve the configuration, open the ledger and take the
+//! run lock before any network call, build both clients, run the engine, print the
+//! summary.
+
+use crate::app::{self, RunKind, RunOptions, Summary};
+use crate::cli::args::{ApiArgs, BackfillArgs, GlobalArgs, RunArgs, SyncArgs};
+use crate::config::{self, ApiConfig};
+use crate::error::{code, Fatal, WithCode};
+use crate::ledger::{Ledger, Mode, RunLock};
+use crate::{ci, http, logrhythm};
+use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
+use std::io::Write;
+use std::path::Path;
+
+/// `lrci sync` (and `lrci` alone).
+pub async fn sync(global: &GlobalArgs, args: &SyncArgs) -> Result<u8, Fatal> {
+    let now = Utc::now();
+    let window = app::window(
+        now,
+        Span::days(i64::from(args.lookback_days)),
+        settle(&args.run),
+    );
+    execute(global, &args.api, &args.run, RunKind::Sync, window, false).await
+}
+
+/// `lrci backfill`.
+pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fatal> {
+    let now = Utc::now();
+    let latest = now - settle(&args.run);
+    let window = match (&args.from, &args.to, args.days) {
+        (Some(f), Some(t), None) => {
+            let from = parse_time("--from", f)?;
+            let to = parse_time("--to", t)?.min(latest);
+            if from >= to {
+                return Err(Fatal::msg(
+                    code::USAGE,
+                    "--from must be before --to (and before now minus --settle)",
+                ));
+            }
+            (app::floor_hour(from), to)
+        }
+        (None, None, Some(days)) => app::window(now, Span::days(i64::from(days)), settle(&args.run)),
+        _ => {
+            return Err(Fatal::msg(
+                code::USAGE,
+                "backfill needs --days N, or --from TIME and --to TIME",
+            ))
+        }
+    };
+    execute(global, &args.api, &args.run, RunKind::Backfill, window, args.refetch).await
+}
+
+fn settle(run: &RunArgs) -> Span {
+    Span::seconds(i64::try_from(run.settle).unwrap_or(i64::MAX))
+}
+
+/// Parses `--from`/`--to`: RFC 3339 (a missing zone means UTC) or a date.
+pub fn parse_time(flag: &str, raw: &str) -> Result<DateTime<Utc>, Fatal> {
+    let s = raw.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Ok(t.and_utc());
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        if let Some(t) = d.and_hms_opt(0, 0, 0) {
+            return Ok(t.and_utc());
+        }
+    }
+    Err(Fatal::msg(
+        code::USAGE,
+        format!("{flag} {s:?}: expected RFC 3339 (2026-11-27T08:00:00Z) or a date (2026-11-27)"),
+    ))
+}
+
+/// Builds both clients from the resolved settings.
+pub fn clients(api: &ApiConfig) -> Result<(logrhythm::Client, ci::Client), Fatal> {
+    let base = http::HttpOptions {
+        connect_timeout: api.connect_timeout,
+        timeout: api.timeout,
+        max_retries: api.max_retries,
+        ..http::HttpOptions::default()
+    };
+    let lr_opts = http::HttpOptions {
+        ca_cert_pem: api.lr_ca_pem.clone(),
+        insecure: api.lr_insecure,
+        ..base.clone()
+    };
+    if api.lr_insecure {
+        tracing::warn!("--lr-insecure: the LogRhythm API's TLS certificate is NOT verified; use --lr-ca-cert instead");
+    }
+    let lr = logrhythm::Client::new(api.lr_url.clone(), api.lr_key.clone(), lr_opts)
+        .code(code::CONFIG)?;
+    let ci = ci::Client::new(api.rf_url.clone(), api.rf_key.clone(), base).code(code::CONFIG)?;
+    Ok((lr, ci))
+}
+
+async fn execute(
+    global: &GlobalArgs,
+    api_args: &ApiArgs,
+    run: &RunArgs,
+    kind: RunKind,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    refetch: bool,
+) -> Result<u8, Fatal> {
+    // Everything that can be wrong locally fails here, before any request.
+    let api = config::api(api_args, &|v| std::env::var(v).ok())?;
+    let filters = config::filters(run)?;
+    let path = config::ledger_path(global)?;
+    let (lr, ci) = clients(&api)?;
+    let opts = RunOptions {
+        kind,
+        window,
+        refetch,
+        dry_run: run.dry_run,
+        min_rbp: filters.min_rbp,
+        rf_only: filters.rf_only,
+        exclude_rules: filters.exclude_rules,
+        policy: filters.policy,
+        page_size: run.page_size,
+        concurrency: usize::from(run.concurrency),
+        batch_size: usize::try_from(run.batch_size).unwrap_or(500),
+        daily_budget: run.daily_budget,
+        deadline: run
+            .max_runtime
+            .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s)),
+    };
+    let summary = if run.dry_run {
+        // Nothing is written: an existing ledger is read only, a missing one is
+        // replaced by an empty in-memory ledger.
+        let mut ledger = if path.exists() {
+            Ledger::open(&path, Mode::ReadOnly)?
+        } else {
+            Ledger::open_in_memory()?
+        };
+        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?
+    } else {
+        let _lock = RunLock::acquire(&path)?;
+        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
+        ledger.quick_check()?;
+        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?
+    };
+    print_summary(&summary, run.json, &path)?;
+    Ok(summary.exit_code)
+}
+
+/// Prints the run's result on stdout: one JSON object, or a few lines for people.
+pub fn print_summary(s: &Summary, json: bool, ledger: &Path) -> Result<(), Fatal> {
+    let mut out = std::io::stdout().lock();
+    let text = if json {
+        format!("{}\n", serde_json::to_string(s).unwrap_or_default())
+    } else {
+        human_summary(s, ledger)
+    };
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
+    }
+}
+
+fn human_summary(s: &Summary, ledger: &Path) -> String {
+    let mut t = String::new();
+    let dry = if s.dry_run { " (dry run: nothing recorded, CI told debug: true)" } else { "" };
+    t.push_str(&format!(
+        "{} {} .. {}{dry}\n",
+        s.command, s.window.from, s.window.to
+    ));
+    t.push_str(&format!(
+        "  slices     {} total, {} fetched, {} already covered, {} saturated, {} failed\n",
+        s.slices.total, s.slices.fetched, s.slices.covered, s.slices.saturated, s.slices.failed
+    ));
+    t.push_str(&format!(
+        "  alarms     {} seen, {} new, {} filtered, {} left for retry\n",
+        s.alarms.seen, s.alarms.new, s.alarms.filtered, s.alarms.errors
+    ));
+    t.push_str(&format!(
+        "  detections {} new, {} submitted, {} failed, {} rejected, {} excluded by policy\n",
+        s.detections.new, s.detections.submitted, s.detections.failed, s.detections.rejected, s.detections.excluded
+    ));
+    t.push_str(&format!(
+        "  budget     {} of {} used on {}\n",
+        s.budget.used, s.budget.limit, s.budget.day
+    ));
+    if !s.dry_run {
+        t.push_str(&format!("  ledger     {}\n", ledger.display()));
+    }
+    for p in &s.problems {
+        t.push_str(&format!("  problem    {p}\n"));
+    }
+    t.push_str(&format!("  exit code  {}\n", s.exit_code));
+    t
+}
