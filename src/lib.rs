@@ -2,3 +2,4 @@
 //! Collective Insights and keeps an SQLite ledger of everything it saw and sent.
 
 pub mod model;
+pub mod sim;
