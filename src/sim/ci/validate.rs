@@ -533,6 +533,28 @@ mod tests {
     }
 
     #[test]
+    fn hostile_json_is_a_400_not_a_crash() {
+        // Reliability bar §7: depth 10,000, a lone surrogate, 1e99999, a bare number.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        for body in [
+            deep.as_str(),
+            r#"{"data": ["\ud800"]}"#,
+            r#"{"data": [1e99999]}"#,
+            "",
+        ] {
+            assert!(
+                matches!(parse_envelope(body.as_bytes()), Err(Invalid::NotJson(_))),
+                "{}",
+                &body[..body.len().min(40)]
+            );
+        }
+        assert!(matches!(
+            parse_envelope(b"42"),
+            Err(Invalid::Field { ref path, .. }) if path == "body"
+        ));
+    }
+
+    #[test]
     fn envelope_defaults() {
         let env = parse_envelope(br#"{"data": [1]}"#).unwrap();
         assert_eq!(env.debug, None);
