@@ -268,30 +268,43 @@ pub fn auth_header(
 /// user agent, the given default headers (e.g. auth), the CA bundle merged with
 /// the platform roots, and certificate checks off only when `insecure`.
 pub fn build_client(opts: &HttpOptions, default_headers: HeaderMap) -> Result<reqwest::Client> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(opts.connect_timeout)
-        .timeout(opts.timeout)
-        .user_agent(opts.user_agent.clone())
-        .default_headers(default_headers)
-        .tls_version_min(reqwest::tls::Version::TLS_1_2);
-    if let Some(pem) = &opts.ca_cert_pem {
-        let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::BadCaCert {
-            reason: "not a PEM certificate bundle",
-            source: Some(e),
-        })?;
-        if certs.is_empty() {
-            return Err(Error::BadCaCert {
-                reason: "no certificate found in the PEM bundle",
-                source: None,
-            });
+    let base = || {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .user_agent(opts.user_agent.clone())
+            .default_headers(default_headers.clone())
+            .tls_version_min(reqwest::tls::Version::TLS_1_2);
+        if opts.insecure {
+            builder.tls_danger_accept_invalid_certs(true)
+        } else {
+            builder
         }
-        builder = builder.tls_certs_merge(certs);
+    };
+    let Some(pem) = &opts.ca_cert_pem else {
+        return base().build().map_err(Error::Build);
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::BadCaCert {
+        reason: "not a PEM certificate bundle",
+        source: Some(e),
+    })?;
+    if certs.is_empty() {
+        return Err(Error::BadCaCert {
+            reason: "no certificate found in the PEM bundle",
+            source: None,
+        });
     }
-    if opts.insecure {
-        builder = builder.tls_danger_accept_invalid_certs(true);
+    match base().tls_certs_merge(certs).build() {
+        Ok(client) => Ok(client),
+        // Certificates are only decoded at build time: if the same client
+        // builds without them, the bundle is what is wrong.
+        Err(e) if base().build().is_ok() => Err(Error::BadCaCert {
+            reason: "a certificate in the bundle cannot be decoded",
+            source: Some(e),
+        }),
+        Err(e) => Err(Error::Build(e)),
     }
-    builder.build().map_err(Error::Build)
 }
 
 /// One successful exchange: a 2xx status and its complete body.
@@ -589,5 +602,533 @@ where
                 retries_done += 1;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant as StdInstant;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn fast() -> HttpOptions {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
+            max_retries: 4,
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(50),
+            ..HttpOptions::default()
+        }
+    }
+
+    async fn get(opts: &HttpOptions, url: String) -> Result<Response> {
+        let client = build_client(opts, HeaderMap::new()).unwrap();
+        execute(&client, opts, || client.get(&url)).await
+    }
+
+    #[test]
+    fn defaults_match_the_brief() {
+        let o = HttpOptions::default();
+        assert_eq!(o.connect_timeout, Duration::from_secs(10));
+        assert_eq!(o.timeout, Duration::from_secs(60));
+        assert_eq!(o.max_retries, 4);
+        assert_eq!(o.backoff_base, Duration::from_millis(500));
+        assert_eq!(o.backoff_cap, Duration::from_secs(30));
+        assert_eq!(o.retry_after_cap, Duration::from_secs(120));
+        assert_eq!(o.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(o.user_agent, format!("lrci/{}", env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn credentials_with_unsafe_bytes_are_refused_by_name() {
+        for bad in [
+            "",
+            "abc\r\nX-Evil: 1",
+            "abc\n",
+            "a\0b",
+            "has space",
+            "caf\u{e9}",
+            "tab\there",
+        ] {
+            let err =
+                auth_header("RF_API_KEY", "", &SecretString::from(bad.to_string())).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(text.contains("RF_API_KEY"), "{text}");
+            if !bad.is_empty() {
+                assert!(!text.contains(bad), "value leaked: {text}");
+            }
+        }
+        let ok = auth_header(
+            "K",
+            "Bearer ",
+            &SecretString::from("s3cr3t-T0ken".to_string()),
+        )
+        .unwrap();
+        assert!(ok.is_sensitive());
+        assert!(!format!("{ok:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn bad_ca_bundles_are_config_errors() {
+        for pem in [
+            &b""[..],
+            b"not a certificate",
+            b"-----BEGIN CERTIFICATE-----\nZZZ\n-----END CERTIFICATE-----\n",
+        ] {
+            let opts = HttpOptions {
+                ca_cert_pem: Some(pem.to_vec()),
+                ..HttpOptions::default()
+            };
+            let err = build_client(&opts, HeaderMap::new()).unwrap_err();
+            assert!(matches!(err, Error::BadCaCert { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_real_ca_bundle_is_accepted_when_the_system_has_one() {
+        let Ok(pem) = std::fs::read("/etc/ssl/certs/ca-certificates.crt") else {
+            return;
+        };
+        let opts = HttpOptions {
+            ca_cert_pem: Some(pem),
+            ..HttpOptions::default()
+        };
+        build_client(&opts, HeaderMap::new()).unwrap();
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    fn status_err(status: u16, retry_after: Option<Duration>) -> Error {
+        Error::Status {
+            method: Method::GET,
+            path: "/x".into(),
+            status,
+            snippet: String::new(),
+            body: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn retry_decision_table() {
+        let opts = fast();
+        let now = Instant::now();
+        let b = Duration::from_millis(20);
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert_eq!(
+                decide_retry(&status_err(status, None), 0, &opts, now, b),
+                RetryDecision::GiveUp,
+                "{status}"
+            );
+        }
+        for status in [429, 500, 502, 503, 504] {
+            assert_eq!(
+                decide_retry(&status_err(status, None), 0, &opts, now, b),
+                RetryDecision::Sleep(b),
+                "{status}"
+            );
+        }
+        // Retry-After wins over backoff; above the cap means give up now.
+        let ra = Some(Duration::from_secs(2));
+        assert_eq!(
+            decide_retry(&status_err(429, ra), 0, &opts, now, b),
+            RetryDecision::Sleep(Duration::from_secs(2))
+        );
+        let huge = Some(Duration::from_secs(121));
+        assert_eq!(
+            decide_retry(&status_err(429, huge), 0, &opts, now, b),
+            RetryDecision::RetryAfterTooLong(Duration::from_secs(121))
+        );
+        // Retry budget.
+        assert_eq!(
+            decide_retry(&status_err(503, None), 4, &opts, now, b),
+            RetryDecision::GiveUp
+        );
+        // Deadline: a sleep that would reach it is not taken.
+        let tight = HttpOptions {
+            deadline: Some(now + Duration::from_millis(15)),
+            ..fast()
+        };
+        assert_eq!(
+            decide_retry(&status_err(503, None), 0, &tight, now, b),
+            RetryDecision::GiveUp
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let opts = HttpOptions {
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_millis(1000),
+            ..HttpOptions::default()
+        };
+        for _ in 0..50 {
+            let d0 = backoff_delay(&opts, 0);
+            assert!(
+                d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100),
+                "{d0:?}"
+            );
+            let d3 = backoff_delay(&opts, 3);
+            assert!(
+                d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800),
+                "{d3:?}"
+            );
+            let d40 = backoff_delay(&opts, 40);
+            assert!(
+                d40 >= Duration::from_millis(500) && d40 <= Duration::from_millis(1000),
+                "{d40:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+            .up_to_n_times(2)
+            .expect(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("fine"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let resp = get(&fast(), format!("{}/a", server.uri())).await.unwrap();
+        assert_eq!(resp.body, b"fine");
+        assert_eq!(resp.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_retries_with_the_last_error() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(502).set_body_string("<html>\u{1b}[2Jbad gateway</html>"),
+            )
+            .expect(5)
+            .mount(&server)
+            .await;
+        let err = get(&fast(), format!("{}/a?x=1", server.uri()))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient());
+        match &err {
+            Error::Status {
+                status,
+                snippet,
+                path,
+                ..
+            } => {
+                assert_eq!(*status, 502);
+                assert_eq!(path, "/a?x=1");
+                assert!(!snippet.contains('\u{1b}'), "{snippet:?}");
+                assert!(snippet.contains("bad gateway"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn snippet_is_at_most_200_chars() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(400).set_body_string("x".repeat(5000)))
+            .mount(&server)
+            .await;
+        let err = get(&fast(), server.uri()).await.unwrap_err();
+        let Error::Status { snippet, body, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(snippet.chars().count(), 200);
+        assert_eq!(body.chars().count(), 4096);
+    }
+
+    #[tokio::test]
+    async fn never_retries_permanent_statuses() {
+        for status in [400u16, 401, 403, 404, 413, 422] {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(status))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let err = get(&fast(), server.uri()).await.unwrap_err();
+            assert_eq!(err.status(), Some(status));
+            assert!(!err.is_transient(), "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_seconds_is_honoured() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let resp = get(&fast(), server.uri()).await.unwrap();
+        let gap = start.elapsed();
+        assert_eq!(resp.attempts, 2);
+        assert!(gap >= Duration::from_millis(1000), "{gap:?}");
+        assert!(gap < Duration::from_millis(2500), "{gap:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_http_date_is_honoured() {
+        let server = MockServer::start().await;
+        let when = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", when.as_str()))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let resp = get(&fast(), server.uri()).await.unwrap();
+        let gap = start.elapsed();
+        assert_eq!(resp.attempts, 2);
+        // HTTP-dates have whole-second resolution: the wait is 1–2 s.
+        assert!(gap >= Duration::from_millis(900), "{gap:?}");
+        assert!(gap < Duration::from_millis(3000), "{gap:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_over_the_cap_gives_up_at_once() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let err = get(&fast(), server.uri()).await.unwrap_err();
+        assert!(start.elapsed() < Duration::from_millis(500));
+        assert!(err.is_transient());
+        assert!(
+            matches!(err, Error::RetryAfterTooLong { status: 429, retry_after, .. } if retry_after == Duration::from_secs(3600)),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deadline_stops_retries_and_bounds_slow_attempts() {
+        // Backoff longer than the time left: one attempt, then the last error.
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let opts = HttpOptions {
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(2),
+            deadline: Some(Instant::now() + Duration::from_millis(700)),
+            ..fast()
+        };
+        let start = StdInstant::now();
+        let err = get(&opts, server.uri()).await.unwrap_err();
+        assert_eq!(err.status(), Some(503));
+        assert!(
+            start.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // A server slower than the time left: the attempt is cut at the deadline.
+        let slow = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+            .mount(&slow)
+            .await;
+        let opts = HttpOptions {
+            timeout: Duration::from_secs(10),
+            deadline: Some(Instant::now() + Duration::from_millis(500)),
+            ..fast()
+        };
+        let start = StdInstant::now();
+        let err = get(&opts, slow.uri()).await.unwrap_err();
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        assert!(err.is_transient(), "{err:?}");
+
+        // Deadline already passed: no request at all.
+        let none = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&none)
+            .await;
+        let opts = HttpOptions {
+            deadline: Some(Instant::now()),
+            ..fast()
+        };
+        let err = get(&opts, none.uri()).await.unwrap_err();
+        assert!(matches!(err, Error::Deadline { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn timeouts_are_transient_and_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let opts = HttpOptions {
+            timeout: Duration::from_millis(200),
+            max_retries: 1,
+            ..fast()
+        };
+        let err = get(&opts, server.uri()).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_transient_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let opts = HttpOptions {
+            max_retries: 1,
+            ..fast()
+        };
+        let err = get(&opts, format!("http://{addr}/")).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn body_over_the_cap_is_refused() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'a'; 2000]))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let opts = HttpOptions {
+            max_body_bytes: 1000,
+            ..fast()
+        };
+        let err = get(&opts, server.uri()).await.unwrap_err();
+        assert!(
+            matches!(err, Error::BodyTooLarge { limit: 1000, .. }),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        let opts = HttpOptions {
+            max_body_bytes: 2000,
+            ..fast()
+        };
+        assert_eq!(get(&opts, server.uri()).await.unwrap().body.len(), 2000);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_never_followed() {
+        let target = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&target)
+            .await;
+        let origin = MockServer::start().await;
+        for status in [301u16, 302, 307, 308] {
+            origin.reset().await;
+            Mock::given(method("GET"))
+                .and(path("/a"))
+                .respond_with(ResponseTemplate::new(status).insert_header(
+                    "Location",
+                    format!("http://localhost:{}/b", target.address().port()).as_str(),
+                ))
+                .expect(1)
+                .mount(&origin)
+                .await;
+            let err = get(&fast(), format!("{}/a", origin.uri()))
+                .await
+                .unwrap_err();
+            match &err {
+                Error::Redirect {
+                    status: s,
+                    location_host,
+                    ..
+                } => {
+                    assert_eq!(*s, status);
+                    assert_eq!(location_host, "localhost");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            assert!(err.to_string().contains("localhost"), "{err}");
+            assert!(!err.is_transient());
+        }
+        assert_eq!(target.received_requests().await.unwrap().len(), 0);
+    }
+
+    /// A chunked body (no Content-Length) that keeps coming: the read stops at
+    /// the cap instead of buffering everything.
+    #[tokio::test]
+    async fn chunked_body_over_the_cap_is_cut_off_while_streaming() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await.unwrap();
+            sock.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let chunk = format!("{:x}\r\n{}\r\n", 1024, "a".repeat(1024));
+            let mut sent = 0usize;
+            // Up to 100 MiB, stopping as soon as the client hangs up.
+            while sent < 100 * 1024 * 1024 {
+                if sock.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+                sent += 1024;
+            }
+            sent
+        });
+        let opts = HttpOptions {
+            max_body_bytes: 64 * 1024,
+            ..fast()
+        };
+        let err = get(&opts, format!("http://{addr}/")).await.unwrap_err();
+        assert!(matches!(err, Error::BodyTooLarge { .. }), "{err:?}");
+        let sent = server.await.unwrap();
+        assert!(sent < 50 * 1024 * 1024, "server pushed {sent} bytes");
+    }
+
+    #[test]
+    fn options_debug_hides_ca_bytes() {
+        let opts = HttpOptions {
+            ca_cert_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            ..HttpOptions::default()
+        };
+        let dbg = format!("{opts:?}");
+        assert!(dbg.contains("<27 bytes>"), "{dbg}");
+        assert!(!dbg.contains("BEGIN"), "{dbg}");
     }
 }
