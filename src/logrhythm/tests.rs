@@ -206,7 +206,7 @@ async fn auth_failures_map_to_auth_without_retry() {
             .respond_with(
                 ResponseTemplate::new(status).set_body_json(json!({"statusCode": status})),
             )
-            .expect(1)
+            .expect(2) // two calls below, one request each: no retry
             .mount(&server)
             .await;
         let c = client(&server);
