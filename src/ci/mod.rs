@@ -27,7 +27,7 @@ pub const AUTH_HINT: &str = "check RF_API_KEY: the token must be valid and have 
 pub enum Error {
     /// Transport or HTTP failure (including 429/5xx after retries).
     #[error(transparent)]
-    Http(#[from] http::Error),
+    Http(Box<http::Error>),
     /// The base URL is not acceptable.
     #[error("RF_API_URL {url} is not usable: {reason}")]
     Config { url: String, reason: &'static str },
@@ -37,7 +37,7 @@ pub enum Error {
         status: u16,
         hint: &'static str,
         #[source]
-        source: http::Error,
+        source: Box<http::Error>,
     },
     /// 400: CI rejected the batch.
     #[error("Collective Insights rejected the batch (HTTP 400): {message}")]
@@ -45,13 +45,13 @@ pub enum Error {
         /// `message`, `error.message`, or the raw body text (sanitised, ≤ 500 chars).
         message: String,
         #[source]
-        source: http::Error,
+        source: Box<http::Error>,
     },
     /// 413: the batch is too large; split it.
     #[error("Collective Insights says the batch is too large (HTTP 413)")]
     TooLarge {
         #[source]
-        source: http::Error,
+        source: Box<http::Error>,
     },
     /// A 2xx whose body is not a CI result (no `result.status`): nothing may be
     /// treated as sent. Transient, so the work stays for a later attempt.
@@ -66,6 +66,12 @@ pub enum Error {
     /// The request body could not be encoded.
     #[error("could not encode the detections as JSON")]
     Encode(#[source] serde_json::Error),
+}
+
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Self {
+        Error::Http(Box::new(e))
+    }
 }
 
 /// Result alias of this module.
@@ -251,7 +257,7 @@ fn map_http(e: http::Error) -> Error {
         Some(status @ (401 | 403)) => Error::Auth {
             status,
             hint: AUTH_HINT,
-            source: e,
+            source: Box::new(e),
         },
         Some(400) => {
             let message = match &e {
@@ -260,10 +266,15 @@ fn map_http(e: http::Error) -> Error {
                     .unwrap_or_else(|| http::sanitize(body, 500)),
                 _ => String::new(),
             };
-            Error::Rejected { message, source: e }
+            Error::Rejected {
+                message,
+                source: Box::new(e),
+            }
         }
-        Some(413) => Error::TooLarge { source: e },
-        _ => Error::Http(e),
+        Some(413) => Error::TooLarge {
+            source: Box::new(e),
+        },
+        _ => Error::from(e),
     }
 }
 

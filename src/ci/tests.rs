@@ -307,7 +307,7 @@ async fn redirect_is_not_followed_and_token_does_not_travel() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, Error::Http(http::Error::Redirect { status: 307, .. })),
+        matches!(&err, Error::Http(e) if matches!(**e, http::Error::Redirect { status: 307, .. })),
         "{err:?}"
     );
     assert!(err.to_string().contains("127.0.0.1"), "{err}");

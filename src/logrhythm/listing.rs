@@ -233,8 +233,7 @@ impl Listing {
 
     /// The result: alarms sorted by `(t, id)`.
     pub(crate) fn finish(mut self) -> SliceListing {
-        self.alarms
-            .sort_by(|a, b| (a.date_inserted, a.alarm_id).cmp(&(b.date_inserted, b.alarm_id)));
+        self.alarms.sort_by_key(|a| (a.date_inserted, a.alarm_id));
         SliceListing {
             alarms: self.alarms,
             saturated_at: self.saturated,

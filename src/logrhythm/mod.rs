@@ -32,21 +32,21 @@ const KEY_VARIABLE: &str = "LOGRHYTHM_API_KEY";
 pub enum Error {
     /// Transport or HTTP failure.
     #[error(transparent)]
-    Http(#[from] http::Error),
+    Http(Box<http::Error>),
     /// 401 or 403: the key is wrong, expired, or lacks permission (exit 77).
     #[error("LogRhythm refused the API key (HTTP {status}); check LOGRHYTHM_API_KEY and the third-party application's user profile")]
     Auth {
         /// 401 or 403.
         status: u16,
         #[source]
-        source: http::Error,
+        source: Box<http::Error>,
     },
     /// 404 for one alarm.
     #[error("alarm {id} not found (HTTP 404)")]
     NotFound {
         id: AlarmId,
         #[source]
-        source: http::Error,
+        source: Box<http::Error>,
     },
     /// The body is not JSON of the expected shape.
     #[error("{what}: response is not valid JSON of the expected shape")]
@@ -87,6 +87,12 @@ pub enum Error {
     },
 }
 
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Self {
+        Error::Http(Box::new(e))
+    }
+}
+
 /// Result alias of this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -112,9 +118,15 @@ impl Error {
 /// Maps HTTP errors: 401/403 → `Auth`, 404 for an alarm → `NotFound`.
 fn map_http(e: http::Error, alarm: Option<AlarmId>) -> Error {
     match (e.status(), alarm) {
-        (Some(status @ (401 | 403)), _) => Error::Auth { status, source: e },
-        (Some(404), Some(id)) => Error::NotFound { id, source: e },
-        _ => Error::Http(e),
+        (Some(status @ (401 | 403)), _) => Error::Auth {
+            status,
+            source: Box::new(e),
+        },
+        (Some(404), Some(id)) => Error::NotFound {
+            id,
+            source: Box::new(e),
+        },
+        _ => Error::from(e),
     }
 }
 
@@ -130,7 +142,7 @@ pub struct Client {
 /// `https://pm:8501` → `https://pm:8501/lr-alarm-api/` (kept if already there).
 fn api_base(base: &Url) -> Result<Url> {
     let bad = |reason| {
-        Error::Http(http::Error::BadUrl {
+        Error::from(http::Error::BadUrl {
             url: base.as_str().to_string(),
             reason,
         })
@@ -180,7 +192,7 @@ impl Client {
 
     fn url(&self, rel: &str) -> Result<Url> {
         self.base.join(rel).map_err(|_| {
-            Error::Http(http::Error::BadUrl {
+            Error::from(http::Error::BadUrl {
                 url: format!("{}{rel}", self.base),
                 reason: "cannot build the request URL",
             })
