@@ -1129,6 +1129,22 @@ mod tests {
     }
 
     #[test]
+    fn sanitize_table() {
+        let cases = [
+            ("plain", 200, "plain"),
+            ("a\r\nb\tc", 200, "a  b c"),
+            ("\u{1b}[2J\u{1b}]0;pwned\u{7}x", 200, "[2J]0;pwnedx"),
+            ("nul\0byte", 200, "nulbyte"),
+            ("bidi\u{202e}txt\u{2066}", 200, "biditxt"),
+            ("line\u{2028}sep\u{85}nel", 200, "line sep nel"),
+            ("abcdef", 3, "abc"),
+        ];
+        for (input, max, want) in cases {
+            assert_eq!(sanitize(input, max), want, "{input:?}");
+        }
+    }
+
+    #[test]
     fn options_debug_hides_ca_bytes() {
         let opts = HttpOptions {
             ca_cert_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
