@@ -1,6 +1,25 @@
 //! lrci: a sync agent that sends LogRhythm SIEM alarms to Recorded Future
 //! Collective Insights and keeps an SQLite ledger of everything it saw and sent.
+//!
+//! Module map (dependencies point down; leaves do not import each other):
+//! - [`cli`]: argument types and one module per command; `main` calls [`cli::run`].
+//! - [`config`]: validated settings from flags and environment; [`logging`]: tracing setup.
+//! - [`app`]: the sync engine, the only module that uses every leaf.
+//! - Leaves: [`logrhythm`] and [`ci`] (HTTP clients over [`http`]), [`extract`] and
+//!   [`policy`] (pure indicator extraction and judgement), [`ledger`] (all SQL).
+//! - [`model`]: the domain types everyone shares. [`error`]: exit codes.
+//! - [`sim`]: the simulator of both APIs used by tests, benchmarks and `demo`.
 
+pub mod app;
+pub mod ci;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod extract;
+pub mod http;
 pub mod ledger;
+pub mod logging;
+pub mod logrhythm;
 pub mod model;
+pub mod policy;
 pub mod sim;

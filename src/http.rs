@@ -1,0 +1,1157 @@
+//! Shared HTTP plumbing for the two API clients: building a hardened reqwest
+//! client, turning non-2xx answers into [`Error`], reading bodies under a size
+//! cap, and the one bounded retry loop ([`execute`]).
+//!
+//! This module knows nothing about either API's payloads. It never logs or
+//! formats credentials: auth headers are built by [`auth_header`], marked
+//! sensitive, and only ever live inside the reqwest client's default headers.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use rand::Rng;
+use reqwest::header::{HeaderMap, HeaderValue, LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::time::Instant;
+
+/// Longest body snippet carried in an error's message.
+const SNIPPET_CHARS: usize = 200;
+/// Longest error body kept for callers that extract a server message.
+const ERROR_BODY_CHARS: usize = 4096;
+/// Bytes read from an error response at most (the rest is dropped unread).
+const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Transport settings shared by both clients.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// TCP + TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (headers and body), per attempt.
+    pub timeout: Duration,
+    /// Retries after the first attempt for transient failures.
+    pub max_retries: u32,
+    /// First backoff delay; doubled per retry, with jitter.
+    pub backoff_base: Duration,
+    /// Largest backoff delay.
+    pub backoff_cap: Duration,
+    /// A `Retry-After` longer than this is not waited for: the call fails at once
+    /// (transiently) so the caller can leave the work for a later run.
+    pub retry_after_cap: Duration,
+    /// No attempt starts, and no sleep runs, past this instant.
+    pub deadline: Option<Instant>,
+    /// Extra trusted root(s), PEM, merged with the platform's roots.
+    pub ca_cert_pem: Option<Vec<u8>>,
+    /// Accept any server certificate (LogRhythm's self-signed default).
+    pub insecure: bool,
+    /// `User-Agent` header value.
+    pub user_agent: String,
+    /// Largest response body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpOptions {
+    fn default() -> Self {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            max_retries: 4,
+            backoff_base: Duration::from_millis(500),
+            backoff_cap: Duration::from_secs(30),
+            retry_after_cap: Duration::from_secs(120),
+            deadline: None,
+            ca_cert_pem: None,
+            insecure: false,
+            user_agent: default_user_agent(),
+            max_body_bytes: 32 * 1024 * 1024,
+        }
+    }
+}
+
+impl fmt::Debug for HttpOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpOptions")
+            .field("connect_timeout", &self.connect_timeout)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_cap", &self.backoff_cap)
+            .field("retry_after_cap", &self.retry_after_cap)
+            .field("deadline", &self.deadline)
+            .field(
+                "ca_cert_pem",
+                &self
+                    .ca_cert_pem
+                    .as_ref()
+                    .map(|p| format!("<{} bytes>", p.len())),
+            )
+            .field("insecure", &self.insecure)
+            .field("user_agent", &self.user_agent)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// `lrci/<crate version>`.
+pub fn default_user_agent() -> String {
+    format!("lrci/{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Errors of the HTTP layer. Never carries a header or a credential.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A credential is unusable as a header value; names the variable, never the value.
+    #[error("{variable} is not a usable credential: it must be non-empty visible ASCII without spaces or control characters")]
+    BadCredential {
+        /// The setting (environment variable) the credential came from.
+        variable: &'static str,
+    },
+    /// The CA certificate bundle holds no usable certificate.
+    #[error("the CA certificate bundle is unusable: {reason}")]
+    BadCaCert {
+        /// What is wrong with it.
+        reason: &'static str,
+        /// The parser's complaint, when there is one.
+        #[source]
+        source: Option<reqwest::Error>,
+    },
+    /// reqwest refused the client configuration.
+    #[error("could not build the HTTP client")]
+    Build(#[source] reqwest::Error),
+    /// The base URL cannot be used.
+    #[error("invalid URL {url}: {reason}")]
+    BadUrl {
+        /// The URL as given (no credentials are ever put into URLs).
+        url: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The connection could not be established.
+    #[error("{method} {path}: could not connect")]
+    Connect {
+        method: Method,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The attempt ran out of time.
+    #[error("{method} {path}: timed out")]
+    Timeout {
+        method: Method,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// Another transport failure while sending (reset, protocol error).
+    #[error("{method} {path}: request failed")]
+    Request {
+        method: Method,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The body could not be read completely.
+    #[error("{method} {path}: could not read the response body")]
+    Body {
+        method: Method,
+        path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The body is larger than [`HttpOptions::max_body_bytes`].
+    #[error("{method} {path}: response body larger than {limit} bytes")]
+    BodyTooLarge {
+        method: Method,
+        path: String,
+        limit: usize,
+    },
+    /// A 3xx answer; redirects are never followed (they would leak custom
+    /// auth headers such as `X-RFToken` to the target host).
+    #[error("{method} {path}: HTTP {status} redirect to {location_host} not followed")]
+    Redirect {
+        method: Method,
+        path: String,
+        status: u16,
+        /// Host of the `Location` header (`<none>` when absent or unparsable).
+        location_host: String,
+    },
+    /// A non-2xx, non-3xx answer.
+    #[error("{method} {path}: HTTP {status}: {snippet}")]
+    Status {
+        method: Method,
+        path: String,
+        status: u16,
+        /// At most 200 characters of the body, control characters removed.
+        snippet: String,
+        /// Up to 4096 characters of the body, control characters removed, for
+        /// callers that extract a server message.
+        body: String,
+        /// The parsed `Retry-After`, if any.
+        retry_after: Option<Duration>,
+    },
+    /// The server asked for a wait above [`HttpOptions::retry_after_cap`].
+    #[error("{method} {path}: HTTP {status} with Retry-After {retry_after:?}, longer than the {cap:?} cap; leaving the work for later")]
+    RetryAfterTooLong {
+        method: Method,
+        path: String,
+        status: u16,
+        retry_after: Duration,
+        cap: Duration,
+    },
+    /// The run deadline passed before the first attempt could start.
+    #[error("{method} {path}: run deadline reached before the request could start")]
+    Deadline { method: Method, path: String },
+}
+
+/// Result alias of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when trying again later may succeed: connect errors, timeouts, body
+    /// read errors, 429, 500, 502, 503, 504, a too-long `Retry-After`, a reached
+    /// deadline.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Connect { .. }
+            | Error::Timeout { .. }
+            | Error::Request { .. }
+            | Error::Body { .. }
+            | Error::RetryAfterTooLong { .. }
+            | Error::Deadline { .. } => true,
+            Error::Status { status, .. } => is_transient_status(*status),
+            Error::BadCredential { .. }
+            | Error::BadCaCert { .. }
+            | Error::Build(_)
+            | Error::BadUrl { .. }
+            | Error::BodyTooLarge { .. }
+            | Error::Redirect { .. } => false,
+        }
+    }
+
+    /// The HTTP status, when the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Status { status, .. }
+            | Error::Redirect { status, .. }
+            | Error::RetryAfterTooLong { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// Statuses worth retrying.
+fn is_transient_status(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+/// Builds an auth header value from a secret, marked sensitive so it never
+/// appears in Debug output. `prefix` is e.g. `"Bearer "` or `""`.
+///
+/// A secret that is empty or holds anything but visible ASCII (CR, LF, NUL,
+/// spaces, non-ASCII) is refused with an error naming `variable`, never the value.
+pub fn auth_header(
+    variable: &'static str,
+    prefix: &str,
+    secret: &SecretString,
+) -> Result<HeaderValue> {
+    let raw = secret.expose_secret();
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::BadCredential { variable });
+    }
+    let mut value = HeaderValue::from_str(&format!("{prefix}{raw}"))
+        .map_err(|_| Error::BadCredential { variable })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// Builds a pooled reqwest client: rustls, redirects disabled, timeouts, the
+/// user agent, the given default headers (e.g. auth), the CA bundle merged with
+/// the platform roots, and certificate checks off only when `insecure`.
+pub fn build_client(opts: &HttpOptions, default_headers: HeaderMap) -> Result<reqwest::Client> {
+    let base = || {
+        let builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(opts.connect_timeout)
+            .timeout(opts.timeout)
+            .user_agent(opts.user_agent.clone())
+            .default_headers(default_headers.clone())
+            .tls_version_min(reqwest::tls::Version::TLS_1_2);
+        if opts.insecure {
+            builder.tls_danger_accept_invalid_certs(true)
+        } else {
+            builder
+        }
+    };
+    let Some(pem) = &opts.ca_cert_pem else {
+        return base().build().map_err(Error::Build);
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::BadCaCert {
+        reason: "not a PEM certificate bundle",
+        source: Some(e),
+    })?;
+    if certs.is_empty() {
+        return Err(Error::BadCaCert {
+            reason: "no certificate found in the PEM bundle",
+            source: None,
+        });
+    }
+    match base().tls_certs_merge(certs).build() {
+        Ok(client) => Ok(client),
+        // Certificates are only decoded at build time: if the same client
+        // builds without them, the bundle is what is wrong.
+        Err(e) if base().build().is_ok() => Err(Error::BadCaCert {
+            reason: "a certificate in the bundle cannot be decoded",
+            source: Some(e),
+        }),
+        Err(e) => Err(Error::Build(e)),
+    }
+}
+
+/// One successful exchange: a 2xx status and its complete body.
+#[derive(Debug)]
+pub struct Response {
+    /// The 2xx status.
+    pub status: StatusCode,
+    /// The body, at most `max_body_bytes`.
+    pub body: Vec<u8>,
+    /// Attempts made, 1 when the first one succeeded.
+    pub attempts: u32,
+}
+
+/// Path and query of a URL, for error messages.
+fn display_path(url: &reqwest::Url) -> String {
+    match url.query() {
+        Some(q) => format!("{}?{}", url.path(), q),
+        None => url.path().to_string(),
+    }
+}
+
+/// Keeps printable characters only, at most `max` of them: line breaks and
+/// tabs become spaces, other control and bidi-override characters are dropped
+/// (server text ends up in logs and terminals).
+pub fn sanitize(text: &str, max: usize) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' | '\u{85}' => Some(' '),
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => None,
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .take(max)
+        .collect()
+}
+
+/// Parses `Retry-After` as delay-seconds or an HTTP-date (relative to `now`).
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Turns a non-2xx response into an [`Error`]; returns 2xx responses untouched.
+/// Every call of both clients goes through here (via [`execute`]).
+pub async fn check_status(resp: reqwest::Response, method: &Method) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let path = display_path(resp.url());
+    if status.is_redirection() {
+        let location_host = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|loc| resp.url().join(loc).ok())
+            .and_then(|u| u.host_str().map(|h| sanitize(h, 255)))
+            .unwrap_or_else(|| "<none>".to_string());
+        return Err(Error::Redirect {
+            method: method.clone(),
+            path,
+            status: status.as_u16(),
+            location_host,
+        });
+    }
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    // Best effort: an unreadable error body still yields the status error.
+    let raw = read_capped_lossy(resp, ERROR_BODY_BYTES).await;
+    let text = String::from_utf8_lossy(&raw);
+    Err(Error::Status {
+        method: method.clone(),
+        path,
+        status: status.as_u16(),
+        snippet: sanitize(&text, SNIPPET_CHARS),
+        body: sanitize(&text, ERROR_BODY_CHARS),
+        retry_after,
+    })
+}
+
+/// Reads at most `cap` bytes of an error body, ignoring read errors.
+async fn read_capped_lossy(mut resp: reqwest::Response, cap: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    while out.len() < cap {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                let room = cap - out.len();
+                out.extend_from_slice(chunk.get(..room.min(chunk.len())).unwrap_or(&chunk));
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    out
+}
+
+/// Streams a body into memory, failing as soon as it exceeds `cap` bytes.
+pub async fn read_body(
+    mut resp: reqwest::Response,
+    method: &Method,
+    cap: usize,
+) -> Result<Vec<u8>> {
+    let path = display_path(resp.url());
+    let too_large = || Error::BodyTooLarge {
+        method: method.clone(),
+        path: path.clone(),
+        limit: cap,
+    };
+    if resp.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if out.len() + chunk.len() > cap {
+                    return Err(too_large());
+                }
+                out.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(out),
+            Err(source) if source.is_timeout() => {
+                return Err(Error::Timeout {
+                    method: method.clone(),
+                    path,
+                    source,
+                })
+            }
+            Err(source) => {
+                return Err(Error::Body {
+                    method: method.clone(),
+                    path,
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Classifies a reqwest send error.
+fn send_error(source: reqwest::Error, method: &Method, path: String) -> Error {
+    let method = method.clone();
+    if source.is_timeout() {
+        Error::Timeout {
+            method,
+            path,
+            source,
+        }
+    } else if source.is_connect() {
+        Error::Connect {
+            method,
+            path,
+            source,
+        }
+    } else if source.is_body() || source.is_decode() {
+        Error::Body {
+            method,
+            path,
+            source,
+        }
+    } else {
+        Error::Request {
+            method,
+            path,
+            source,
+        }
+    }
+}
+
+/// Backoff before retry number `retry` (0-based): `base * 2^retry`, capped, with
+/// "equal jitter" (half fixed, half random) so concurrent clients spread out.
+pub fn backoff_delay(opts: &HttpOptions, retry: u32) -> Duration {
+    let exp = opts
+        .backoff_base
+        .checked_mul(1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(opts.backoff_cap)
+        .min(opts.backoff_cap);
+    let half = exp / 2;
+    let jitter_ms = u64::try_from(half.as_millis()).unwrap_or(u64::MAX);
+    let extra = if jitter_ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(rand::rng().random_range(0..=jitter_ms))
+    };
+    half + extra
+}
+
+/// What the retry loop does after a failed attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum RetryDecision {
+    /// Sleep this long, then try again.
+    Sleep(Duration),
+    /// Return the error as is.
+    GiveUp,
+    /// Return [`Error::RetryAfterTooLong`].
+    RetryAfterTooLong(Duration),
+}
+
+/// Pure retry decision for a failed attempt (`retries_done` retries so far).
+fn decide_retry(
+    err: &Error,
+    retries_done: u32,
+    opts: &HttpOptions,
+    now: Instant,
+    backoff: Duration,
+) -> RetryDecision {
+    if !err.is_transient() || retries_done >= opts.max_retries {
+        return RetryDecision::GiveUp;
+    }
+    let delay = match err {
+        Error::Status {
+            retry_after: Some(ra),
+            ..
+        } => {
+            if *ra > opts.retry_after_cap {
+                return RetryDecision::RetryAfterTooLong(*ra);
+            }
+            *ra
+        }
+        _ => backoff,
+    };
+    if let Some(deadline) = opts.deadline {
+        if now + delay >= deadline {
+            return RetryDecision::GiveUp;
+        }
+    }
+    RetryDecision::Sleep(delay)
+}
+
+/// Sends a request built by `build` (called once per attempt), retrying
+/// transient failures as [`HttpOptions`] says, and returns the 2xx body.
+///
+/// Never retries 400/401/403/404/413/422 or any other non-transient error;
+/// honours `Retry-After` (seconds or HTTP-date) and gives up at once when it
+/// exceeds `retry_after_cap`; never sleeps past the deadline and shortens each
+/// attempt's timeout so it ends by the deadline.
+pub async fn execute<F>(client: &reqwest::Client, opts: &HttpOptions, build: F) -> Result<Response>
+where
+    F: Fn() -> reqwest::RequestBuilder,
+{
+    let mut retries_done = 0u32;
+    loop {
+        let mut request = build().build().map_err(Error::Build)?;
+        let method = request.method().clone();
+        let path = display_path(request.url());
+        if let Some(deadline) = opts.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Deadline { method, path });
+            }
+            let per_attempt = request.timeout().copied().unwrap_or(opts.timeout).min(left);
+            *request.timeout_mut() = Some(per_attempt);
+        }
+        let result = match client.execute(request).await {
+            Ok(resp) => match check_status(resp, &method).await {
+                Ok(resp) => {
+                    let status = resp.status();
+                    read_body(resp, &method, opts.max_body_bytes)
+                        .await
+                        .map(|body| Response {
+                            status,
+                            body,
+                            attempts: retries_done + 1,
+                        })
+                }
+                Err(e) => Err(e),
+            },
+            Err(source) => Err(send_error(source, &method, path.clone())),
+        };
+        let err = match result {
+            Ok(resp) => return Ok(resp),
+            Err(e) => e,
+        };
+        let backoff = backoff_delay(opts, retries_done);
+        match decide_retry(&err, retries_done, opts, Instant::now(), backoff) {
+            RetryDecision::GiveUp => return Err(err),
+            RetryDecision::RetryAfterTooLong(retry_after) => {
+                return Err(Error::RetryAfterTooLong {
+                    method,
+                    path,
+                    status: err.status().unwrap_or(0),
+                    retry_after,
+                    cap: opts.retry_after_cap,
+                })
+            }
+            RetryDecision::Sleep(delay) => {
+                tracing::warn!(
+                    method = %method,
+                    path = %path,
+                    error = %err,
+                    attempt = retries_done + 1,
+                    delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    "transient HTTP failure, retrying"
+                );
+                tokio::time::sleep(delay).await;
+                retries_done += 1;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant as StdInstant;
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+
+    fn fast() -> HttpOptions {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
+            max_retries: 4,
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(50),
+            ..HttpOptions::default()
+        }
+    }
+
+    async fn get(opts: &HttpOptions, url: String) -> Result<Response> {
+        let client = build_client(opts, HeaderMap::new()).unwrap();
+        execute(&client, opts, || client.get(&url)).await
+    }
+
+    #[test]
+    fn defaults_match_the_brief() {
+        let o = HttpOptions::default();
+        assert_eq!(o.connect_timeout, Duration::from_secs(10));
+        assert_eq!(o.timeout, Duration::from_secs(60));
+        assert_eq!(o.max_retries, 4);
+        assert_eq!(o.backoff_base, Duration::from_millis(500));
+        assert_eq!(o.backoff_cap, Duration::from_secs(30));
+        assert_eq!(o.retry_after_cap, Duration::from_secs(120));
+        assert_eq!(o.max_body_bytes, 32 * 1024 * 1024);
+        assert_eq!(o.user_agent, format!("lrci/{}", env!("CARGO_PKG_VERSION")));
+    }
+
+    #[test]
+    fn credentials_with_unsafe_bytes_are_refused_by_name() {
+        for bad in [
+            "",
+            "abc\r\nX-Evil: 1",
+            "abc\n",
+            "a\0b",
+            "has space",
+            "caf\u{e9}",
+            "tab\there",
+        ] {
+            let err =
+                auth_header("RF_API_KEY", "", &SecretString::from(bad.to_string())).unwrap_err();
+            let text = format!("{err} {err:?}");
+            assert!(text.contains("RF_API_KEY"), "{text}");
+            if !bad.is_empty() {
+                assert!(!text.contains(bad), "value leaked: {text}");
+            }
+        }
+        let ok = auth_header(
+            "K",
+            "Bearer ",
+            &SecretString::from("s3cr3t-T0ken".to_string()),
+        )
+        .unwrap();
+        assert!(ok.is_sensitive());
+        assert!(!format!("{ok:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn bad_ca_bundles_are_config_errors() {
+        for pem in [
+            &b""[..],
+            b"not a certificate",
+            b"-----BEGIN CERTIFICATE-----\nZZZ\n-----END CERTIFICATE-----\n",
+        ] {
+            let opts = HttpOptions {
+                ca_cert_pem: Some(pem.to_vec()),
+                ..HttpOptions::default()
+            };
+            let err = build_client(&opts, HeaderMap::new()).unwrap_err();
+            assert!(matches!(err, Error::BadCaCert { .. }), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn a_real_ca_bundle_is_accepted_when_the_system_has_one() {
+        let Ok(pem) = std::fs::read("/etc/ssl/certs/ca-certificates.crt") else {
+            return;
+        };
+        let opts = HttpOptions {
+            ca_cert_pem: Some(pem),
+            ..HttpOptions::default()
+        };
+        build_client(&opts, HeaderMap::new()).unwrap();
+    }
+
+    #[test]
+    fn retry_after_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(parse_retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(7)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(7));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-1", now), None);
+    }
+
+    fn status_err(status: u16, retry_after: Option<Duration>) -> Error {
+        Error::Status {
+            method: Method::GET,
+            path: "/x".into(),
+            status,
+            snippet: String::new(),
+            body: String::new(),
+            retry_after,
+        }
+    }
+
+    #[test]
+    fn retry_decision_table() {
+        let opts = fast();
+        let now = Instant::now();
+        let b = Duration::from_millis(20);
+        for status in [400, 401, 403, 404, 413, 422] {
+            assert_eq!(
+                decide_retry(&status_err(status, None), 0, &opts, now, b),
+                RetryDecision::GiveUp,
+                "{status}"
+            );
+        }
+        for status in [429, 500, 502, 503, 504] {
+            assert_eq!(
+                decide_retry(&status_err(status, None), 0, &opts, now, b),
+                RetryDecision::Sleep(b),
+                "{status}"
+            );
+        }
+        // Retry-After wins over backoff; above the cap means give up now.
+        let ra = Some(Duration::from_secs(2));
+        assert_eq!(
+            decide_retry(&status_err(429, ra), 0, &opts, now, b),
+            RetryDecision::Sleep(Duration::from_secs(2))
+        );
+        let huge = Some(Duration::from_secs(121));
+        assert_eq!(
+            decide_retry(&status_err(429, huge), 0, &opts, now, b),
+            RetryDecision::RetryAfterTooLong(Duration::from_secs(121))
+        );
+        // Retry budget.
+        assert_eq!(
+            decide_retry(&status_err(503, None), 4, &opts, now, b),
+            RetryDecision::GiveUp
+        );
+        // Deadline: a sleep that would reach it is not taken.
+        let tight = HttpOptions {
+            deadline: Some(now + Duration::from_millis(15)),
+            ..fast()
+        };
+        assert_eq!(
+            decide_retry(&status_err(503, None), 0, &tight, now, b),
+            RetryDecision::GiveUp
+        );
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let opts = HttpOptions {
+            backoff_base: Duration::from_millis(100),
+            backoff_cap: Duration::from_millis(1000),
+            ..HttpOptions::default()
+        };
+        for _ in 0..50 {
+            let d0 = backoff_delay(&opts, 0);
+            assert!(
+                d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100),
+                "{d0:?}"
+            );
+            let d3 = backoff_delay(&opts, 3);
+            assert!(
+                d3 >= Duration::from_millis(400) && d3 <= Duration::from_millis(800),
+                "{d3:?}"
+            );
+            let d40 = backoff_delay(&opts, 40);
+            assert!(
+                d40 >= Duration::from_millis(500) && d40 <= Duration::from_millis(1000),
+                "{d40:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn retries_503_then_succeeds() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503).set_body_string("busy"))
+            .up_to_n_times(2)
+            .expect(2)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_string("fine"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let resp = get(&fast(), format!("{}/a", server.uri())).await.unwrap();
+        assert_eq!(resp.body, b"fine");
+        assert_eq!(resp.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn gives_up_after_max_retries_with_the_last_error() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(502).set_body_string("<html>\u{1b}[2Jbad gateway</html>"),
+            )
+            .expect(5)
+            .mount(&server)
+            .await;
+        let err = get(&fast(), format!("{}/a?x=1", server.uri()))
+            .await
+            .unwrap_err();
+        assert!(err.is_transient());
+        match &err {
+            Error::Status {
+                status,
+                snippet,
+                path,
+                ..
+            } => {
+                assert_eq!(*status, 502);
+                assert_eq!(path, "/a?x=1");
+                assert!(!snippet.contains('\u{1b}'), "{snippet:?}");
+                assert!(snippet.contains("bad gateway"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn snippet_is_at_most_200_chars() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(400).set_body_string("x".repeat(5000)))
+            .mount(&server)
+            .await;
+        let err = get(&fast(), server.uri()).await.unwrap_err();
+        let Error::Status { snippet, body, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(snippet.chars().count(), 200);
+        assert_eq!(body.chars().count(), 4096);
+    }
+
+    #[tokio::test]
+    async fn never_retries_permanent_statuses() {
+        for status in [400u16, 401, 403, 404, 413, 422] {
+            let server = MockServer::start().await;
+            Mock::given(method("GET"))
+                .respond_with(ResponseTemplate::new(status))
+                .expect(1)
+                .mount(&server)
+                .await;
+            let err = get(&fast(), server.uri()).await.unwrap_err();
+            assert_eq!(err.status(), Some(status));
+            assert!(!err.is_transient(), "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_seconds_is_honoured() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let resp = get(&fast(), server.uri()).await.unwrap();
+        let gap = start.elapsed();
+        assert_eq!(resp.attempts, 2);
+        assert!(gap >= Duration::from_millis(1000), "{gap:?}");
+        assert!(gap < Duration::from_millis(2500), "{gap:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_http_date_is_honoured() {
+        let server = MockServer::start().await;
+        let when = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(2));
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503).insert_header("Retry-After", when.as_str()))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let resp = get(&fast(), server.uri()).await.unwrap();
+        let gap = start.elapsed();
+        assert_eq!(resp.attempts, 2);
+        // HTTP-dates have whole-second resolution: the wait is 1–2 s.
+        assert!(gap >= Duration::from_millis(900), "{gap:?}");
+        assert!(gap < Duration::from_millis(3000), "{gap:?}");
+    }
+
+    #[tokio::test]
+    async fn retry_after_over_the_cap_gives_up_at_once() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "3600"))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let err = get(&fast(), server.uri()).await.unwrap_err();
+        assert!(start.elapsed() < Duration::from_millis(500));
+        assert!(err.is_transient());
+        assert!(
+            matches!(err, Error::RetryAfterTooLong { status: 429, retry_after, .. } if retry_after == Duration::from_secs(3600)),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn deadline_stops_retries_and_bounds_slow_attempts() {
+        // Backoff longer than the time left: one attempt, then the last error.
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(503))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let opts = HttpOptions {
+            backoff_base: Duration::from_secs(2),
+            backoff_cap: Duration::from_secs(2),
+            deadline: Some(Instant::now() + Duration::from_millis(700)),
+            ..fast()
+        };
+        let start = StdInstant::now();
+        let err = get(&opts, server.uri()).await.unwrap_err();
+        assert_eq!(err.status(), Some(503));
+        assert!(
+            start.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            start.elapsed()
+        );
+
+        // A server slower than the time left: the attempt is cut at the deadline.
+        let slow = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(5)))
+            .mount(&slow)
+            .await;
+        let opts = HttpOptions {
+            timeout: Duration::from_secs(10),
+            deadline: Some(Instant::now() + Duration::from_millis(500)),
+            ..fast()
+        };
+        let start = StdInstant::now();
+        let err = get(&opts, slow.uri()).await.unwrap_err();
+        let took = start.elapsed();
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        assert!(err.is_transient(), "{err:?}");
+
+        // Deadline already passed: no request at all.
+        let none = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&none)
+            .await;
+        let opts = HttpOptions {
+            deadline: Some(Instant::now()),
+            ..fast()
+        };
+        let err = get(&opts, none.uri()).await.unwrap_err();
+        assert!(matches!(err, Error::Deadline { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn timeouts_are_transient_and_retried() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_millis(800)))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let opts = HttpOptions {
+            timeout: Duration::from_millis(200),
+            max_retries: 1,
+            ..fast()
+        };
+        let err = get(&opts, server.uri()).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+        assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_transient_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let opts = HttpOptions {
+            max_retries: 1,
+            ..fast()
+        };
+        let err = get(&opts, format!("http://{addr}/")).await.unwrap_err();
+        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(err.is_transient());
+    }
+
+    #[tokio::test]
+    async fn body_over_the_cap_is_refused() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200).set_body_bytes(vec![b'a'; 2000]))
+            .expect(2)
+            .mount(&server)
+            .await;
+        let opts = HttpOptions {
+            max_body_bytes: 1000,
+            ..fast()
+        };
+        let err = get(&opts, server.uri()).await.unwrap_err();
+        assert!(
+            matches!(err, Error::BodyTooLarge { limit: 1000, .. }),
+            "{err:?}"
+        );
+        assert!(!err.is_transient());
+        let opts = HttpOptions {
+            max_body_bytes: 2000,
+            ..fast()
+        };
+        assert_eq!(get(&opts, server.uri()).await.unwrap().body.len(), 2000);
+    }
+
+    #[tokio::test]
+    async fn redirects_are_never_followed() {
+        let target = MockServer::start().await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .expect(0)
+            .mount(&target)
+            .await;
+        let origin = MockServer::start().await;
+        for status in [301u16, 302, 307, 308] {
+            origin.reset().await;
+            Mock::given(method("GET"))
+                .and(path("/a"))
+                .respond_with(ResponseTemplate::new(status).insert_header(
+                    "Location",
+                    format!("http://localhost:{}/b", target.address().port()).as_str(),
+                ))
+                .expect(1)
+                .mount(&origin)
+                .await;
+            let err = get(&fast(), format!("{}/a", origin.uri()))
+                .await
+                .unwrap_err();
+            match &err {
+                Error::Redirect {
+                    status: s,
+                    location_host,
+                    ..
+                } => {
+                    assert_eq!(*s, status);
+                    assert_eq!(location_host, "localhost");
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+            assert!(err.to_string().contains("localhost"), "{err}");
+            assert!(!err.is_transient());
+        }
+        assert_eq!(target.received_requests().await.unwrap().len(), 0);
+    }
+
+    /// A chunked body (no Content-Length) that keeps coming: the read stops at
+    /// the cap instead of buffering everything.
+    #[tokio::test]
+    async fn chunked_body_over_the_cap_is_cut_off_while_streaming() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf).await.unwrap();
+            sock.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            let chunk = format!("{:x}\r\n{}\r\n", 1024, "a".repeat(1024));
+            let mut sent = 0usize;
+            // Up to 100 MiB, stopping as soon as the client hangs up.
+            while sent < 100 * 1024 * 1024 {
+                if sock.write_all(chunk.as_bytes()).await.is_err() {
+                    break;
+                }
+                sent += 1024;
+            }
+            sent
+        });
+        let opts = HttpOptions {
+            max_body_bytes: 64 * 1024,
+            ..fast()
+        };
+        let err = get(&opts, format!("http://{addr}/")).await.unwrap_err();
+        assert!(matches!(err, Error::BodyTooLarge { .. }), "{err:?}");
+        let sent = server.await.unwrap();
+        assert!(sent < 50 * 1024 * 1024, "server pushed {sent} bytes");
+    }
+
+    #[test]
+    fn sanitize_table() {
+        let cases = [
+            ("plain", 200, "plain"),
+            ("a\r\nb\tc", 200, "a  b c"),
+            ("\u{1b}[2J\u{1b}]0;pwned\u{7}x", 200, "[2J]0;pwnedx"),
+            ("nul\0byte", 200, "nulbyte"),
+            ("bidi\u{202e}txt\u{2066}", 200, "biditxt"),
+            ("line\u{2028}sep\u{85}nel", 200, "line sep nel"),
+            ("abcdef", 3, "abc"),
+        ];
+        for (input, max, want) in cases {
+            assert_eq!(sanitize(input, max), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn options_debug_hides_ca_bytes() {
+        let opts = HttpOptions {
+            ca_cert_pem: Some(b"-----BEGIN CERTIFICATE-----".to_vec()),
+            ..HttpOptions::default()
+        };
+        let dbg = format!("{opts:?}");
+        assert!(dbg.contains("<27 bytes>"), "{dbg}");
+        assert!(!dbg.contains("BEGIN"), "{dbg}");
+    }
+}

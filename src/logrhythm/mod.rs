@@ -1,0 +1,354 @@
+//! `logrhythm::Client`: the LogRhythm SIEM Alarm API (`/lr-alarm-api/`) —
+//! listing alarms by insertion time (page by page, and whole slices with the
+//! "no alarm lost" algorithm of [`listing`]), alarm details and alarm events.
+//!
+//! Owns the LR wire format (in `wire`) and converts it to `model` types at the
+//! edge. No SQL, no ledger, no printing; transport comes from [`crate::http`].
+
+mod listing;
+mod wire;
+
+pub use listing::{OffsetMode, PageRequest, SliceListing};
+pub use wire::{format_lr_date, parse_lr_date};
+
+use chrono::{DateTime, Utc};
+use reqwest::header::{HeaderMap, AUTHORIZATION};
+use reqwest::Url;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::http::{self, HttpOptions};
+use crate::model::{AlarmDetails, AlarmId, AlarmRow};
+
+/// Pages one slice may take before the listing is abandoned as runaway: at 100
+/// rows a page that is a million alarms in one hour, far above any real system.
+pub const MAX_PAGES_PER_SLICE: u32 = 10_000;
+
+/// The environment variable the key comes from (named in errors, never the value).
+const KEY_VARIABLE: &str = "LOGRHYTHM_API_KEY";
+
+/// Errors of the LogRhythm client.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Transport or HTTP failure.
+    #[error(transparent)]
+    Http(Box<http::Error>),
+    /// 401 or 403: the key is wrong, expired, or lacks permission (exit 77).
+    #[error("LogRhythm refused the API key (HTTP {status}); check LOGRHYTHM_API_KEY and the third-party application's user profile")]
+    Auth {
+        /// 401 or 403.
+        status: u16,
+        #[source]
+        source: Box<http::Error>,
+    },
+    /// 404 for one alarm.
+    #[error("alarm {id} not found (HTTP 404)")]
+    NotFound {
+        id: AlarmId,
+        #[source]
+        source: Box<http::Error>,
+    },
+    /// The body is not JSON of the expected shape.
+    #[error("{what}: response is not valid JSON of the expected shape")]
+    Parse {
+        /// Which call, e.g. `events of alarm 42`.
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Valid JSON, but a part lrci needs is missing or of the wrong kind.
+    #[error("{what}: {problem}")]
+    Shape { what: String, problem: &'static str },
+    /// The LR envelope reported a failure inside a 2xx answer.
+    #[error("{what}: LogRhythm envelope statusCode {code}: {message}")]
+    Envelope {
+        what: String,
+        code: i64,
+        message: String,
+    },
+    /// A page came back out of ascending `dateInserted` order.
+    #[error("page dateInserted={since} offset={offset} is not in ascending order: alarm {alarm_id} at {next} follows {prev}")]
+    Order {
+        since: DateTime<Utc>,
+        offset: u32,
+        alarm_id: AlarmId,
+        prev: DateTime<Utc>,
+        next: DateTime<Utc>,
+    },
+    /// The listing would repeat the same request forever.
+    #[error("listing made no progress: the next request (dateInserted={since} offset={offset}) repeats the last one")]
+    NoProgress { since: DateTime<Utc>, offset: u32 },
+    /// The page budget of a slice was exhausted.
+    #[error("listing [{from}, {to}) needed more than {max} pages")]
+    TooManyPages {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        max: u32,
+    },
+}
+
+impl From<http::Error> for Error {
+    fn from(e: http::Error) -> Self {
+        Error::Http(Box::new(e))
+    }
+}
+
+/// Result alias of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// True when a later attempt may succeed (the work stays for the next run).
+    /// Parse/shape/order problems are not transient: retrying the same call
+    /// immediately would not help, though a later run may.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Http(e) => e.is_transient(),
+            Error::Envelope { .. } => true,
+            Error::Auth { .. }
+            | Error::NotFound { .. }
+            | Error::Parse { .. }
+            | Error::Shape { .. }
+            | Error::Order { .. }
+            | Error::NoProgress { .. }
+            | Error::TooManyPages { .. } => false,
+        }
+    }
+}
+
+/// Maps HTTP errors: 401/403 → `Auth`, 404 for an alarm → `NotFound`.
+fn map_http(e: http::Error, alarm: Option<AlarmId>) -> Error {
+    match (e.status(), alarm) {
+        (Some(status @ (401 | 403)), _) => Error::Auth {
+            status,
+            source: Box::new(e),
+        },
+        (Some(404), Some(id)) => Error::NotFound {
+            id,
+            source: Box::new(e),
+        },
+        _ => Error::from(e),
+    }
+}
+
+/// Client of one LogRhythm Alarm API.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    /// Ends with `/lr-alarm-api/`.
+    base: Url,
+    opts: HttpOptions,
+}
+
+/// `https://pm:8501` → `https://pm:8501/lr-alarm-api/` (kept if already there).
+fn api_base(base: &Url) -> Result<Url> {
+    let bad = |reason| {
+        Error::from(http::Error::BadUrl {
+            url: base.as_str().to_string(),
+            reason,
+        })
+    };
+    if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+        return Err(bad("the LogRhythm URL must be http:// or https://"));
+    }
+    if base.host_str().is_none() {
+        return Err(bad("the LogRhythm URL has no host"));
+    }
+    if !base.username().is_empty() || base.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not allowed; use LOGRHYTHM_API_KEY",
+        ));
+    }
+    let mut url = base.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    let path = url.path().trim_end_matches('/').to_string();
+    let path = if path.ends_with("/lr-alarm-api") {
+        format!("{path}/")
+    } else {
+        format!("{path}/lr-alarm-api/")
+    };
+    url.set_path(&path);
+    Ok(url)
+}
+
+impl Client {
+    /// Builds the client: `base` is the API host (e.g. `https://pm:8501`); the
+    /// client appends `/lr-alarm-api/`. The key is sent as `Authorization: Bearer`.
+    pub fn new(base: Url, key: SecretString, opts: HttpOptions) -> Result<Client> {
+        let base = api_base(&base)?;
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            AUTHORIZATION,
+            http::auth_header(KEY_VARIABLE, "Bearer ", &key)?,
+        );
+        let http = http::build_client(&opts, headers)?;
+        Ok(Client { http, base, opts })
+    }
+
+    /// The API root this client talks to (ends with `/lr-alarm-api/`).
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    fn url(&self, rel: &str) -> Result<Url> {
+        self.base.join(rel).map_err(|_| {
+            Error::from(http::Error::BadUrl {
+                url: format!("{}{rel}", self.base),
+                reason: "cannot build the request URL",
+            })
+        })
+    }
+
+    async fn get(&self, url: Url, alarm: Option<AlarmId>) -> Result<Vec<u8>> {
+        let resp = http::execute(&self.http, &self.opts, || self.http.get(url.clone()))
+            .await
+            .map_err(|e| map_http(e, alarm))?;
+        Ok(resp.body)
+    }
+
+    /// One `GET /alarms` page: `dateInserted >= since` (sent as UTC without `Z`,
+    /// see [`format_lr_date`]), ascending by insertion time.
+    ///
+    /// `null` or missing `alarmsSearchDetails` is an empty page. A row without a
+    /// usable `alarmId` or `dateInserted` is skipped with a warning; a body that
+    /// is not JSON is [`Error::Parse`].
+    #[tracing::instrument(skip_all, fields(since = %since, count, offset), err(level = "debug"))]
+    pub async fn list_page(
+        &self,
+        since: DateTime<Utc>,
+        count: u32,
+        offset: u32,
+    ) -> Result<Vec<AlarmRow>> {
+        let mut url = self.url("alarms")?;
+        url.query_pairs_mut()
+            .append_pair("dateInserted", &format_lr_date(since))
+            .append_pair("orderby", "DateInserted")
+            .append_pair("dir", "ascending")
+            .append_pair("count", &count.to_string())
+            .append_pair("offset", &offset.to_string());
+        let body = self.get(url, None).await?;
+        let what = || format!("alarm list since {}", format_lr_date(since));
+        let list: wire::AlarmList =
+            serde_json::from_slice(&body).map_err(|source| Error::Parse {
+                what: what(),
+                source,
+            })?;
+        if let Some((code, message)) = list.envelope.failure() {
+            return Err(Error::Envelope {
+                what: what(),
+                code,
+                message: http::sanitize(&message, 200),
+            });
+        }
+        let mut rows = Vec::new();
+        for raw in list.alarms.unwrap_or_default() {
+            match wire::to_row(&raw) {
+                Ok(row) => rows.push(row),
+                Err(problem) => tracing::warn!(
+                    alarm_id = ?wire::row_id(&raw),
+                    problem = ?problem,
+                    "skipping an alarm list row lrci cannot use"
+                ),
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Lists every alarm inserted in `[from, to)`, paging as [`listing`]
+    /// describes. Saturated timestamps are returned (and logged), never dropped
+    /// silently.
+    #[tracing::instrument(skip_all, fields(from = %from, to = %to), err(level = "debug"))]
+    pub async fn list_slice(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        page_size: u32,
+    ) -> Result<SliceListing> {
+        let mut state = listing::Listing::new(from, to, page_size, MAX_PAGES_PER_SLICE);
+        let mut next = state.first_request();
+        while let Some(req) = next {
+            let page = self.list_page(req.since, req.count, req.offset).await?;
+            next = match state.on_page(&page)? {
+                listing::Next::Done => None,
+                listing::Next::Fetch(r) => Some(r),
+            };
+        }
+        let out = state.finish();
+        for t in &out.saturated_at {
+            tracing::warn!(
+                timestamp = %t,
+                "a full page of alarms shares one dateInserted and the server ignores offset: alarms at this instant may be missing (slice saturated)"
+            );
+        }
+        Ok(out)
+    }
+
+    /// `GET /alarms/{id}`: RBP and event count (`rbpMax`, falling back to `rBPMax`).
+    #[tracing::instrument(skip_all, fields(alarm_id = id), err(level = "debug"))]
+    pub async fn details(&self, id: AlarmId) -> Result<AlarmDetails> {
+        let body = self
+            .get(self.url(&format!("alarms/{id}"))?, Some(id))
+            .await?;
+        let what = || format!("details of alarm {id}");
+        let parsed: wire::DetailsBody =
+            serde_json::from_slice(&body).map_err(|source| Error::Parse {
+                what: what(),
+                source,
+            })?;
+        if let Some((code, message)) = parsed.envelope.failure() {
+            return Err(Error::Envelope {
+                what: what(),
+                code,
+                message: http::sanitize(&message, 200),
+            });
+        }
+        let details = parsed.details.ok_or_else(|| Error::Shape {
+            what: what(),
+            problem: "alarmDetails is missing or null",
+        })?;
+        Ok(wire::to_details(&details))
+    }
+
+    /// `GET /alarms/{id}/events`: the event objects under `alarmEventsDetails`
+    /// (or `alarmsEventDetails`); `null`/missing is no events, `null` elements
+    /// are skipped. A body that is not valid JSON (lone surrogate, invalid
+    /// UTF-8, nesting deeper than 128) is [`Error::Parse`] for this alarm only;
+    /// 404 is [`Error::NotFound`].
+    #[tracing::instrument(skip_all, fields(alarm_id = id), err(level = "debug"))]
+    pub async fn events(&self, id: AlarmId) -> Result<Vec<Value>> {
+        let body = self
+            .get(self.url(&format!("alarms/{id}/events"))?, Some(id))
+            .await?;
+        let what = || format!("events of alarm {id}");
+        let parsed: wire::EventsBody =
+            serde_json::from_slice(&body).map_err(|source| Error::Parse {
+                what: what(),
+                source,
+            })?;
+        if let Some((code, message)) = parsed.envelope.failure() {
+            return Err(Error::Envelope {
+                what: what(),
+                code,
+                message: http::sanitize(&message, 200),
+            });
+        }
+        let events = parsed.events.or(parsed.events_oas).unwrap_or_default();
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            match event {
+                Value::Object(_) => out.push(event),
+                Value::Null => {}
+                _ => {
+                    return Err(Error::Shape {
+                        what: what(),
+                        problem: "an event is not a JSON object",
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests;
