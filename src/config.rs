@@ -242,31 +242,36 @@ pub fn filters(run: &RunArgs) -> Result<Filters, Fatal> {
         Some(p) => crate::policy::parse_rule_list(&read_text("--exclude-rules", p)?),
         None => Vec::new(),
     };
-    let mut policy = crate::policy::Policy::default();
-    if let Some(p) = &run.internal_domains {
-        let text = read_text("--internal-domains", p)?;
-        policy.internal_domains = crate::policy::parse_internal_domains(&text).map_err(|e| {
-            Fatal::msg(
-                code::DATA,
-                format!("--internal-domains {}:{e}", p.display()),
-            )
-        })?;
-    }
-    if let Some(p) = &run.exclude_indicators {
-        let text = read_text("--exclude-indicators", p)?;
-        policy.exclusions = crate::policy::parse_exclusions(&text).map_err(|e| {
-            Fatal::msg(
-                code::DATA,
-                format!("--exclude-indicators {}:{e}", p.display()),
-            )
-        })?;
-    }
+    let internal = match &run.internal_domains {
+        Some(p) => {
+            let text = read_text("--internal-domains", p)?;
+            crate::policy::parse_internal_domains(&text)
+                .map_err(|e| line_error("--internal-domains", p, &e))?
+        }
+        None => Vec::new(),
+    };
+    let exclusions = match &run.exclude_indicators {
+        Some(p) => {
+            let text = read_text("--exclude-indicators", p)?;
+            crate::policy::parse_exclusions(&text)
+                .map_err(|e| line_error("--exclude-indicators", p, &e))?
+        }
+        None => crate::policy::Exclusions::default(),
+    };
+    let policy = crate::policy::Policy::new(internal, exclusions);
     Ok(Filters {
         min_rbp: run.min_rbp.map(i64::from),
         rf_only: run.rf_only,
         exclude_rules,
         policy,
     })
+}
+
+fn line_error(flag: &str, p: &Path, e: &crate::policy::LineError) -> Fatal {
+    Fatal::msg(
+        code::DATA,
+        format!("{flag} {}:{}: {}: {:?}", p.display(), e.line, e.kind, e.text),
+    )
 }
 
 /// The ledger path: `--ledger`/`LRCI_LEDGER`, else the platform data directory.
