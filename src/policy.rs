@@ -73,7 +73,7 @@
 //! Values that cannot be normalised are excluded as `invalid <type>` and keep
 //! their raw text, made safe for storage by [`safe_raw`].
 
-use crate::model::{Candidate, IndicatorType, Indicator, Verdict};
+use crate::model::{Candidate, Indicator, IndicatorType, Verdict};
 use ipnetwork::IpNetwork;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -283,8 +283,7 @@ pub fn is_forbidden_char(c: char) -> bool {
 /// a marker saying how long the original was.
 pub fn safe_raw(raw: &str) -> String {
     let mut out = String::new();
-    let mut count = 0usize;
-    for c in raw.chars() {
+    for (count, c) in raw.chars().enumerate() {
         if count == MAX_SAFE_RAW_CHARS {
             out.push_str(&format!("…[{} bytes]", raw.len()));
             return out;
@@ -294,7 +293,6 @@ pub fn safe_raw(raw: &str) -> String {
         } else {
             out.push(c);
         }
-        count += 1;
     }
     out
 }
@@ -527,7 +525,10 @@ fn raw_host(with_scheme: &str) -> Option<&str> {
 /// The verdict on a URL's host, judged by the IP and domain rules.
 enum HostJudgement {
     Invalid,
-    Ok { domain: Option<String>, verdict: Verdict },
+    Ok {
+        domain: Option<String>,
+        verdict: Verdict,
+    },
 }
 
 fn judge_url_host(url: &Url, written: &str, p: &Policy) -> HostJudgement {
@@ -709,12 +710,13 @@ fn parse_cidr(n: usize, line: &str, addr: &str, prefix: &str) -> Result<IpNetwor
         .parse::<IpAddr>()
         .map_err(|e| line_error(n, line, LineErrorKind::InvalidNetworkAddress(e)))?;
     let max: u8 = if ip.is_ipv4() { 32 } else { 128 };
-    let prefix = if !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit()) {
-        prefix.parse::<u8>().ok().filter(|p| *p <= max)
-    } else {
-        None
-    }
-    .ok_or_else(|| line_error(n, line, LineErrorKind::InvalidPrefix { max }))?;
+    let prefix =
+        if !prefix.is_empty() && prefix.len() <= 3 && prefix.bytes().all(|b| b.is_ascii_digit()) {
+            prefix.parse::<u8>().ok().filter(|p| *p <= max)
+        } else {
+            None
+        }
+        .ok_or_else(|| line_error(n, line, LineErrorKind::InvalidPrefix { max }))?;
     let net = IpNetwork::new(ip, prefix)
         .map_err(|e| line_error(n, line, LineErrorKind::InvalidNetwork(e)))?;
     if net.network() != ip {
@@ -751,8 +753,8 @@ pub fn parse_exclusions(text: &str) -> Result<Exclusions, LineError> {
                 ex.nets.push(net);
             }
         } else if line.contains(':') || line.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
-            let ip = normalize_ip(line)
-                .ok_or_else(|| line_error(n, line, LineErrorKind::InvalidIp))?;
+            let ip =
+                normalize_ip(line).ok_or_else(|| line_error(n, line, LineErrorKind::InvalidIp))?;
             ex.values.insert((IndicatorType::Ip, ip.to_string()));
         } else if let Some(cve) = normalize_cve(line) {
             ex.values.insert((IndicatorType::Vulnerability, cve));
