@@ -146,3 +146,508 @@ pub fn indicators(events: &[Value], policy: &Policy) -> Vec<Indicator> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Verdict;
+    use serde_json::json;
+    use IndicatorType::{Domain, Ip, Url, Vulnerability as Cve};
+
+    fn cands(event: Value) -> Vec<(IndicatorType, &'static str, String)> {
+        candidates(&event)
+            .into_iter()
+            .map(|c| (c.kind, c.field, c.raw))
+            .collect()
+    }
+
+    fn c(kind: IndicatorType, field: &'static str, raw: &str) -> (IndicatorType, &'static str, String) {
+        (kind, field, raw.to_string())
+    }
+
+    #[test]
+    fn all_fields_in_order() {
+        let event = json!({
+            "cve": "CVE-2021-44228",
+            "url": "https://evil.example/",
+            "domain": "evil.example",
+            "originName": "o.example",
+            "impactedName": "i.example",
+            "originHostName": "oh.example",
+            "impactedHostName": "ih.example",
+            "originNATIP": "9.9.9.9",
+            "impactedNATIP": "8.8.4.4",
+            "originIP": "1.1.1.1",
+            "impactedIP": "8.8.8.8",
+            "logMessage": "src=5.5.5.5 host=free.text.example CVE-2020-0001",
+        });
+        assert_eq!(
+            cands(event),
+            vec![
+                c(Ip, "impactedIP", "8.8.8.8"),
+                c(Ip, "originIP", "1.1.1.1"),
+                c(Ip, "impactedNATIP", "8.8.4.4"),
+                c(Ip, "originNATIP", "9.9.9.9"),
+                c(Domain, "impactedHostName", "ih.example"),
+                c(Domain, "originHostName", "oh.example"),
+                c(Domain, "impactedName", "i.example"),
+                c(Domain, "originName", "o.example"),
+                c(Domain, "domain", "evil.example"),
+                c(Url, "url", "https://evil.example/"),
+                c(Cve, "cve", "CVE-2021-44228"),
+            ]
+        );
+    }
+
+    #[test]
+    fn sentinels_and_odd_json_types() {
+        for v in [
+            json!(""),
+            json!("   "),
+            json!("-1"),
+            json!(-1),
+            json!("-"),
+            json!("Unknown"),
+            json!("UNKNOWN"),
+            json!("NULL"),
+            json!("null"),
+            json!("N/A"),
+            json!("n/a"),
+            json!(" Unknown "),
+            json!("0001-01-01T00:00:00"),
+            json!(null),
+            json!(true),
+            json!(false),
+            json!({"value": "8.8.8.8"}),
+            json!(["8.8.8.8"]),
+        ] {
+            for (field, _) in FIELDS {
+                let event = json!({ field: v.clone() });
+                assert!(cands(event).is_empty(), "{field}: {v}");
+            }
+        }
+        assert!(candidates(&json!("not an object")).is_empty());
+        assert!(candidates(&json!([1, 2])).is_empty());
+        assert!(candidates(&json!(null)).is_empty());
+        assert!(candidates(&json!({})).is_empty());
+    }
+
+    #[test]
+    fn numbers_become_candidates_that_are_excluded() {
+        let event = json!({"impactedIP": 167772161, "domain": 12345, "cve": 2021, "url": 1e3});
+        let got = cands(event.clone());
+        assert_eq!(
+            got,
+            vec![
+                c(Ip, "impactedIP", "167772161"),
+                c(Domain, "domain", "12345"),
+                c(Url, "url", "1000.0"),
+                c(Cve, "cve", "2021"),
+            ]
+        );
+        let inds = indicators(&[event], &Policy::default());
+        assert!(inds.iter().all(|i| i.verdict != Verdict::Send), "{inds:?}");
+        assert_eq!(
+            inds.first().map(|i| i.verdict.clone()),
+            Some(Verdict::Exclude("invalid ip".into()))
+        );
+    }
+
+    #[test]
+    fn host_fields_holding_ip_literals_become_ip() {
+        let event = json!({
+            "impactedHostName": "8.8.8.8",
+            "originHostName": " 2606:4700::1111 ",
+            "impactedName": "fe80::1%eth0",
+            "originName": "010.0.0.1",
+            "domain": "::ffff:10.1.1.1",
+        });
+        assert_eq!(
+            cands(event),
+            vec![
+                c(Ip, "impactedHostName", "8.8.8.8"),
+                c(Ip, "originHostName", " 2606:4700::1111 "),
+                c(Ip, "impactedName", "fe80::1%eth0"),
+                c(Domain, "originName", "010.0.0.1"),
+                c(Ip, "domain", "::ffff:10.1.1.1"),
+            ]
+        );
+    }
+
+    #[test]
+    fn cve_field_splitting() {
+        let rows: [(&str, &[&str]); 12] = [
+            ("CVE-2021-44228", &["CVE-2021-44228"]),
+            ("CVE-2021-44228 CVE-2022-22965", &["CVE-2021-44228", "CVE-2022-22965"]),
+            ("CVE-2021-44228,CVE-2022-22965;cve-2017-0144", &["CVE-2021-44228", "CVE-2022-22965", "cve-2017-0144"]),
+            ("[\"CVE-2021-44228\"]", &["CVE-2021-44228"]),
+            ("\tCVE-2021-44228\r\n", &["CVE-2021-44228"]),
+            ("(CVE-2021-44228)", &["CVE-2021-44228"]),
+            ("CVE-2021-44228CVE-2022-22965", &["CVE-2021-44228", "CVE-2022-22965"]),
+            ("CVE-21-1", &["CVE-21-1"]),
+            ("CVE-21-1 CVE-2021-44228", &["CVE-2021-44228"]),
+            ("CVE-2021-123", &["CVE-2021-123"]),
+            ("see advisory", &["see advisory"]),
+            ("CVE-2021-1234567890123", &["CVE-2021-1234567890123"]),
+        ];
+        for (field, want) in rows {
+            let got: Vec<String> = cands(json!({ "cve": field }))
+                .into_iter()
+                .map(|(_, _, raw)| raw)
+                .collect();
+            assert_eq!(got, want.to_vec(), "{field:?}");
+        }
+    }
+
+    #[test]
+    fn indicators_dedupe_keeps_first_field_and_order() {
+        let events = vec![
+            json!({"originIP": "8.8.8.8", "domain": "Evil.Example.", "cve": "cve-2021-44228"}),
+            json!({"impactedIP": "::ffff:8.8.8.8", "impactedHostName": "evil.example", "cve": "CVE-2021-44228 CVE-2021-44228"}),
+            json!({"impactedHostName": "8.8.8.8", "url": "evil.example"}),
+        ];
+        let got: Vec<_> = indicators(&events, &Policy::default())
+            .into_iter()
+            .map(|i| (i.kind, i.value, i.field))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (Ip, "8.8.8.8".to_string(), "originIP"),
+                (Domain, "evil.example".to_string(), "domain"),
+                (Cve, "CVE-2021-44228".to_string(), "cve"),
+                (Url, "http://evil.example/".to_string(), "url"),
+            ]
+        );
+    }
+
+    #[test]
+    fn one_mebibyte_field_is_handled() {
+        let big = "a".repeat(1 << 20);
+        let cve_big = "CVE-2021-44228 ".repeat((1 << 20) / 15);
+        let dotted = "a.".repeat(1 << 19);
+        for field in ["impactedIP", "impactedHostName", "domain", "url", "cve"] {
+            for v in [&big, &cve_big, &dotted] {
+                let event = json!({ field: v });
+                let inds = indicators(&[event], &Policy::default());
+                assert!(!inds.is_empty());
+                for i in &inds {
+                    assert!(i.value.len() <= 2048, "{field}: value of {} bytes", i.value.len());
+                }
+            }
+        }
+    }
+}
+
+/// Property tests (reliability bar T10). `PROPTEST_CASES` raises the case count.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::model::Verdict;
+    use crate::policy::{classify, is_forbidden_char};
+    use proptest::prelude::*;
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const KINDS: [IndicatorType; 5] = IndicatorType::ALL;
+
+    fn judge(kind: IndicatorType, raw: &str) -> (String, Verdict) {
+        let ind = classify(
+            &Candidate {
+                kind,
+                field: "prop",
+                raw: raw.to_string(),
+            },
+            &Policy::default(),
+        );
+        (ind.value, ind.verdict)
+    }
+
+    /// Strings that are mostly indicator-shaped, sometimes hostile, sometimes huge.
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[a-zA-Z0-9.:/%@\\[\\]_?#=&-]{0,80}",
+            2 => "(https?|ftp|hxxp|javascript|file|data)?(://)?[a-zA-Z0-9.-]{0,30}(:[0-9]{1,5})?(/[ -~]{0,30})?",
+            2 => any::<String>(),
+            1 => "[\\PC\\p{Cc}\\p{Cf}\\p{Zs}\\p{Zl}]{0,200}",
+            1 => proptest::collection::vec(any::<char>(), 0..65536)
+                .prop_map(|v| v.into_iter().collect::<String>()),
+        ]
+    }
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any_text().prop_map(Value::String),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            any::<bool>().prop_map(Value::Bool),
+            Just(Value::Null),
+        ];
+        leaf.prop_recursive(2, 8, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec(("[a-z]{1,5}", inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    // ---- independent oracle for "globally routable", written from the range table ----
+
+    fn v4_global(ip: Ipv4Addr) -> bool {
+        let [a, b, c, _] = ip.octets();
+        !(a == 0
+            || a == 10
+            || a == 127
+            || a >= 224
+            || (a == 100 && (64..128).contains(&b))
+            || (a == 169 && b == 254)
+            || (a == 172 && (16..32).contains(&b))
+            || (a == 192 && b == 168)
+            || (a == 192 && b == 0 && c == 0)
+            || (a == 192 && b == 0 && c == 2)
+            || (a == 198 && b == 51 && c == 100)
+            || (a == 203 && b == 0 && c == 113)
+            || (a == 198 && (b == 18 || b == 19)))
+    }
+
+    fn v6_global(ip: Ipv6Addr) -> bool {
+        if let Some(v4) = ip.to_ipv4_mapped() {
+            return v4_global(v4);
+        }
+        let s = ip.segments();
+        let first = s[0];
+        // Global unicast 2000::/3 only, minus documentation and IETF assignments.
+        (0x2000..=0x3fff).contains(&first)
+            && !(first == 0x2001 && s[1] == 0x0db8)
+            && !(first == 0x3fff && s[1] < 0x1000)
+            && !(first == 0x2001 && s[1] < 0x0200)
+    }
+
+    fn oracle_global(ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(v4) => v4_global(v4),
+            IpAddr::V6(v6) => v6_global(v6),
+        }
+    }
+
+    fn any_v4() -> impl Strategy<Value = Ipv4Addr> {
+        // Half uniform, half placed at the edges of the special ranges.
+        let edges: Vec<u32> = [
+            0u32, 0x0A00_0000, 0x6440_0000, 0x7F00_0000, 0xA9FE_0000, 0xAC10_0000,
+            0xC000_0000, 0xC000_0200, 0xC0A8_0000, 0xC612_0000, 0xC633_6400,
+            0xCB00_7100, 0xE000_0000, 0xF000_0000, 0xFFFF_FFFF,
+        ]
+        .to_vec();
+        prop_oneof![
+            any::<u32>(),
+            (proptest::sample::select(edges), -300i64..300).prop_map(|(e, d)| {
+                (i64::from(e) + d).clamp(0, i64::from(u32::MAX)) as u32
+            }),
+            (proptest::sample::select(vec![0x0A00_0000u32, 0xAC10_0000, 0xC0A8_0000, 0x6440_0000, 0xC612_0000]), any::<u32>())
+                .prop_map(|(e, r)| e ^ (r >> 12)),
+        ]
+        .prop_map(Ipv4Addr::from)
+    }
+
+    fn any_v6() -> impl Strategy<Value = Ipv6Addr> {
+        let prefixes: Vec<u128> = [
+            0u128, 0x2000, 0x2001, 0x2002, 0x2400, 0x2a00, 0x3ffe, 0x3fff, 0x4000,
+            0xfc00, 0xfd00, 0xfe80, 0xfec0, 0xff02,
+        ]
+        .iter()
+        .map(|p| p << 112)
+        .collect();
+        prop_oneof![
+            any::<u128>(),
+            (proptest::sample::select(prefixes), any::<u128>(), 0u32..128)
+                .prop_map(|(p, r, bits)| p | (r >> (16 + bits.min(111)))),
+            any::<u32>().prop_map(|v4| (0xffffu128 << 32) | u128::from(v4)),
+            (any::<u16>(), any::<u128>()).prop_map(|(s1, r)| {
+                (0x2001u128 << 112) | (u128::from(s1) << 96) | (r >> 32)
+            }),
+        ]
+        .prop_map(Ipv6Addr::from)
+    }
+
+    fn any_ip() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![any_v4().prop_map(IpAddr::V4), any_v6().prop_map(IpAddr::V6)]
+    }
+
+    // ---- generators of plausible indicators, for idempotence ----
+
+    fn any_domain() -> impl Strategy<Value = String> {
+        let label = prop_oneof![
+            4 => "[a-zA-Z0-9]([a-zA-Z0-9-]{0,10}[a-zA-Z0-9])?",
+            1 => "[a-zäöüßпримеаσ]{1,8}",
+            1 => "xn--[a-z0-9]{2,8}",
+        ];
+        (proptest::collection::vec(label, 1..5), "(com|org|NET|example|испытание|local|lan|corp)", any::<bool>())
+            .prop_map(|(labels, tld, dot)| {
+                format!("{}.{}{}", labels.join("."), tld, if dot { "." } else { "" })
+            })
+    }
+
+    fn any_url() -> impl Strategy<Value = String> {
+        (
+            "(http://|https://|ftp://|HTTPS://|)",
+            "(user(:pw)?@)?",
+            prop_oneof![any_domain(), any_ip().prop_map(|ip| match ip {
+                IpAddr::V6(v6) => format!("[{v6}]"),
+                v4 => v4.to_string(),
+            })],
+            "(:[0-9]{1,4})?",
+            "(/[a-zA-Z0-9._~%!$&'()*+,;=:@-]{0,20}){0,3}",
+            "(\\?[a-zA-Z0-9=&%-]{0,20})?(#[a-z]{0,5})?",
+        )
+            .prop_map(|(s, u, h, port, path, q)| format!("{s}{u}{h}{port}{path}{q}"))
+    }
+
+    fn any_cve() -> impl Strategy<Value = String> {
+        ("[cC][vV][eE]", 1990u32..2100, "[0-9]{4,12}").prop_map(|(c, y, n)| format!("{c}-{y}-{n}"))
+    }
+
+    fn any_indicator() -> impl Strategy<Value = (IndicatorType, String)> {
+        prop_oneof![
+            any_ip().prop_map(|ip| (IndicatorType::Ip, ip.to_string())),
+            any_domain().prop_map(|d| (IndicatorType::Domain, d)),
+            any_url().prop_map(|u| (IndicatorType::Url, u)),
+            any_cve().prop_map(|c| (IndicatorType::Vulnerability, c)),
+            "[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}".prop_map(|h| (IndicatorType::Hash, h)),
+            (proptest::sample::select(KINDS.to_vec()), any_text()),
+        ]
+    }
+
+    /// Whether a verdict/value pair came from a successful normalisation.
+    fn normalised(v: &Verdict) -> bool {
+        match v {
+            Verdict::Send => true,
+            Verdict::Exclude(r) => {
+                !(r.starts_with("invalid")
+                    || r == "url too long"
+                    || r == "defanged value"
+                    || r == "unsupported url scheme")
+            }
+        }
+    }
+
+    fn validates(kind: IndicatorType, v: &str) -> Result<(), String> {
+        if v.chars().any(is_forbidden_char) || !v.is_ascii() {
+            return Err("forbidden character".into());
+        }
+        let ok = match kind {
+            IndicatorType::Ip => v.parse::<IpAddr>().is_ok_and(|ip| ip.to_string() == v),
+            IndicatorType::Domain => {
+                v.len() <= 253
+                    && v.contains('.')
+                    && v.split('.').all(|l| {
+                        (1..=63).contains(&l.len())
+                            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                            && !l.starts_with('-')
+                            && !l.ends_with('-')
+                    })
+                    && idna::domain_to_ascii_strict(v).is_ok_and(|a| a == v)
+            }
+            IndicatorType::Url => url::Url::parse(v).is_ok_and(|u| {
+                ["http", "https", "ftp"].contains(&u.scheme())
+                    && u.username().is_empty()
+                    && u.password().is_none()
+                    && u.fragment().is_none()
+                    && v.len() <= 2048
+            }),
+            IndicatorType::Vulnerability => {
+                let b = v.as_bytes();
+                v.starts_with("CVE-")
+                    && b.len() >= 13
+                    && b[4..8].iter().all(u8::is_ascii_digit)
+                    && b[8] == b'-'
+                    && b[9..].iter().all(u8::is_ascii_digit)
+            }
+            IndicatorType::Hash => {
+                matches!(v.len(), 32 | 40 | 64 | 128)
+                    && v.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            }
+        };
+        if ok { Ok(()) } else { Err(format!("{kind} value {v:?} does not validate")) }
+    }
+
+    /// Characters that must never reach the ledger or a log, sent or not.
+    fn has_unsafe_char(v: &str) -> bool {
+        v.chars().any(|c| {
+            c.is_control()
+                || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200B}'..='\u{200F}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}')
+        })
+    }
+
+    proptest! {
+        /// (1) No string panics extraction or classification, in any field, as any kind.
+        #[test]
+        fn never_panics(s in any_text(), j in any_json()) {
+            for kind in KINDS {
+                let _ = judge(kind, &s);
+            }
+            for (field, _) in FIELDS {
+                let event = serde_json::json!({ field: s.clone() });
+                let _ = indicators(&[event], &Policy::default());
+                let event = serde_json::json!({ field: j.clone() });
+                let _ = indicators(&[event], &Policy::default());
+            }
+            let _ = indicators(&[j], &Policy::default());
+        }
+
+        /// (2) No non-global IP is ever sent, as an IP, a host-field IP or a URL host;
+        /// and every global one is (the oracle and the policy agree exactly).
+        #[test]
+        fn only_global_ips_are_sent(ip in any_ip()) {
+            let global = oracle_global(ip);
+            let (_, v) = judge(IndicatorType::Ip, &ip.to_string());
+            prop_assert_eq!(v == Verdict::Send, global, "{} -> {:?}", ip, v);
+            let host = match ip { IpAddr::V6(v6) => format!("[{v6}]"), v4 => v4.to_string() };
+            let (_, v) = judge(IndicatorType::Url, &format!("https://{host}/x"));
+            prop_assert_eq!(v == Verdict::Send, global, "url host {} -> {:?}", ip, v);
+            let event = serde_json::json!({ "impactedHostName": ip.to_string() });
+            let inds = indicators(&[event], &Policy::default());
+            prop_assert_eq!(inds.len(), 1);
+            prop_assert_eq!(inds[0].verdict == Verdict::Send, global);
+        }
+
+        /// (3) Normalisation is idempotent.
+        #[test]
+        fn normalisation_is_idempotent((kind, s) in any_indicator()) {
+            let (value, verdict) = judge(kind, &s);
+            if normalised(&verdict) {
+                let (again, verdict2) = judge(kind, &value);
+                prop_assert_eq!(&again, &value);
+                prop_assert_eq!(verdict2, verdict);
+            }
+        }
+
+        /// (4) Every sent value validates and holds no whitespace, control, bidi or
+        /// zero-width character.
+        #[test]
+        fn sent_values_validate((kind, s) in any_indicator()) {
+            let (value, verdict) = judge(kind, &s);
+            if verdict == Verdict::Send {
+                prop_assert!(validates(kind, &value).is_ok(), "{:?} -> {}", s, validates(kind, &value).unwrap_err());
+            }
+            prop_assert!(!has_unsafe_char(&value), "unsafe character in {:?}", value);
+        }
+
+        /// (5) The CVE splitter does not depend on the context around the ids.
+        #[test]
+        fn cve_splitter_is_context_invariant(
+            ids in proptest::collection::vec(any_cve(), 1..5),
+            wrap in proptest::sample::select(vec![
+                ("", ""), (" ", " "), ("\t", "\t"), ("\r\n", "\r\n"), (",", ","), ("[", "]"),
+                ("(", ")"), ("<", ">"), ("\"", "\""), ("['", "']"), ("", "."), ("", ","), ("", ";"),
+                ("see ", " for details"), ("{\"cve\": \"", "\"}"),
+            ]),
+            sep in proptest::sample::select(vec![" ", ",", ", ", ";", "\t", "\r\n", " | ", "/", "\n"]),
+        ) {
+            let text = format!("{}{}{}", wrap.0, ids.join(sep), wrap.1);
+            prop_assert_eq!(split_cves(&text), ids.iter().map(String::as_str).collect::<Vec<_>>());
+            let event = serde_json::json!({ "cve": text });
+            let got: Vec<String> = candidates(&event).into_iter().map(|c| c.raw).collect();
+            prop_assert_eq!(got, ids);
+        }
+    }
+}
