@@ -430,41 +430,47 @@ mod props {
         }
     }
 
+    /// An address inside `net/prefix` or just outside it (prefix one shorter).
+    fn v4_in(net: u32, prefix: u32, r: u32, widen: bool) -> u32 {
+        let prefix = if widen { prefix.saturating_sub(1) } else { prefix };
+        let host_mask = u32::MAX.checked_shr(prefix).unwrap_or(0);
+        (net & !host_mask) | (r & host_mask)
+    }
+
     fn any_v4() -> impl Strategy<Value = Ipv4Addr> {
-        // Half uniform, half placed at the edges of the special ranges.
-        let edges: Vec<u32> = [
-            0u32, 0x0A00_0000, 0x6440_0000, 0x7F00_0000, 0xA9FE_0000, 0xAC10_0000,
-            0xC000_0000, 0xC000_0200, 0xC0A8_0000, 0xC612_0000, 0xC633_6400,
-            0xCB00_7100, 0xE000_0000, 0xF000_0000, 0xFFFF_FFFF,
-        ]
-        .to_vec();
+        // Uniform, or inside/next to one of the special ranges (the policy's list,
+        // re-typed here), so every range and its edges are hit with few cases.
+        let ranges: Vec<(u32, u32)> = vec![
+            (0x0000_0000, 8), (0x0A00_0000, 8), (0x6440_0000, 10), (0x7F00_0000, 8),
+            (0xA9FE_0000, 16), (0xAC10_0000, 12), (0xC000_0000, 24), (0xC000_0200, 24),
+            (0xC0A8_0000, 16), (0xC612_0000, 15), (0xC633_6400, 24), (0xCB00_7100, 24),
+            (0xE000_0000, 4), (0xF000_0000, 4), (0xFFFF_FFFF, 32), (0x0000_0000, 32),
+        ];
         prop_oneof![
             any::<u32>(),
-            (proptest::sample::select(edges), -300i64..300).prop_map(|(e, d)| {
-                (i64::from(e) + d).clamp(0, i64::from(u32::MAX)) as u32
-            }),
-            (proptest::sample::select(vec![0x0A00_0000u32, 0xAC10_0000, 0xC0A8_0000, 0x6440_0000, 0xC612_0000]), any::<u32>())
-                .prop_map(|(e, r)| e ^ (r >> 12)),
+            (proptest::sample::select(ranges), any::<u32>(), any::<bool>())
+                .prop_map(|((net, prefix), r, widen)| v4_in(net, prefix, r, widen)),
         ]
         .prop_map(Ipv4Addr::from)
     }
 
     fn any_v6() -> impl Strategy<Value = Ipv6Addr> {
-        let prefixes: Vec<u128> = [
-            0u128, 0x2000, 0x2001, 0x2002, 0x2400, 0x2a00, 0x3ffe, 0x3fff, 0x4000,
-            0xfc00, 0xfd00, 0xfe80, 0xfec0, 0xff02,
-        ]
-        .iter()
-        .map(|p| p << 112)
-        .collect();
+        let ranges: Vec<(u128, u32)> = vec![
+            (0, 128), (1, 128), (0, 96), (0xfc00 << 112, 7), (0xfe80 << 112, 10),
+            (0xff00 << 112, 8), (0x2001_0db8 << 96, 32), (0x3fff << 112, 20),
+            (0x2001 << 112, 23), (0x2000 << 112, 3), (0x0064_ff9b << 96, 96),
+            (0xfec0 << 112, 10), (0x2002 << 112, 16), (0x2400 << 112, 12),
+        ];
         prop_oneof![
             any::<u128>(),
-            (proptest::sample::select(prefixes), any::<u128>(), 0u32..128)
-                .prop_map(|(p, r, bits)| p | (r >> (16 + bits.min(111)))),
+            (proptest::sample::select(ranges), any::<u128>(), any::<bool>()).prop_map(
+                |((net, prefix), r, widen)| {
+                    let prefix = if widen { prefix.saturating_sub(1) } else { prefix };
+                    let host_mask = u128::MAX.checked_shr(prefix).unwrap_or(0);
+                    (net & !host_mask) | (r & host_mask)
+                }
+            ),
             any::<u32>().prop_map(|v4| (0xffffu128 << 32) | u128::from(v4)),
-            (any::<u16>(), any::<u128>()).prop_map(|(s1, r)| {
-                (0x2001u128 << 112) | (u128::from(s1) << 96) | (r >> 32)
-            }),
         ]
         .prop_map(Ipv6Addr::from)
     }
