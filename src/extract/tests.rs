@@ -1,0 +1,202 @@
+//! Table tests for extraction from event fields.
+use super::*;
+use crate::model::Verdict;
+use serde_json::json;
+use IndicatorType::{Domain, Ip, Url, Vulnerability as Cve};
+
+fn cands(event: Value) -> Vec<(IndicatorType, &'static str, String)> {
+    candidates(&event)
+        .into_iter()
+        .map(|c| (c.kind, c.field, c.raw))
+        .collect()
+}
+
+fn c(kind: IndicatorType, field: &'static str, raw: &str) -> (IndicatorType, &'static str, String) {
+    (kind, field, raw.to_string())
+}
+
+#[test]
+fn all_fields_in_order() {
+    let event = json!({
+        "cve": "CVE-2021-44228",
+        "url": "https://evil.example/",
+        "domain": "evil.example",
+        "originName": "o.example",
+        "impactedName": "i.example",
+        "originHostName": "oh.example",
+        "impactedHostName": "ih.example",
+        "originNATIP": "9.9.9.9",
+        "impactedNATIP": "8.8.4.4",
+        "originIP": "1.1.1.1",
+        "impactedIP": "8.8.8.8",
+        "logMessage": "src=5.5.5.5 host=free.text.example CVE-2020-0001",
+    });
+    assert_eq!(
+        cands(event),
+        vec![
+            c(Ip, "impactedIP", "8.8.8.8"),
+            c(Ip, "originIP", "1.1.1.1"),
+            c(Ip, "impactedNATIP", "8.8.4.4"),
+            c(Ip, "originNATIP", "9.9.9.9"),
+            c(Domain, "impactedHostName", "ih.example"),
+            c(Domain, "originHostName", "oh.example"),
+            c(Domain, "impactedName", "i.example"),
+            c(Domain, "originName", "o.example"),
+            c(Domain, "domain", "evil.example"),
+            c(Url, "url", "https://evil.example/"),
+            c(Cve, "cve", "CVE-2021-44228"),
+        ]
+    );
+}
+
+#[test]
+fn sentinels_and_odd_json_types() {
+    for v in [
+        json!(""),
+        json!("   "),
+        json!("-1"),
+        json!(-1),
+        json!("-"),
+        json!("Unknown"),
+        json!("UNKNOWN"),
+        json!("NULL"),
+        json!("null"),
+        json!("N/A"),
+        json!("n/a"),
+        json!(" Unknown "),
+        json!("0001-01-01T00:00:00"),
+        json!(null),
+        json!(true),
+        json!(false),
+        json!({"value": "8.8.8.8"}),
+        json!(["8.8.8.8"]),
+    ] {
+        for (field, _) in FIELDS {
+            let event = json!({ field: v.clone() });
+            assert!(cands(event).is_empty(), "{field}: {v}");
+        }
+    }
+    assert!(candidates(&json!("not an object")).is_empty());
+    assert!(candidates(&json!([1, 2])).is_empty());
+    assert!(candidates(&json!(null)).is_empty());
+    assert!(candidates(&json!({})).is_empty());
+}
+
+#[test]
+fn numbers_become_candidates_that_are_excluded() {
+    let event = json!({"impactedIP": 167772161, "domain": 12345, "cve": 2021, "url": 1e3});
+    let got = cands(event.clone());
+    assert_eq!(
+        got,
+        vec![
+            c(Ip, "impactedIP", "167772161"),
+            c(Domain, "domain", "12345"),
+            c(Url, "url", "1000.0"),
+            c(Cve, "cve", "2021"),
+        ]
+    );
+    let inds = indicators(&[event], &Policy::default());
+    assert!(inds.iter().all(|i| i.verdict != Verdict::Send), "{inds:?}");
+    assert_eq!(
+        inds.first().map(|i| i.verdict.clone()),
+        Some(Verdict::Exclude("invalid ip".into()))
+    );
+}
+
+#[test]
+fn host_fields_holding_ip_literals_become_ip() {
+    let event = json!({
+        "impactedHostName": "8.8.8.8",
+        "originHostName": " 2606:4700::1111 ",
+        "impactedName": "fe80::1%eth0",
+        "originName": "010.0.0.1",
+        "domain": "::ffff:10.1.1.1",
+    });
+    assert_eq!(
+        cands(event),
+        vec![
+            c(Ip, "impactedHostName", "8.8.8.8"),
+            c(Ip, "originHostName", " 2606:4700::1111 "),
+            c(Ip, "impactedName", "fe80::1%eth0"),
+            c(Domain, "originName", "010.0.0.1"),
+            c(Ip, "domain", "::ffff:10.1.1.1"),
+        ]
+    );
+}
+
+#[test]
+fn cve_field_splitting() {
+    let rows: [(&str, &[&str]); 12] = [
+        ("CVE-2021-44228", &["CVE-2021-44228"]),
+        (
+            "CVE-2021-44228 CVE-2022-22965",
+            &["CVE-2021-44228", "CVE-2022-22965"],
+        ),
+        (
+            "CVE-2021-44228,CVE-2022-22965;cve-2017-0144",
+            &["CVE-2021-44228", "CVE-2022-22965", "cve-2017-0144"],
+        ),
+        ("[\"CVE-2021-44228\"]", &["CVE-2021-44228"]),
+        ("\tCVE-2021-44228\r\n", &["CVE-2021-44228"]),
+        ("(CVE-2021-44228)", &["CVE-2021-44228"]),
+        (
+            "CVE-2021-44228CVE-2022-22965",
+            &["CVE-2021-44228", "CVE-2022-22965"],
+        ),
+        ("CVE-21-1", &["CVE-21-1"]),
+        ("CVE-21-1 CVE-2021-44228", &["CVE-2021-44228"]),
+        ("CVE-2021-123", &["CVE-2021-123"]),
+        ("see advisory", &["see advisory"]),
+        ("CVE-2021-1234567890123", &["CVE-2021-1234567890123"]),
+    ];
+    for (field, want) in rows {
+        let got: Vec<String> = cands(json!({ "cve": field }))
+            .into_iter()
+            .map(|(_, _, raw)| raw)
+            .collect();
+        assert_eq!(got, want.to_vec(), "{field:?}");
+    }
+}
+
+#[test]
+fn indicators_dedupe_keeps_first_field_and_order() {
+    let events = vec![
+        json!({"originIP": "8.8.8.8", "domain": "Evil.Example.", "cve": "cve-2021-44228"}),
+        json!({"impactedIP": "::ffff:8.8.8.8", "impactedHostName": "evil.example", "cve": "CVE-2021-44228 CVE-2021-44228"}),
+        json!({"impactedHostName": "8.8.8.8", "url": "evil.example"}),
+    ];
+    let got: Vec<_> = indicators(&events, &Policy::default())
+        .into_iter()
+        .map(|i| (i.kind, i.value, i.field))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Ip, "8.8.8.8".to_string(), "originIP"),
+            (Domain, "evil.example".to_string(), "domain"),
+            (Cve, "CVE-2021-44228".to_string(), "cve"),
+            (Url, "http://evil.example/".to_string(), "url"),
+        ]
+    );
+}
+
+#[test]
+fn one_mebibyte_field_is_handled() {
+    let big = "a".repeat(1 << 20);
+    let cve_big = "CVE-2021-44228 ".repeat((1 << 20) / 15);
+    let dotted = "a.".repeat(1 << 19);
+    for field in ["impactedIP", "impactedHostName", "domain", "url", "cve"] {
+        for v in [&big, &cve_big, &dotted] {
+            let event = json!({ field: v });
+            let inds = indicators(&[event], &Policy::default());
+            assert!(!inds.is_empty());
+            for i in &inds {
+                assert!(
+                    i.value.len() <= 2048,
+                    "{field}: value of {} bytes",
+                    i.value.len()
+                );
+            }
+        }
+    }
+}
