@@ -298,11 +298,11 @@ fn make_alarm(seed: u64, scenario: Scenario, id: i64, t: DateTime<Utc>, events: 
         seed: aseed,
         hostile,
     };
-    if let Some(Place::RuleName(s)) = hostile.map(hostile_item).map(|(_, p)| p) {
-        a.rule_name = s;
-    }
-    if let Some(Place::EntityName(s)) = hostile.map(hostile_item).map(|(_, p)| p) {
-        a.entity_name = s;
+    // Only a few corpus items are alarm-level; don't build the big ones here.
+    match hostile.filter(|i| HOSTILE_ALARM_LEVEL.contains(&(i % HOSTILE_LEN))).map(|i| hostile_item(i).1) {
+        Some(Place::RuleName(s)) => a.rule_name = s,
+        Some(Place::EntityName(s)) => a.entity_name = s,
+        _ => {}
     }
     a
 }
@@ -1047,6 +1047,9 @@ pub enum BodyKind {
 
 const HOSTILE_LEN: usize = 63;
 
+/// Corpus items placed in alarm fields (rule or entity name) rather than events.
+const HOSTILE_ALARM_LEVEL: [usize; 4] = [15, 17, 21, 23];
+
 /// Number of items in the hostile corpus.
 pub fn hostile_len() -> usize {
     HOSTILE_LEN
@@ -1212,5 +1215,9 @@ mod tests {
         let names: std::collections::BTreeSet<&str> =
             (0..hostile_len()).map(|i| hostile_item(i).0).collect();
         assert_eq!(names.len(), hostile_len());
+        for i in 0..hostile_len() {
+            let alarm_level = matches!(hostile_item(i).1, Place::RuleName(_) | Place::EntityName(_));
+            assert_eq!(alarm_level, HOSTILE_ALARM_LEVEL.contains(&i), "item {i}");
+        }
     }
 }

@@ -22,8 +22,25 @@ pub fn config() -> SimConfig {
     }
 }
 
-pub async fn start(cfg: SimConfig) -> RunningSim {
-    sim::start(cfg).await.expect("simulator starts")
+/// A running simulator plus one HTTP client for it (building a reqwest client is
+/// slow in debug builds, so tests reuse this one).
+pub struct TestSim {
+    pub sim: RunningSim,
+    pub http: reqwest::Client,
+}
+
+impl std::ops::Deref for TestSim {
+    type Target = RunningSim;
+    fn deref(&self) -> &RunningSim {
+        &self.sim
+    }
+}
+
+pub async fn start(cfg: SimConfig) -> TestSim {
+    TestSim {
+        sim: sim::start(cfg).await.expect("simulator starts"),
+        http: client(),
+    }
 }
 
 pub fn client() -> reqwest::Client {
@@ -34,8 +51,9 @@ pub fn client() -> reqwest::Client {
 }
 
 /// `GET {url}{path}` with the default LogRhythm key; returns status and raw body.
-pub async fn lr_get(sim: &RunningSim, path: &str) -> (u16, Vec<u8>) {
-    let r = client()
+pub async fn lr_get(sim: &TestSim, path: &str) -> (u16, Vec<u8>) {
+    let r = sim
+        .http
         .get(format!("{}{path}", sim.url()))
         .bearer_auth(sim::DEFAULT_LR_KEY)
         .send()
@@ -46,7 +64,7 @@ pub async fn lr_get(sim: &RunningSim, path: &str) -> (u16, Vec<u8>) {
 }
 
 /// Like [`lr_get`] but parses the body as JSON.
-pub async fn lr_json(sim: &RunningSim, path: &str) -> (u16, Value) {
+pub async fn lr_json(sim: &TestSim, path: &str) -> (u16, Value) {
     let (s, b) = lr_get(sim, path).await;
     (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
 }
@@ -62,8 +80,9 @@ pub fn ids(v: &Value) -> Vec<i64> {
 }
 
 /// The ground truth from `/_sim/alarms`.
-pub async fn truth(sim: &RunningSim) -> Vec<Value> {
-    let b = client()
+pub async fn truth(sim: &TestSim) -> Vec<Value> {
+    let b = sim
+        .http
         .get(format!("{}/_sim/alarms", sim.url()))
         .send()
         .await
