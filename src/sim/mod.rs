@@ -1,1 +1,845 @@
+//! The loopback simulator of the LogRhythm Alarm API and Collective Insights API
+//! (`lrci sim`, DESIGN.md §4): configuration, shared state, server start/stop, router
+//! assembly, the `/_sim` admin routes, and the fault/latency/stats middleware.
+//!
+//! The LogRhythm side lives in `lr`, the Collective Insights side in `ci`, scenario
+//! generation in [`gen`]. This module never listens on anything but loopback.
+//!
+//! Middleware order for a request to either API: count it in the stats (by route
+//! pattern), add the side's fixed latency, draw a seeded random fault (`fault_rate`),
+//! then — only if the request carries valid credentials for its side — take the next
+//! queued fault, then run the handler. `/_sim` routes are neither counted nor faulted.
+//! A `slow` fault runs the handler first and then holds the answer for `slow_ms`
+//! (the work is done; the answer is late). `drop` answers with a body stream that
+//! fails at once, so the connection breaks without a usable response;
+//! `store-then-drop` runs the handler first.
+
 pub mod ci;
+pub mod gen;
+pub mod json;
+mod lr;
+pub mod time;
+
+use crate::model::AlarmId;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SubsecRound, Utc};
+use gen::{AlarmMeta, GenParams, Scenario};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+/// The default Collective Insights token: 32 lowercase alphanumerics, the format
+/// Recorded Future's own SDK insists on.
+pub const DEFAULT_RF_KEY: &str = "0123456789abcdef0123456789abcdef";
+/// The default LogRhythm bearer token.
+pub const DEFAULT_LR_KEY: &str = "sim-lr-key";
+
+/// How `GET /alarms` treats `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OffsetMode {
+    /// `offset` is ignored (what the vendor script documents): every call starts at row 0.
+    #[default]
+    Ignored,
+    /// `offset` is the number of rows to skip.
+    Records,
+    /// `offset` is a 0-based page index (rows skipped = offset × page size).
+    Pages,
+}
+
+/// Wrapper key of the events response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EventsWrapper {
+    /// `alarmEventsDetails` (what real systems send).
+    #[default]
+    #[value(name = "alarmEventsDetails")]
+    AlarmEventsDetails,
+    /// `alarmsEventDetails` (the OpenAPI file's spelling).
+    #[value(name = "alarmsEventDetails")]
+    AlarmsEventDetails,
+}
+
+impl EventsWrapper {
+    /// The JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            EventsWrapper::AlarmEventsDetails => "alarmEventsDetails",
+            EventsWrapper::AlarmsEventDetails => "alarmsEventDetails",
+        }
+    }
+}
+
+/// What an empty alarm list looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EmptyList {
+    /// `alarmsSearchDetails: null`.
+    #[default]
+    Null,
+    /// `alarmsSearchDetails: []`.
+    Empty,
+}
+
+/// Meaning of `alarmsCount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AlarmsCount {
+    /// Rows in this page.
+    #[default]
+    Page,
+    /// All rows matching the filters.
+    Total,
+}
+
+/// Which simulated service a request is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Side {
+    /// The LogRhythm Alarm API (`/lr-alarm-api/`).
+    Lr,
+    /// Recorded Future Collective Insights (`/collective-insights/`).
+    Rf,
+}
+
+/// An injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum FaultKind {
+    /// 429 with `Retry-After`.
+    #[serde(rename = "429")]
+    TooMany,
+    /// 500.
+    #[serde(rename = "500")]
+    Internal,
+    /// 502.
+    #[serde(rename = "502")]
+    BadGateway,
+    /// 503.
+    #[serde(rename = "503")]
+    Unavailable,
+    /// A 502 HTML error page.
+    #[serde(rename = "html")]
+    Html,
+    /// The real answer, held back for `slow_ms`.
+    #[serde(rename = "slow")]
+    Slow,
+    /// The connection breaks without a usable response.
+    #[serde(rename = "drop")]
+    Drop,
+    /// The handler runs (CI stores the items), then the connection breaks. CI only.
+    #[serde(rename = "store-then-drop")]
+    StoreThenDrop,
+}
+
+impl FaultKind {
+    /// The kinds `fault_rate` picks from, uniformly.
+    pub const RANDOM: [FaultKind; 7] = [
+        FaultKind::TooMany,
+        FaultKind::Internal,
+        FaultKind::BadGateway,
+        FaultKind::Unavailable,
+        FaultKind::Html,
+        FaultKind::Slow,
+        FaultKind::Drop,
+    ];
+
+    /// The name used in `/_sim/faults` and in the stats.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::TooMany => "429",
+            FaultKind::Internal => "500",
+            FaultKind::BadGateway => "502",
+            FaultKind::Unavailable => "503",
+            FaultKind::Html => "html",
+            FaultKind::Slow => "slow",
+            FaultKind::Drop => "drop",
+            FaultKind::StoreThenDrop => "store-then-drop",
+        }
+    }
+}
+
+/// Every knob of the simulator. `Default` gives the documented defaults (with the
+/// window ending now, truncated to the second).
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Address to bind; must be loopback. Port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Generator seed (also seeds random faults).
+    pub seed: u64,
+    /// Named scenario.
+    pub scenario: Scenario,
+    /// Window length in hours.
+    pub hours: u32,
+    /// Alarms generated per hour.
+    pub alarms_per_hour: u32,
+    /// Events served per alarm.
+    pub events_per_alarm: u32,
+    /// Window end (truncated to whole seconds); `None` = now.
+    pub end: Option<DateTime<Utc>>,
+    /// Largest page `GET /alarms` returns; larger `count`s are silently truncated.
+    pub page_cap: usize,
+    /// How `offset` is treated.
+    pub offset_mode: OffsetMode,
+    /// Fixed latency added to every LogRhythm request.
+    pub lr_latency: Duration,
+    /// Fixed latency added to every Collective Insights request.
+    pub rf_latency: Duration,
+    /// Probability (0–1) that a request to either API gets a random fault.
+    pub fault_rate: f64,
+    /// How long a `slow` fault holds the answer.
+    pub slow: Duration,
+    /// The valid LogRhythm bearer token.
+    pub lr_key: String,
+    /// A LogRhythm token that authenticates but lacks permission (403).
+    pub lr_low_priv_key: Option<String>,
+    /// The valid Collective Insights token.
+    pub rf_key: String,
+    /// A CI token that is valid but lacks the CI permission (403).
+    pub rf_no_ci_key: Option<String>,
+    /// Wrapper key of the events response.
+    pub events_wrapper: EventsWrapper,
+    /// Empty alarm list as `null` or `[]`.
+    pub empty_list: EmptyList,
+    /// Meaning of `alarmsCount`.
+    pub alarms_count: AlarmsCount,
+    /// Events and summary answer 404 for alarms younger than this (wall clock).
+    pub not_ready: Duration,
+    /// CI daily detection quota.
+    pub daily_quota: u64,
+    /// CI maximum batch size (413 above it).
+    pub max_batch: Option<usize>,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: 1,
+            scenario: Scenario::Default,
+            hours: 24,
+            alarms_per_hour: 50,
+            events_per_alarm: 1,
+            end: None,
+            page_cap: 100,
+            offset_mode: OffsetMode::Ignored,
+            lr_latency: Duration::ZERO,
+            rf_latency: Duration::ZERO,
+            fault_rate: 0.0,
+            slow: Duration::from_millis(30_000),
+            lr_key: DEFAULT_LR_KEY.to_string(),
+            lr_low_priv_key: None,
+            rf_key: DEFAULT_RF_KEY.to_string(),
+            rf_no_ci_key: None,
+            events_wrapper: EventsWrapper::AlarmEventsDetails,
+            empty_list: EmptyList::Null,
+            alarms_count: AlarmsCount::Page,
+            not_ready: Duration::ZERO,
+            daily_quota: 15_000,
+            max_batch: None,
+        }
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `listen` is not a loopback address.
+    #[error(
+        "refusing to listen on {0}: the simulator only listens on loopback (127.0.0.0/8 or ::1)"
+    )]
+    NotLoopback(SocketAddr),
+    /// A knob is out of range.
+    #[error("invalid simulator setting: {0}")]
+    Invalid(&'static str),
+    /// Binding the socket failed.
+    #[error("could not bind {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Alarms, sorted by (`dateInserted`, id), with an id index.
+#[derive(Debug, Default)]
+pub(crate) struct AlarmStore {
+    pub(crate) by_time: Vec<Arc<AlarmMeta>>,
+    pub(crate) by_id: HashMap<AlarmId, Arc<AlarmMeta>>,
+    next_id: AlarmId,
+}
+
+impl AlarmStore {
+    fn insert(&mut self, a: AlarmMeta) {
+        let a = Arc::new(a);
+        let key = (a.date_inserted, a.id);
+        let at = self
+            .by_time
+            .partition_point(|x| (x.date_inserted, x.id) < key);
+        self.by_time.insert(at, a.clone());
+        self.next_id = self.next_id.max(a.id + 1);
+        self.by_id.insert(a.id, a);
+    }
+}
+
+#[derive(Debug, Default)]
+struct Stats {
+    requests: BTreeMap<String, u64>,
+    faults: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fault {
+    kind: FaultKind,
+    retry_after: u64,
+}
+
+#[derive(Debug)]
+struct Faults {
+    rng: ChaCha8Rng,
+    lr: VecDeque<Fault>,
+    rf: VecDeque<Fault>,
+}
+
+/// The simulator's shared state: configuration, alarms, stats, queued faults and
+/// the Collective Insights side. Reach it through [`RunningSim::state`].
+pub struct SimState {
+    cfg: SimConfig,
+    gen_params: GenParams,
+    alarms: RwLock<AlarmStore>,
+    stats: Mutex<Stats>,
+    faults: Mutex<Faults>,
+    ci: Arc<ci::CiSim>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl SimState {
+    /// Builds the state and generates the scenario's alarms.
+    pub fn new(cfg: SimConfig) -> Result<SimState, Error> {
+        if !(0.0..=1.0).contains(&cfg.fault_rate) {
+            return Err(Error::Invalid("fault rate must be between 0 and 1"));
+        }
+        if cfg.page_cap == 0 {
+            return Err(Error::Invalid("page cap must be at least 1"));
+        }
+        let end = cfg.end.unwrap_or_else(Utc::now).trunc_subsecs(0);
+        let gen_params = GenParams {
+            seed: cfg.seed,
+            scenario: cfg.scenario,
+            hours: cfg.hours,
+            alarms_per_hour: cfg.alarms_per_hour,
+            end,
+            events_per_alarm: cfg.events_per_alarm,
+        };
+        let mut store = AlarmStore {
+            next_id: gen::FIRST_ALARM_ID,
+            ..AlarmStore::default()
+        };
+        let generated = gen::generate(&gen_params);
+        store.by_id.reserve(generated.len());
+        for a in generated {
+            // Already sorted: push directly instead of a binary-search insert.
+            let a = Arc::new(a);
+            store.next_id = store.next_id.max(a.id + 1);
+            store.by_id.insert(a.id, a.clone());
+            store.by_time.push(a);
+        }
+        let ci = Arc::new(ci::CiSim::new(ci::CiOptions {
+            tokens: vec![cfg.rf_key.clone()],
+            no_ci_tokens: cfg.rf_no_ci_key.iter().cloned().collect(),
+            daily_quota: cfg.daily_quota,
+            max_batch: cfg.max_batch,
+            ..ci::CiOptions::default()
+        }));
+        Ok(SimState {
+            faults: Mutex::new(Faults {
+                rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17_FA17_FA17_FA17),
+                lr: VecDeque::new(),
+                rf: VecDeque::new(),
+            }),
+            cfg,
+            gen_params,
+            alarms: RwLock::new(store),
+            stats: Mutex::new(Stats::default()),
+            ci,
+        })
+    }
+
+    /// The configuration the simulator runs with.
+    pub fn config(&self) -> &SimConfig {
+        &self.cfg
+    }
+
+    /// The generator parameters (including the resolved window end).
+    pub fn gen_params(&self) -> &GenParams {
+        &self.gen_params
+    }
+
+    /// The Collective Insights side.
+    pub fn ci(&self) -> &Arc<ci::CiSim> {
+        &self.ci
+    }
+
+    pub(crate) fn alarms(&self) -> RwLockReadGuard<'_, AlarmStore> {
+        self.alarms.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn alarms_mut(&self) -> RwLockWriteGuard<'_, AlarmStore> {
+        self.alarms.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Number of alarms the simulator holds.
+    pub fn alarm_count(&self) -> usize {
+        self.alarms().by_time.len()
+    }
+
+    /// All alarms, sorted by (`dateInserted`, id).
+    pub fn alarm_list(&self) -> Vec<Arc<AlarmMeta>> {
+        self.alarms().by_time.clone()
+    }
+
+    /// Adds `count` new alarms, deterministically for the seed and the first new id:
+    /// ids continue after the highest so far; the i-th is inserted at `at` (on a
+    /// tick) + 10 ms × i. Returns the new ids.
+    pub fn generate(&self, count: usize, at: DateTime<Utc>) -> Vec<AlarmId> {
+        let mut store = self.alarms_mut();
+        let new = gen::generate_more(
+            self.cfg.seed,
+            self.cfg.scenario,
+            store.next_id,
+            count,
+            at,
+            self.cfg.events_per_alarm,
+        );
+        let ids = new.iter().map(|a| a.id).collect();
+        for a in new {
+            store.insert(a);
+        }
+        ids
+    }
+
+    /// Queues `count` faults of `kind` for the next authenticated requests on `side`.
+    pub fn queue_faults(&self, side: Side, kind: FaultKind, count: usize, retry_after: u64) {
+        let mut f = lock(&self.faults);
+        let q = match side {
+            Side::Lr => &mut f.lr,
+            Side::Rf => &mut f.rf,
+        };
+        q.extend(std::iter::repeat_n(Fault { kind, retry_after }, count));
+    }
+
+    /// Drops every queued fault.
+    pub fn clear_faults(&self) {
+        let mut f = lock(&self.faults);
+        f.lr.clear();
+        f.rf.clear();
+    }
+
+    /// Clears CI's stored items and quota, and the request/fault statistics.
+    pub fn reset(&self) {
+        self.ci.reset();
+        *lock(&self.stats) = Stats::default();
+    }
+
+    /// `{"requests": {"<METHOD> <route pattern>": n}, "faults": {"<kind>": n}}`.
+    pub fn stats(&self) -> serde_json::Value {
+        let s = lock(&self.stats);
+        serde_json::json!({ "requests": s.requests, "faults": s.faults })
+    }
+
+    /// The ground truth (`GET /_sim/alarms`) as JSON bytes: one object per alarm in
+    /// (`dateInserted`, id) order, `{"alarmId", "alarmRuleName", "dateInserted",
+    /// "details", "events"}` with details and events byte-for-byte as served. When
+    /// the served events are not parseable JSON (hostile scenario: lone surrogate,
+    /// invalid UTF-8, 10 000-deep nesting, `1e99999`, an HTML page), `events` is
+    /// `null` and `"eventsUnparseable"` gives the parser's complaint; when the served
+    /// list is `null`, `events` is `null` too.
+    pub fn ground_truth(&self) -> Vec<u8> {
+        use json::Node;
+        let alarms = self.alarm_list();
+        let mut out = Vec::with_capacity(alarms.len() * 4096);
+        out.push(b'[');
+        for (i, a) in alarms.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            let body = gen::events_body(a);
+            let (events, complaint) = if body.replace.is_some() {
+                (
+                    Node::Null,
+                    Some("the events body is an HTML page".to_string()),
+                )
+            } else if body.null_list {
+                (Node::Null, None)
+            } else {
+                match serde_json::from_slice::<serde_json::Value>(&body.array) {
+                    Ok(_) => (Node::Raw(body.array), None),
+                    Err(e) => (Node::Null, Some(e.to_string())),
+                }
+            };
+            let mut obj = Node::obj([
+                ("alarmId", Node::Int(a.id)),
+                ("alarmRuleName", Node::s(a.rule_name.clone())),
+                ("dateInserted", Node::s(time::render_lr(a.date_inserted))),
+                ("details", gen::details(a)),
+                ("events", events),
+            ]);
+            if let Some(c) = complaint {
+                obj.set("eventsUnparseable", Node::Str(c));
+            }
+            obj.write(&mut out);
+        }
+        out.push(b']');
+        out
+    }
+
+    fn authorized(&self, side: Side, headers: &HeaderMap) -> bool {
+        match side {
+            Side::Lr => lr::check_auth(&self.cfg, headers).is_ok(),
+            Side::Rf => headers
+                .get("x-rftoken")
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|t| t == self.cfg.rf_key),
+        }
+    }
+
+    fn next_fault(&self, side: Side, headers: &HeaderMap) -> Option<Fault> {
+        let mut f = lock(&self.faults);
+        if self.cfg.fault_rate > 0.0 {
+            let p: f64 = f.rng.random();
+            let k = f.rng.random_range(0..FaultKind::RANDOM.len());
+            if p < self.cfg.fault_rate {
+                return FaultKind::RANDOM.get(k).map(|&kind| Fault {
+                    kind,
+                    retry_after: 1,
+                });
+            }
+        }
+        if !self.authorized(side, headers) {
+            return None;
+        }
+        match side {
+            Side::Lr => f.lr.pop_front(),
+            Side::Rf => f.rf.pop_front(),
+        }
+    }
+}
+
+/// A running simulator; dropping it without [`RunningSim::shutdown`] leaves the
+/// server task running until the runtime ends.
+pub struct RunningSim {
+    addr: SocketAddr,
+    state: Arc<SimState>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningSim {
+    /// `http://127.0.0.1:PORT` (no trailing slash); both APIs live under it.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state, to add alarms or script faults in-process.
+    pub fn state(&self) -> Arc<SimState> {
+        self.state.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish, and waits for the server.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(());
+        if let Err(e) = self.task.await {
+            tracing::warn!(error = %e, "simulator task ended abnormally");
+        }
+    }
+}
+
+/// Binds `cfg.listen` (loopback only), generates the scenario and serves both APIs
+/// and the admin routes on one port.
+pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
+    if !cfg.listen.ip().is_loopback() {
+        return Err(Error::NotLoopback(cfg.listen).into());
+    }
+    let listen = cfg.listen;
+    let state = Arc::new(SimState::new(cfg)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: listen,
+        source,
+    })?;
+    let app = router(state.clone());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "simulator server failed");
+        }
+    });
+    tracing::info!(%addr, alarms = state.alarm_count(), "simulator listening");
+    Ok(RunningSim {
+        addr,
+        state,
+        stop,
+        task,
+    })
+}
+
+/// The whole application: both APIs, the admin routes, and the middleware.
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .merge(lr::router(state.clone()))
+        .merge(state.ci.clone().router())
+        .merge(admin_router(state.clone()))
+        .layer(axum::middleware::from_fn_with_state(state, sim_layer))
+}
+
+fn side_of(path: &str) -> Option<Side> {
+    let p = path.trim_start_matches('/');
+    if p.starts_with("lr-alarm-api/") || p == "lr-alarm-api" {
+        Some(Side::Lr)
+    } else if p.starts_with("collective-insights/") || p == "collective-insights" {
+        Some(Side::Rf)
+    } else {
+        None
+    }
+}
+
+/// The route pattern a path belongs to, for the stats: leading slashes collapsed to
+/// one and the alarm id segment replaced by `{id}`
+/// (`/lr-alarm-api/alarms/1234/events` → `/lr-alarm-api/alarms/{id}/events`).
+fn route_pattern(path: &str) -> String {
+    let mut segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    if segs.first() == Some(&"lr-alarm-api") && segs.get(1) == Some(&"alarms") {
+        if let Some(id) = segs.get_mut(2) {
+            *id = "{id}";
+        }
+    }
+    format!("/{}", segs.join("/"))
+}
+
+async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+    let Some(side) = side_of(req.uri().path()) else {
+        return next.run(req).await;
+    };
+    let route = route_pattern(req.uri().path());
+    *lock(&st.stats)
+        .requests
+        .entry(format!("{} {route}", req.method()))
+        .or_default() += 1;
+    let latency = match side {
+        Side::Lr => st.cfg.lr_latency,
+        Side::Rf => st.cfg.rf_latency,
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let Some(fault) = st.next_fault(side, req.headers()) else {
+        return next.run(req).await;
+    };
+    *lock(&st.stats)
+        .faults
+        .entry(fault.kind.as_str().to_string())
+        .or_default() += 1;
+    tracing::debug!(kind = fault.kind.as_str(), %route, "injecting fault");
+    match fault.kind {
+        FaultKind::Slow => {
+            let resp = next.run(req).await;
+            tokio::time::sleep(st.cfg.slow).await;
+            resp
+        }
+        FaultKind::Drop => dropped_connection(),
+        FaultKind::StoreThenDrop => {
+            let resp = next.run(req).await;
+            // Let the handler's body finish too, so the work is really done.
+            let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+            dropped_connection()
+        }
+        FaultKind::Html => {
+            let mut r = (
+                StatusCode::BAD_GATEWAY,
+                "<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head>\
+                 <body><center><h1>502 Bad Gateway</h1></center><hr><center>nginx</center></body></html>\n",
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        FaultKind::TooMany
+        | FaultKind::Internal
+        | FaultKind::BadGateway
+        | FaultKind::Unavailable => {
+            let status = match fault.kind {
+                FaultKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
+                FaultKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+                FaultKind::BadGateway => StatusCode::BAD_GATEWAY,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let reason = status.canonical_reason().unwrap_or("Error");
+            let body = match side {
+                Side::Lr => serde_json::json!({
+                    "statusCode": status.as_u16(), "statusMessage": reason, "responseMessage": reason
+                }),
+                Side::Rf => serde_json::json!({
+                    "message": reason, "status_code": status.as_u16(), "trace_id": "sim-fault"
+                }),
+            };
+            let mut r = (status, Json(body)).into_response();
+            if fault.kind == FaultKind::TooMany {
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(fault.retry_after));
+            }
+            r
+        }
+    }
+}
+
+/// A response whose body fails on its first poll: hyper aborts the connection, so
+/// the client gets no complete answer.
+fn dropped_connection() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "simulated dropped connection",
+        ))
+    });
+    Response::new(Body::from_stream(stream))
+}
+
+// ---------------------------------------------------------------------------------
+// Admin routes
+
+fn admin_router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/_sim/received", get(admin_received))
+        .route("/_sim/stats", get(admin_stats))
+        .route("/_sim/reset", post(admin_reset))
+        .route("/_sim/alarms", get(admin_alarms))
+        .route("/_sim/generate", post(admin_generate))
+        .route(
+            "/_sim/faults",
+            post(admin_faults).delete(admin_clear_faults),
+        )
+        .with_state(state)
+}
+
+async fn admin_received(State(st): State<Arc<SimState>>) -> Json<Vec<serde_json::Value>> {
+    Json(st.ci.received())
+}
+
+async fn admin_stats(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
+    Json(st.stats())
+}
+
+async fn admin_reset(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
+    st.reset();
+    Json(serde_json::json!({"reset": true}))
+}
+
+async fn admin_alarms(State(st): State<Arc<SimState>>) -> Response {
+    let body = tokio::task::spawn_blocking(move || st.ground_truth()).await;
+    match body {
+        Ok(bytes) => (
+            [(header::CONTENT_TYPE, "application/json; charset=utf-8")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "building the ground truth failed");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// Most alarms one `/_sim/generate` call may add.
+const MAX_GENERATE: usize = 100_000;
+
+#[derive(Deserialize)]
+struct GenerateReq {
+    count: usize,
+    at: Option<String>,
+}
+
+fn admin_error(msg: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(serde_json::json!({ "error": msg })),
+    )
+        .into_response()
+}
+
+async fn admin_generate(
+    State(st): State<Arc<SimState>>,
+    body: Result<Json<GenerateReq>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return admin_error(e.body_text()),
+    };
+    if req.count > MAX_GENERATE {
+        return admin_error(format!("count must be at most {MAX_GENERATE}"));
+    }
+    let at = match req.at.as_deref() {
+        None => Utc::now(),
+        Some(s) => match time::parse_lr_param(s) {
+            Some(t) => t,
+            None => return admin_error(format!("cannot parse at {s:?} (use RFC 3339)")),
+        },
+    };
+    let ids = st.generate(req.count, at);
+    Json(serde_json::json!({ "alarmIds": ids })).into_response()
+}
+
+#[derive(Deserialize)]
+struct FaultsReq {
+    side: Side,
+    kind: FaultKind,
+    count: usize,
+    retry_after: Option<u64>,
+}
+
+async fn admin_faults(
+    State(st): State<Arc<SimState>>,
+    body: Result<Json<FaultsReq>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return admin_error(e.body_text()),
+    };
+    if req.kind == FaultKind::StoreThenDrop && req.side != Side::Rf {
+        return admin_error("store-then-drop is only available on side rf".to_string());
+    }
+    st.queue_faults(req.side, req.kind, req.count, req.retry_after.unwrap_or(1));
+    Json(serde_json::json!({ "queued": req.count })).into_response()
+}
+
+async fn admin_clear_faults(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
+    st.clear_faults();
+    Json(serde_json::json!({ "cleared": true }))
+}

@@ -1,0 +1,343 @@
+//! The simulated LogRhythm Alarm API under `/lr-alarm-api/` (spec §14): bearer auth,
+//! `GET /alarms` with its filters, sort and paging quirks, and per-alarm details,
+//! events and summary.
+//!
+//! Sorting: `orderby` ∈ {AlarmRuleName, AlarmStatus, DateInserted, EntityName}
+//! (case-insensitive); without `orderby` rows come in (`dateInserted`, alarmId)
+//! ascending order; `orderby` without `dir` sorts descending. Ties are always broken
+//! by `alarmId` ascending, in both directions. Query parameter names are
+//! case-insensitive and unknown ones are ignored; bad values of known ones → 400.
+
+use super::gen::{self, AlarmMeta};
+use super::json::Node;
+use super::time::parse_lr_param;
+use super::{AlarmsCount, EmptyList, OffsetMode, SimConfig, SimState};
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use chrono::Utc;
+use std::cmp::Ordering;
+use std::sync::Arc;
+
+/// Page size when the request has no `count` (FR notes claim 25; [S]/[?]).
+const DEFAULT_COUNT: usize = 25;
+
+const JSON_CT: &str = "application/json; charset=utf-8";
+
+pub(super) fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/lr-alarm-api/alarms", get(list))
+        .route("/lr-alarm-api/alarms/{id}", get(details))
+        .route("/lr-alarm-api/alarms/{id}/events", get(events))
+        .route("/lr-alarm-api/alarms/{id}/summary", get(summary))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth_layer,
+        ))
+        .with_state(state)
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AuthError {
+    Missing,
+    LowPrivilege,
+}
+
+/// Checks `Authorization: Bearer <token>` (scheme case-insensitive).
+pub(super) fn check_auth(cfg: &SimConfig, headers: &HeaderMap) -> Result<(), AuthError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim());
+    match token {
+        Some(t) if !t.is_empty() && t == cfg.lr_key => Ok(()),
+        Some(t) if cfg.lr_low_priv_key.as_deref() == Some(t) && !t.is_empty() => {
+            Err(AuthError::LowPrivilege)
+        }
+        _ => Err(AuthError::Missing),
+    }
+}
+
+async fn auth_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+    match check_auth(&st.cfg, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(AuthError::Missing) => {
+            let mut r = envelope(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Authorization has been denied for this request.",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            r
+        }
+        Err(AuthError::LowPrivilege) => envelope(
+            StatusCode::FORBIDDEN,
+            "Forbidden",
+            "The user does not have permission to perform this action.",
+        ),
+    }
+}
+
+fn envelope(status: StatusCode, message: &str, response: &str) -> Response {
+    let body = Node::obj([
+        ("statusCode", Node::Int(i64::from(status.as_u16()))),
+        ("statusMessage", Node::s(message)),
+        ("responseMessage", Node::s(response)),
+    ]);
+    bytes_response(status, JSON_CT, body.to_bytes())
+}
+
+fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, content_type)], body).into_response()
+}
+
+fn bad_request(msg: String) -> Response {
+    envelope(StatusCode::BAD_REQUEST, "Bad Request", &msg)
+}
+
+fn ok_with(key: &str, value: Node) -> Response {
+    let body = Node::obj([
+        (key, value),
+        ("statusCode", Node::Int(200)),
+        ("statusMessage", Node::s("OK")),
+        ("responseMessage", Node::s("Success")),
+    ]);
+    bytes_response(StatusCode::OK, JSON_CT, body.to_bytes())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OrderBy {
+    RuleName,
+    Status,
+    DateInserted,
+    EntityName,
+}
+
+#[derive(Debug, Default)]
+struct ListQuery {
+    date_inserted: Option<chrono::DateTime<Utc>>,
+    order_by: Option<OrderBy>,
+    descending: Option<bool>,
+    count: Option<usize>,
+    offset: usize,
+    status: Option<i64>,
+    rule_name: Option<String>,
+    entity_name: Option<String>,
+    case: Option<String>,
+}
+
+fn parse_query(raw: Option<&str>) -> Result<ListQuery, String> {
+    let mut q = ListQuery::default();
+    for (k, v) in url::form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
+        match k.to_ascii_lowercase().as_str() {
+            "dateinserted" => {
+                q.date_inserted = Some(
+                    parse_lr_param(&v)
+                        .ok_or_else(|| format!("The value '{v}' is not valid for dateInserted."))?,
+                )
+            }
+            "orderby" => {
+                q.order_by = Some(match v.to_ascii_lowercase().as_str() {
+                    "alarmrulename" => OrderBy::RuleName,
+                    "alarmstatus" => OrderBy::Status,
+                    "dateinserted" => OrderBy::DateInserted,
+                    "entityname" => OrderBy::EntityName,
+                    _ => return Err(format!("The value '{v}' is not valid for orderby.")),
+                })
+            }
+            "dir" => {
+                q.descending = Some(match v.to_ascii_lowercase().as_str() {
+                    "ascending" => false,
+                    "descending" => true,
+                    _ => return Err(format!("The value '{v}' is not valid for dir.")),
+                })
+            }
+            "count" => {
+                q.count = Some(
+                    v.trim()
+                        .parse()
+                        .map_err(|_| format!("The value '{v}' is not valid for count."))?,
+                )
+            }
+            "offset" => {
+                q.offset = v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("The value '{v}' is not valid for offset."))?
+            }
+            "alarmstatus" => {
+                q.status = Some(
+                    gen::parse_status(&v)
+                        .ok_or_else(|| format!("The value '{v}' is not valid for alarmStatus."))?,
+                )
+            }
+            "alarmrulename" => q.rule_name = Some(v.into_owned()),
+            "entityname" => q.entity_name = Some(v.into_owned()),
+            "caseassociation" | "associatedcases" => q.case = Some(v.trim().to_string()),
+            _ => {}
+        }
+    }
+    Ok(q)
+}
+
+fn compare(by: OrderBy, a: &AlarmMeta, b: &AlarmMeta) -> Ordering {
+    match by {
+        OrderBy::RuleName => a.rule_name.cmp(&b.rule_name),
+        OrderBy::Status => a.status.cmp(&b.status),
+        OrderBy::DateInserted => a.date_inserted.cmp(&b.date_inserted),
+        OrderBy::EntityName => a.entity_name.cmp(&b.entity_name),
+    }
+}
+
+async fn list(State(st): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Response {
+    let q = match parse_query(raw.as_deref()) {
+        Ok(q) => q,
+        Err(msg) => return bad_request(msg),
+    };
+    let cfg = &st.cfg;
+    let store = st.alarms();
+    let from = match q.date_inserted {
+        Some(t) => store.by_time.partition_point(|a| a.date_inserted < t),
+        None => 0,
+    };
+    let mut rows: Vec<&Arc<AlarmMeta>> = store
+        .by_time
+        .get(from..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|a| q.status.is_none_or(|s| a.status == s))
+        .filter(|a| q.rule_name.as_deref().is_none_or(|r| a.rule_name == r))
+        .filter(|a| q.entity_name.as_deref().is_none_or(|e| a.entity_name == e))
+        .filter(|a| {
+            q.case
+                .as_deref()
+                .is_none_or(|c| a.cases.iter().any(|x| x.trim().eq_ignore_ascii_case(c)))
+        })
+        .collect();
+    let descending = q.descending.unwrap_or(q.order_by.is_some());
+    let by = q.order_by.unwrap_or(OrderBy::DateInserted);
+    // by_time is already (dateInserted, id) ascending; other orders need a sort.
+    if by != OrderBy::DateInserted || descending {
+        rows.sort_by(|a, b| {
+            let primary = compare(by, a, b);
+            let primary = if descending {
+                primary.reverse()
+            } else {
+                primary
+            };
+            primary.then(a.id.cmp(&b.id))
+        });
+    }
+    let total = rows.len();
+    let page = q.count.unwrap_or(DEFAULT_COUNT).min(cfg.page_cap);
+    let skip = match cfg.offset_mode {
+        OffsetMode::Ignored => 0,
+        OffsetMode::Records => q.offset,
+        OffsetMode::Pages => q.offset.saturating_mul(page),
+    };
+    let page_rows: Vec<Node> = rows
+        .iter()
+        .skip(skip)
+        .take(page)
+        .map(|a| gen::list_row(a))
+        .collect();
+    drop(store);
+    let count = match cfg.alarms_count {
+        AlarmsCount::Page => page_rows.len(),
+        AlarmsCount::Total => total,
+    };
+    let list = if page_rows.is_empty() && cfg.empty_list == EmptyList::Null {
+        Node::Null
+    } else {
+        Node::Arr(page_rows)
+    };
+    let body = Node::obj([
+        ("alarmsSearchDetails", list),
+        (
+            "alarmsCount",
+            Node::Int(i64::try_from(count).unwrap_or(i64::MAX)),
+        ),
+        ("statusCode", Node::Int(200)),
+        ("statusMessage", Node::s("OK")),
+        ("responseMessage", Node::s("Success")),
+    ]);
+    bytes_response(StatusCode::OK, JSON_CT, body.to_bytes())
+}
+
+/// Resolves the `{id}` path segment: 400 when not an integer, 404 when unknown.
+fn find(st: &SimState, id: &str) -> Result<Arc<AlarmMeta>, Response> {
+    let Ok(n) = id.trim().parse::<i64>() else {
+        return Err(bad_request(format!("The value '{id}' is not valid.")));
+    };
+    st.alarms().by_id.get(&n).cloned().ok_or_else(|| {
+        envelope(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            &format!("Alarm ID: {n} not found."),
+        )
+    })
+}
+
+fn not_ready(st: &SimState, a: &AlarmMeta) -> Option<Response> {
+    let age = Utc::now().signed_duration_since(a.date_inserted);
+    let min = chrono::Duration::from_std(st.cfg.not_ready).unwrap_or(chrono::Duration::MAX);
+    (!st.cfg.not_ready.is_zero() && age < min).then(|| {
+        envelope(
+            StatusCode::NOT_FOUND,
+            "Not Found",
+            &format!("Alarm ID: {} not found.", a.id),
+        )
+    })
+}
+
+async fn details(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    match find(&st, &id) {
+        Ok(a) => ok_with("alarmDetails", gen::details(&a)),
+        Err(r) => r,
+    }
+}
+
+async fn events(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    let a = match find(&st, &id) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Some(r) = not_ready(&st, &a) {
+        return r;
+    }
+    let body = gen::events_body(&a);
+    if let Some((ct, bytes)) = body.replace {
+        return bytes_response(StatusCode::OK, ct, bytes);
+    }
+    let key = body.wrapper.unwrap_or(st.cfg.events_wrapper.key());
+    let list = if body.null_list {
+        Node::Null
+    } else {
+        Node::Raw(body.array)
+    };
+    let out = Node::obj([
+        (key, list),
+        ("statusCode", Node::Int(200)),
+        ("statusMessage", Node::s("OK")),
+        ("responseMessage", Node::s("Success")),
+    ]);
+    bytes_response(StatusCode::OK, body.content_type, out.to_bytes())
+}
+
+async fn summary(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
+    let a = match find(&st, &id) {
+        Ok(a) => a,
+        Err(r) => return r,
+    };
+    if let Some(r) = not_ready(&st, &a) {
+        return r;
+    }
+    ok_with("alarmSummaryDetails", gen::summary(&a))
+}
