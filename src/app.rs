@@ -295,7 +295,11 @@ async fn run_inner(
         s.slices.fetched += 1;
         if !listing.saturated_at.is_empty() {
             s.slices.saturated += 1;
-            let at: Vec<String> = listing.saturated_at.iter().map(|t| crate::ledger::ts(*t)).collect();
+            let at: Vec<String> = listing
+                .saturated_at
+                .iter()
+                .map(|t| crate::ledger::ts(*t))
+                .collect();
             tracing::warn!(
                 slice = %crate::ledger::ts(slice_start),
                 timestamps = %at.join(", "),
@@ -309,8 +313,11 @@ async fn run_inner(
         }
 
         // Alarms to process: listed ones not yet decided, plus earlier errors to retry.
-        let mut rows: BTreeMap<i64, AlarmRow> =
-            listing.alarms.into_iter().map(|a| (a.alarm_id, a)).collect();
+        let mut rows: BTreeMap<i64, AlarmRow> = listing
+            .alarms
+            .into_iter()
+            .map(|a| (a.alarm_id, a))
+            .collect();
         s.alarms.seen += rows.len() as u64;
         for r in ledger.alarms_to_retry(slice_from, slice_to, MAX_FETCH_ATTEMPTS)? {
             rows.entry(r.alarm_id).or_insert(r);
@@ -341,7 +348,9 @@ async fn run_inner(
             }
         }
         if s.alarms.errors > 0 && !out.problems.iter().any(|p| p.starts_with("some alarms")) {
-            out.partial("some alarms' details or events could not be fetched; later runs retry them");
+            out.partial(
+                "some alarms' details or events could not be fetched; later runs retry them",
+            );
         }
 
         if opts.dry_run {
@@ -442,7 +451,8 @@ async fn fetch_alarm(
     let auth = |e: logrhythm::Error| {
         Fatal::new(
             code::NO_PERM,
-            anyhow::Error::new(e).context("LogRhythm rejected the API key: check LOGRHYTHM_API_KEY"),
+            anyhow::Error::new(e)
+                .context("LogRhythm rejected the API key: check LOGRHYTHM_API_KEY"),
         )
     };
     let details = match lr.details(row.alarm_id).await {
@@ -612,7 +622,10 @@ async fn submit_batch(
         };
         match ci.submit(part, false).await {
             Ok(o) => {
-                let processed = o.processed.as_ref().and_then(|p| serde_json::to_string(p).ok());
+                let processed = o
+                    .processed
+                    .as_ref()
+                    .and_then(|p| serde_json::to_string(p).ok());
                 ledger.mark_sent(&ids, &record(Some(200), processed))?;
                 s.detections.submitted += part.len() as u64;
                 sent += part.len() as u64;
@@ -623,7 +636,9 @@ async fn submit_batch(
                 ledger.mark_rejected(ids[0], &record(Some(400), None), &message)?;
                 s.detections.rejected += 1;
             }
-            Err(e @ (ci::Error::Rejected { .. } | ci::Error::TooLarge { .. })) if part.len() > 1 => {
+            Err(e @ (ci::Error::Rejected { .. } | ci::Error::TooLarge { .. }))
+                if part.len() > 1 =>
+            {
                 tracing::info!(items = part.len(), error = %e, "splitting the batch");
                 let (a, b) = part.split_at(part.len() / 2);
                 // Pop order: first half first.

@@ -60,8 +60,18 @@ pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiCo
             ),
         ));
     }
-    let lr_key = secret(LR_KEY_VAR, "--lr-key-file", args.lr_key_file.as_deref(), env)?;
-    let rf_key = secret(RF_KEY_VAR, "--rf-key-file", args.rf_key_file.as_deref(), env)?;
+    let lr_key = secret(
+        LR_KEY_VAR,
+        "--lr-key-file",
+        args.lr_key_file.as_deref(),
+        env,
+    )?;
+    let rf_key = secret(
+        RF_KEY_VAR,
+        "--rf-key-file",
+        args.rf_key_file.as_deref(),
+        env,
+    )?;
     let lr_ca_pem = match &args.lr_ca_cert {
         Some(p) => {
             let pem = read_file("--lr-ca-cert", p)?;
@@ -270,7 +280,13 @@ pub fn filters(run: &RunArgs) -> Result<Filters, Fatal> {
 fn line_error(flag: &str, p: &Path, e: &crate::policy::LineError) -> Fatal {
     Fatal::msg(
         code::DATA,
-        format!("{flag} {}:{}: {}: {:?}", p.display(), e.line, e.kind, e.text),
+        format!(
+            "{flag} {}:{}: {}: {:?}",
+            p.display(),
+            e.line,
+            e.kind,
+            e.text
+        ),
     )
 }
 
@@ -325,7 +341,10 @@ mod tests {
         }
     }
 
-    fn env_with(lr: Option<&'static str>, rf: Option<&'static str>) -> impl Fn(&str) -> Option<String> {
+    fn env_with(
+        lr: Option<&'static str>,
+        rf: Option<&'static str>,
+    ) -> impl Fn(&str) -> Option<String> {
         move |v| match v {
             LR_KEY_VAR => lr.map(String::from),
             RF_KEY_VAR => rf.map(String::from),
@@ -339,11 +358,18 @@ mod tests {
 
     #[test]
     fn keys_are_trimmed_and_never_shown() {
-        let c = api(&args(), &env_with(Some("lr-secret-key\n"), Some("rf0123\r\n"))).unwrap();
+        let c = api(
+            &args(),
+            &env_with(Some("lr-secret-key\n"), Some("rf0123\r\n")),
+        )
+        .unwrap();
         assert_eq!(c.lr_key.expose_secret(), "lr-secret-key");
         assert_eq!(c.rf_key.expose_secret(), "rf0123");
         let dbg = format!("{c:?}");
-        assert!(!dbg.contains("lr-secret-key") && !dbg.contains("rf0123"), "{dbg}");
+        assert!(
+            !dbg.contains("lr-secret-key") && !dbg.contains("rf0123"),
+            "{dbg}"
+        );
     }
 
     #[test]
@@ -369,19 +395,28 @@ mod tests {
             ("pm.example:8501", "https://api.recordedfuture.com"),
             ("ftp://pm.example", "https://api.recordedfuture.com"),
             ("https://pm.example:99999", "https://api.recordedfuture.com"),
-            ("https://user:pw@pm.example", "https://api.recordedfuture.com"),
+            (
+                "https://user:pw@pm.example",
+                "https://api.recordedfuture.com",
+            ),
             ("https://pm.example", "http://api.recordedfuture.com"),
         ] {
             let mut a = args();
             a.lr_url = Some(lr.into());
             a.rf_url = rf.into();
-            assert_eq!(err(&a, Some("k"), Some("k")).code, code::CONFIG, "{lr} {rf}");
+            assert_eq!(
+                err(&a, Some("k"), Some("k")).code,
+                code::CONFIG,
+                "{lr} {rf}"
+            );
         }
         let mut a = args();
         a.rf_url = "http://127.0.0.1:8080".into();
         assert!(api(&a, &env_with(Some("k"), Some("k"))).is_ok());
         a.lr_url = None;
-        assert!(err(&a, Some("k"), Some("k")).to_string().contains("LOGRHYTHM_API_URL"));
+        assert!(err(&a, Some("k"), Some("k"))
+            .to_string()
+            .contains("LOGRHYTHM_API_URL"));
     }
 
     #[cfg(unix)]

@@ -24,11 +24,20 @@ fn main() -> ExitCode {
     } else {
         None
     };
+    // The demo prints its own account; its per-request logs would only bury it.
+    let default_level = match cli.command {
+        Some(cli::args::Command::Demo(_)) => cli::args::LogLevel::Warn,
+        _ => cli::args::LogLevel::Info,
+    };
+    let level = cli.global.log_level.unwrap_or(default_level);
     let (_guard, file_error) =
-        lrci::logging::init(cli.global.log_level, log_dir.as_ref().map(|(d, _)| d.as_path()));
+        lrci::logging::init(level, log_dir.as_ref().map(|(d, _)| d.as_path()));
     if let (Some(e), Some((dir, explicit))) = (file_error, &log_dir) {
         if *explicit {
-            eprintln!("error: cannot use the log directory {} (LRCI_LOG_DIR): {e}", dir.display());
+            eprintln!(
+                "error: cannot use the log directory {} (LRCI_LOG_DIR): {e}",
+                dir.display()
+            );
             return ExitCode::from(code::CANT_CREATE);
         }
         tracing::warn!(dir = %dir.display(), error = %e, "cannot write log files; logging to stderr only");

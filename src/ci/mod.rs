@@ -91,11 +91,27 @@ impl Error {
             | Error::Encode(_) => false,
         }
     }
+
+    /// True for 401/403: the token is wrong or lacks the CI permission.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Auth { .. })
+    }
+
+    /// The HTTP status behind the error, when there was one.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Http(e) => e.status(),
+            Error::Auth { status, .. } | Error::BadResponse { status, .. } => Some(*status),
+            Error::Rejected { .. } => Some(400),
+            Error::TooLarge { .. } => Some(413),
+            Error::Config { .. } | Error::Encode(_) => None,
+        }
+    }
 }
 
 /// `summary.processed`: per-type counts CI reports (may be below what was sent,
 /// because CI de-duplicates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Processed {
     pub ip: u64,
     pub domain: u64,

@@ -34,17 +34,16 @@ pub struct GlobalArgs {
     /// Directory for the daily-rotated log files (14 kept) [default: beside the ledger, logs/].
     #[arg(long, env = "LRCI_LOG_DIR", global = true, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
-    /// Log level for stderr and the log file (vendor flag -l).
+    /// Log level for stderr and the log file (vendor flag -l) [default: info; warn for demo].
     #[arg(
         short = 'l',
         long,
         env = "LRCI_LOG_LEVEL",
         global = true,
         value_enum,
-        ignore_case = true,
-        default_value = "info"
+        ignore_case = true
     )]
-    pub log_level: LogLevel,
+    pub log_level: Option<LogLevel>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -228,7 +227,17 @@ mod tests {
     #[test]
     fn vendor_flags_map_to_sync() {
         let cli = parse(&[
-            "lrci", "-lb", "2", "-rbp", "40", "-rf", "-ef", "rules.txt", "-d", "-l", "DEBUG",
+            "lrci",
+            "-lb",
+            "2",
+            "-rbp",
+            "40",
+            "-rf",
+            "-ef",
+            "rules.txt",
+            "-d",
+            "-l",
+            "DEBUG",
         ]);
         assert!(cli.command.is_none());
         assert_eq!(cli.sync.lookback_days, 2);
@@ -239,7 +248,7 @@ mod tests {
             cli.sync.run.exclude_rules.as_deref(),
             Some(std::path::Path::new("rules.txt"))
         );
-        assert_eq!(cli.global.log_level, LogLevel::Debug);
+        assert_eq!(cli.global.log_level, Some(LogLevel::Debug));
     }
 
     #[test]

@@ -92,7 +92,9 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     }
     let stored = received_count(&url).await;
     if let Some(n) = stored {
-        out.push_str(&format!("  the simulated Collective Insights stored {n} detections\n"));
+        out.push_str(&format!(
+            "  the simulated Collective Insights stored {n} detections\n"
+        ));
     }
 
     let started = Instant::now();

@@ -15,7 +15,10 @@ pub async fn run(cli: Cli) -> Result<u8, Fatal> {
         None => sync::sync(&cli.global, &cli.sync).await,
         Some(Command::Sync(a)) => sync::sync(&cli.global, a).await,
         Some(Command::Backfill(a)) => sync::backfill(&cli.global, a).await,
-        Some(Command::Sim(a)) => sim::run(a.clone()).await.map(|()| 0).map_err(|e| Fatal::new(crate::error::code::CONFIG, e)),
+        Some(Command::Sim(a)) => sim::run(a.clone())
+            .await
+            .map(|()| 0)
+            .map_err(|e| Fatal::new(crate::error::code::CONFIG, e)),
         Some(Command::Demo(a)) => demo::run(a).await,
     }
 }

@@ -39,7 +39,9 @@ pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fa
             }
             (app::floor_hour(from), to)
         }
-        (None, None, Some(days)) => app::window(now, Span::days(i64::from(days)), settle(&args.run)),
+        (None, None, Some(days)) => {
+            app::window(now, Span::days(i64::from(days)), settle(&args.run))
+        }
         _ => {
             return Err(Fatal::msg(
                 code::USAGE,
@@ -47,7 +49,15 @@ pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fa
             ))
         }
     };
-    execute(global, &args.api, &args.run, RunKind::Backfill, window, args.refetch).await
+    execute(
+        global,
+        &args.api,
+        &args.run,
+        RunKind::Backfill,
+        window,
+        args.refetch,
+    )
+    .await
 }
 
 fn settle(run: &RunArgs) -> Span {
@@ -162,7 +172,11 @@ pub fn print_summary(s: &Summary, json: bool, ledger: &Path) -> Result<(), Fatal
 
 fn human_summary(s: &Summary, ledger: &Path) -> String {
     let mut t = String::new();
-    let dry = if s.dry_run { " (dry run: nothing recorded, CI told debug: true)" } else { "" };
+    let dry = if s.dry_run {
+        " (dry run: nothing recorded, CI told debug: true)"
+    } else {
+        ""
+    };
     t.push_str(&format!(
         "{} {} .. {}{dry}\n",
         s.command, s.window.from, s.window.to
@@ -177,7 +191,11 @@ fn human_summary(s: &Summary, ledger: &Path) -> String {
     ));
     t.push_str(&format!(
         "  detections {} new, {} submitted, {} failed, {} rejected, {} excluded by policy\n",
-        s.detections.new, s.detections.submitted, s.detections.failed, s.detections.rejected, s.detections.excluded
+        s.detections.new,
+        s.detections.submitted,
+        s.detections.failed,
+        s.detections.rejected,
+        s.detections.excluded
     ));
     t.push_str(&format!(
         "  budget     {} of {} used on {}\n",

@@ -113,6 +113,11 @@ impl Error {
             | Error::TooManyPages { .. } => false,
         }
     }
+
+    /// True for 401/403: the key is wrong or lacks permission (exit 77).
+    pub fn is_auth(&self) -> bool {
+        matches!(self, Error::Auth { .. })
+    }
 }
 
 /// Maps HTTP errors: 401/403 → `Auth`, 404 for an alarm → `NotFound`.
