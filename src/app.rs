@@ -210,6 +210,13 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..Summary::default()
     };
+    tracing::info!(
+        command = opts.kind.as_str(),
+        from = %s.window.from,
+        to = %s.window.to,
+        dry_run = opts.dry_run,
+        "run started"
+    );
     let mut out = Outcome::default();
     let result = run_inner(ledger, lr, ci, opts, &now, run_id, &mut s, &mut out).await;
     let exit = match &result {
@@ -217,6 +224,15 @@ pub async fn run(
         Err(f) => f.code,
     };
     s.exit_code = exit;
+    tracing::info!(
+        exit_code = exit,
+        slices_fetched = s.slices.fetched,
+        alarms_new = s.alarms.new,
+        detections_new = s.detections.new,
+        submitted = s.detections.submitted,
+        failed = s.detections.failed,
+        "run finished"
+    );
     s.problems = out.problems;
     if let Err(f) = &result {
         s.problems.push(f.to_string());
@@ -255,6 +271,7 @@ async fn run_inner(
         let fetch_from = match coverage.get(&slice_start) {
             Some(c) if !opts.refetch => {
                 if c.covered_until >= slice_to {
+                    tracing::debug!(slice = %crate::ledger::ts(slice_start), "slice already covered");
                     s.slices.covered += 1;
                     continue;
                 }
@@ -293,6 +310,13 @@ async fn run_inner(
             }
         };
         s.slices.fetched += 1;
+        tracing::debug!(
+            slice = %crate::ledger::ts(slice_start),
+            from = %crate::ledger::ts(fetch_from),
+            alarms = listing.alarms.len(),
+            pages = listing.pages,
+            "slice listed"
+        );
         if !listing.saturated_at.is_empty() {
             s.slices.saturated += 1;
             let at: Vec<String> = listing
@@ -538,7 +562,10 @@ async fn submit(
         )?);
         for chunk in queue.chunks(batch) {
             match ci.submit(chunk, true).await {
-                Ok(_) => s.detections.submitted += chunk.len() as u64,
+                Ok(_) => {
+                    tracing::debug!(items = chunk.len(), "dry-run batch validated");
+                    s.detections.submitted += chunk.len() as u64;
+                }
                 Err(e) if e.is_auth() => return Err(ci_auth(e)),
                 Err(e) => {
                     s.detections.failed += chunk.len() as u64;
@@ -627,6 +654,7 @@ async fn submit_batch(
                     .as_ref()
                     .and_then(|p| serde_json::to_string(p).ok());
                 ledger.mark_sent(&ids, &record(Some(200), processed))?;
+                tracing::debug!(items = part.len(), "batch submitted");
                 s.detections.submitted += part.len() as u64;
                 sent += part.len() as u64;
             }
