@@ -616,7 +616,7 @@ async fn rejected_credentials_exit_77_without_leaking_them() {
         lr: wrong_lr.into(),
         rf: good.rf.clone(),
     };
-    let run = lrci_with(&sim, &home, &keys, &["sync", "--json"]).await;
+    let run = lrci_with(&sim, &home, &keys, &["sync", "--json", "-l", "debug"]).await;
     run.expect_code(77);
     assert!(run.stderr.contains("LOGRHYTHM_API_KEY"), "{}", run.stderr);
     assert_one_error_no_secrets(&run, &home, &[wrong_lr, &good.rf]);
@@ -626,7 +626,7 @@ async fn rejected_credentials_exit_77_without_leaking_them() {
         lr: good.lr.clone(),
         rf: no_ci.into(),
     };
-    let run = lrci_with(&sim, &home, &keys, &["sync", "--json"]).await;
+    let run = lrci_with(&sim, &home, &keys, &["sync", "--json", "-l", "debug"]).await;
     run.expect_code(77);
     assert!(run.stderr.contains("RF_API_KEY"), "{}", run.stderr);
     assert!(home.ledger().exists());
