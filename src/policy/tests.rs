@@ -551,7 +551,7 @@ fn exclusions_parser_accepts() {
 #[test]
 fn exclusions_parser_rejects() {
     type IsKind = fn(&LineErrorKind) -> bool;
-    let cases: [(&str, IsKind); 11] = [
+    let cases: [(&str, IsKind); 12] = [
         ("10.0.0.0/33", |k| {
             matches!(k, LineErrorKind::InvalidPrefix { max: 32 })
         }),
@@ -575,6 +575,9 @@ fn exclusions_parser_rejects() {
         }),
         ("127.1", |k| matches!(k, LineErrorKind::InvalidIp)),
         ("1.2.3.4:80", |k| matches!(k, LineErrorKind::InvalidIp)),
+        ("https://evil.example/a\u{200b}b", |k| {
+            matches!(k, LineErrorKind::InvalidUrl { .. })
+        }),
         ("javascript://x", |k| {
             matches!(k, LineErrorKind::InvalidUrl { .. })
         }),
