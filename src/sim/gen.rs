@@ -299,7 +299,10 @@ fn make_alarm(seed: u64, scenario: Scenario, id: i64, t: DateTime<Utc>, events: 
         hostile,
     };
     // Only a few corpus items are alarm-level; don't build the big ones here.
-    match hostile.filter(|i| HOSTILE_ALARM_LEVEL.contains(&(i % HOSTILE_LEN))).map(|i| hostile_item(i).1) {
+    match hostile
+        .filter(|i| HOSTILE_ALARM_LEVEL.contains(&(i % HOSTILE_LEN)))
+        .map(|i| hostile_item(i).1)
+    {
         Some(Place::RuleName(s)) => a.rule_name = s,
         Some(Place::EntityName(s)) => a.entity_name = s,
         _ => {}
@@ -1216,7 +1219,8 @@ mod tests {
             (0..hostile_len()).map(|i| hostile_item(i).0).collect();
         assert_eq!(names.len(), hostile_len());
         for i in 0..hostile_len() {
-            let alarm_level = matches!(hostile_item(i).1, Place::RuleName(_) | Place::EntityName(_));
+            let alarm_level =
+                matches!(hostile_item(i).1, Place::RuleName(_) | Place::EntityName(_));
             assert_eq!(alarm_level, HOSTILE_ALARM_LEVEL.contains(&i), "item {i}");
         }
     }

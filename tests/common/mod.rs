@@ -71,12 +71,18 @@ pub async fn lr_json(sim: &TestSim, path: &str) -> (u16, Value) {
 
 /// The rows of a list page (`[]` for a null list).
 pub fn rows(v: &Value) -> Vec<Value> {
-    v["alarmsSearchDetails"].as_array().cloned().unwrap_or_default()
+    v["alarmsSearchDetails"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The `alarmId`s of a list page.
 pub fn ids(v: &Value) -> Vec<i64> {
-    rows(v).iter().map(|r| r["alarmId"].as_i64().unwrap()).collect()
+    rows(v)
+        .iter()
+        .map(|r| r["alarmId"].as_i64().unwrap())
+        .collect()
 }
 
 /// The ground truth from `/_sim/alarms`.
@@ -129,26 +135,44 @@ impl<'de> serde::Deserialize<'de> for OrderedValue {
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
                 f.write_str("json")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<OrderedValue, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<OrderedValue, A::Error> {
                 let mut out = Vec::new();
                 while let Some((k, v)) = m.next_entry::<String, OrderedValue>()? {
                     out.push((k, v));
                 }
                 Ok(OrderedValue::Obj(out))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut s: A) -> Result<OrderedValue, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<OrderedValue, A::Error> {
                 let mut out = Vec::new();
                 while let Some(v) = s.next_element::<OrderedValue>()? {
                     out.push(v);
                 }
                 Ok(OrderedValue::Arr(out))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<OrderedValue, E> { Ok(OrderedValue::Other) }
-            fn visit_i64<E>(self, _: i64) -> Result<OrderedValue, E> { Ok(OrderedValue::Other) }
-            fn visit_u64<E>(self, _: u64) -> Result<OrderedValue, E> { Ok(OrderedValue::Other) }
-            fn visit_f64<E>(self, _: f64) -> Result<OrderedValue, E> { Ok(OrderedValue::Other) }
-            fn visit_str<E>(self, _: &str) -> Result<OrderedValue, E> { Ok(OrderedValue::Other) }
-            fn visit_unit<E>(self) -> Result<OrderedValue, E> { Ok(OrderedValue::Other) }
+            fn visit_bool<E>(self, _: bool) -> Result<OrderedValue, E> {
+                Ok(OrderedValue::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<OrderedValue, E> {
+                Ok(OrderedValue::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<OrderedValue, E> {
+                Ok(OrderedValue::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<OrderedValue, E> {
+                Ok(OrderedValue::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<OrderedValue, E> {
+                Ok(OrderedValue::Other)
+            }
+            fn visit_unit<E>(self) -> Result<OrderedValue, E> {
+                Ok(OrderedValue::Other)
+            }
         }
         d.deserialize_any(V)
     }
