@@ -179,6 +179,8 @@ pub enum AlarmOutcome {
     Accepted {
         event_count: usize,
         indicators: Vec<Indicator>,
+        /// Something an audit should know, e.g. that the indicators were capped.
+        note: Option<String>,
     },
     /// A rule filter or `--min-rbp` said no.
     Filtered { reason: String },
@@ -577,9 +579,11 @@ impl Ledger {
                     counts.new_alarms += 1;
                 }
                 let (decision, reason, event_count, attempts, error) = match &rec.outcome {
-                    AlarmOutcome::Accepted { event_count, .. } => (
+                    AlarmOutcome::Accepted {
+                        event_count, note, ..
+                    } => (
                         "accepted",
-                        None,
+                        note.as_deref(),
                         Some(i64::try_from(*event_count).unwrap_or(i64::MAX)),
                         1,
                         None,
@@ -1027,6 +1031,7 @@ mod tests {
             outcome: AlarmOutcome::Accepted {
                 event_count: 1,
                 indicators: inds,
+                note: None,
             },
         }
     }
