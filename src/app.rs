@@ -23,6 +23,11 @@ use tokio::time::Instant;
 /// for an operator (visible in the ledger; `backfill --refetch` tries again).
 pub const MAX_FETCH_ATTEMPTS: i64 = 3;
 
+/// Most indicators recorded for one alarm. A real alarm holds a handful; a field
+/// stuffed with thousands of values is hostile or broken, and must not flood CI.
+/// The alarm's reason in the ledger says when the cap cut it.
+pub const MAX_INDICATORS_PER_ALARM: usize = 1000;
+
 /// A slice is one UTC hour.
 pub fn slice_len() -> Span {
     Span::hours(1)
@@ -268,55 +273,66 @@ async fn run_inner(
     for (slice_from, slice_to) in slices(from, to) {
         s.slices.total += 1;
         let slice_start = floor_hour(slice_from);
+        let retry = ledger.alarms_to_retry(slice_from, slice_to, MAX_FETCH_ATTEMPTS)?;
         let fetch_from = match coverage.get(&slice_start) {
-            Some(c) if !opts.refetch => {
-                if c.covered_until >= slice_to {
-                    tracing::debug!(slice = %crate::ledger::ts(slice_start), "slice already covered");
-                    s.slices.covered += 1;
-                    continue;
-                }
-                c.covered_until.max(slice_from)
-            }
-            _ => slice_from,
+            Some(c) if !opts.refetch && c.covered_until >= slice_to => None,
+            Some(c) if !opts.refetch => Some(c.covered_until.max(slice_from)),
+            _ => Some(slice_from),
         };
+        if fetch_from.is_none() {
+            tracing::debug!(slice = %crate::ledger::ts(slice_start), retry = retry.len(), "slice already covered");
+            s.slices.covered += 1;
+            if retry.is_empty() {
+                continue;
+            }
+        }
         if deadline_passed(opts.deadline) {
             s.slices.failed += 1;
             out.partial("--max-runtime reached before every slice was fetched");
             continue;
         }
-        let listing = match lr.list_slice(fetch_from, slice_to, opts.page_size).await {
-            Ok(l) => l,
-            Err(e) if e.is_auth() => {
-                return Err(Fatal::new(
-                    code::NO_PERM,
-                    anyhow::Error::new(e).context(
-                        "LogRhythm rejected the API key: check LOGRHYTHM_API_KEY and the third-party application's permissions",
-                    ),
-                ))
-            }
-            Err(e) => {
-                s.slices.failed += 1;
-                tracing::warn!(slice = %crate::ledger::ts(slice_start), error = %e, "could not list the slice's alarms");
-                if e.is_transient() {
-                    out.unavailable(format!("LogRhythm unavailable: {e}"));
-                    // The API is down: the remaining slices would fail the same way.
-                    let remaining = slices(slice_to, to).len() as u64;
-                    s.slices.total += remaining;
-                    s.slices.failed += remaining;
-                    break;
+        let listing = match fetch_from {
+            // Covered: only the alarms left in error are fetched again; no listing.
+            None => logrhythm::SliceListing::default(),
+            Some(fetch_from) => match lr.list_slice(fetch_from, slice_to, opts.page_size).await {
+                Ok(l) => {
+                    s.slices.fetched += 1;
+                    tracing::debug!(
+                        slice = %crate::ledger::ts(slice_start),
+                        from = %crate::ledger::ts(fetch_from),
+                        alarms = l.alarms.len(),
+                        pages = l.pages,
+                        "slice listed"
+                    );
+                    l
                 }
-                out.partial(format!("slice {} not listed: {e}", crate::ledger::ts(slice_start)));
-                continue;
-            }
+                Err(e) if e.is_auth() => {
+                    return Err(Fatal::new(
+                        code::NO_PERM,
+                        anyhow::Error::new(e).context(
+                            "LogRhythm rejected the API key: check LOGRHYTHM_API_KEY and the third-party application's permissions",
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    s.slices.failed += 1;
+                    tracing::warn!(slice = %crate::ledger::ts(slice_start), error = %e, "could not list the slice's alarms");
+                    if e.is_transient() {
+                        out.unavailable(format!("LogRhythm unavailable: {e}"));
+                        // The API is down: the remaining slices would fail the same way.
+                        let remaining = slices(slice_to, to).len() as u64;
+                        s.slices.total += remaining;
+                        s.slices.failed += remaining;
+                        break;
+                    }
+                    out.partial(format!(
+                        "slice {} not listed: {e}",
+                        crate::ledger::ts(slice_start)
+                    ));
+                    continue;
+                }
+            },
         };
-        s.slices.fetched += 1;
-        tracing::debug!(
-            slice = %crate::ledger::ts(slice_start),
-            from = %crate::ledger::ts(fetch_from),
-            alarms = listing.alarms.len(),
-            pages = listing.pages,
-            "slice listed"
-        );
         if !listing.saturated_at.is_empty() {
             s.slices.saturated += 1;
             let at: Vec<String> = listing
@@ -343,7 +359,7 @@ async fn run_inner(
             .map(|a| (a.alarm_id, a))
             .collect();
         s.alarms.seen += rows.len() as u64;
-        for r in ledger.alarms_to_retry(slice_from, slice_to, MAX_FETCH_ATTEMPTS)? {
+        for r in retry {
             rows.entry(r.alarm_id).or_insert(r);
         }
         let ids: Vec<i64> = rows.keys().copied().collect();
@@ -411,7 +427,7 @@ async fn run_inner(
             &SliceIngest {
                 run_id,
                 slice_start,
-                covered_until: Some(slice_to),
+                covered_until: fetch_from.map(|_| slice_to),
                 saturated_at: listing.saturated_at.clone(),
                 alarms: records,
             },
@@ -487,7 +503,7 @@ async fn fetch_alarm(
                 row,
                 rbp_max: None,
                 outcome: AlarmOutcome::Error {
-                    error: format!("details: {e}"),
+                    error: e.to_string(),
                 },
             })
         }
@@ -512,28 +528,42 @@ async fn fetch_alarm(
                 row,
                 rbp_max: details.rbp_max,
                 outcome: AlarmOutcome::Error {
-                    error: format!("events: {e}"),
+                    error: e.to_string(),
                 },
             })
         }
     };
     // Events can be empty right after an alarm fires; give them a few runs to appear.
     if events.is_empty() && attempts + 1 < MAX_FETCH_ATTEMPTS {
+        let error = format!("events of alarm {}: none yet", row.alarm_id);
         return Ok(AlarmRecord {
             row,
             rbp_max: details.rbp_max,
-            outcome: AlarmOutcome::Error {
-                error: "events: none yet".into(),
-            },
+            outcome: AlarmOutcome::Error { error },
         });
     }
-    let indicators = extract::indicators(&events, &opts.policy);
+    let mut indicators = extract::indicators(&events, &opts.policy);
+    let mut note = None;
+    if indicators.len() > MAX_INDICATORS_PER_ALARM {
+        let found = indicators.len();
+        indicators.truncate(MAX_INDICATORS_PER_ALARM);
+        tracing::warn!(
+            alarm_id = row.alarm_id,
+            found,
+            kept = MAX_INDICATORS_PER_ALARM,
+            "alarm holds more indicators than the per-alarm cap; the rest are not recorded"
+        );
+        note = Some(format!(
+            "indicators capped: kept the first {MAX_INDICATORS_PER_ALARM} of {found}"
+        ));
+    }
     Ok(AlarmRecord {
         row,
         rbp_max: details.rbp_max,
         outcome: AlarmOutcome::Accepted {
             event_count: events.len(),
             indicators,
+            note,
         },
     })
 }
