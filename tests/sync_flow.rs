@@ -156,7 +156,7 @@ async fn full_day_every_public_indicator_reaches_ci_once_with_its_alarm_time() {
         ledger_states(&home.ledger()).get("sent"),
         Some(&(got.len() as i64))
     );
-    assert!(ledger_states(&home.ledger()).get("pending").is_none());
+    assert!(!ledger_states(&home.ledger()).contains_key("pending"));
     assert_eq!(s["dry_run"], false);
 }
 
@@ -364,7 +364,7 @@ async fn ci_outage_leaves_failed_rows_that_the_next_sync_sends_once() {
     let states = ledger_states(&home.ledger());
     assert_eq!(states.get("sent"), Some(&sent1), "{states:?}");
     let left = states.get("failed").unwrap_or(&0) + states.get("pending").unwrap_or(&0);
-    assert!(left > 0 && states.get("failed").is_some(), "{states:?}");
+    assert!(left > 0 && states.contains_key("failed"), "{states:?}");
     assert_eq!(n(&s1["detections"]["submitted"]), sent1 as u64);
     assert!(n(&s1["detections"]["failed"]) > 0, "{s1}");
 
@@ -378,7 +378,7 @@ async fn ci_outage_leaves_failed_rows_that_the_next_sync_sends_once() {
     let states = ledger_states(&home.ledger());
     assert_eq!(states.get("sent"), Some(&(got.len() as i64)), "{states:?}");
     assert!(
-        states.get("failed").is_none() && states.get("pending").is_none(),
+        !states.contains_key("failed") && !states.contains_key("pending"),
         "{states:?}"
     );
     let truth = truth(&sim).await;
