@@ -1,5 +1,7 @@
-//! Helpers shared by the simulator integration tests: start an in-process
-//! simulator on 127.0.0.1 with a fixed window, and make authenticated requests.
+//! Helpers shared by the simulator and whole-flow integration tests: start an
+//! in-process simulator on 127.0.0.1, make authenticated and admin requests, run
+//! the real `lrci` binary against it with a clean environment, read the ledger
+//! read-only, and the independent oracle of what a correct agent sends.
 #![allow(dead_code)]
 
 use chrono::{DateTime, TimeZone, Utc};
