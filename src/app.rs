@@ -252,47 +252,58 @@ async fn run_inner(
     for (slice_from, slice_to) in slices(from, to) {
         s.slices.total += 1;
         let slice_start = floor_hour(slice_from);
+        let retry = ledger.alarms_to_retry(slice_from, slice_to, MAX_FETCH_ATTEMPTS)?;
         let fetch_from = match coverage.get(&slice_start) {
-            Some(c) if !opts.refetch => {
-                if c.covered_until >= slice_to {
-                    s.slices.covered += 1;
-                    continue;
-                }
-                c.covered_until.max(slice_from)
-            }
-            _ => slice_from,
+            Some(c) if !opts.refetch && c.covered_until >= slice_to => None,
+            Some(c) if !opts.refetch => Some(c.covered_until.max(slice_from)),
+            _ => Some(slice_from),
         };
+        if fetch_from.is_none() {
+            s.slices.covered += 1;
+            if retry.is_empty() {
+                continue;
+            }
+        }
         if deadline_passed(opts.deadline) {
             s.slices.failed += 1;
             out.partial("--max-runtime reached before every slice was fetched");
             continue;
         }
-        let listing = match lr.list_slice(fetch_from, slice_to, opts.page_size).await {
-            Ok(l) => l,
-            Err(e) if e.is_auth() => {
-                return Err(Fatal::new(
-                    code::NO_PERM,
-                    anyhow::Error::new(e).context(
-                        "LogRhythm rejected the API key: check LOGRHYTHM_API_KEY and the third-party application's permissions",
-                    ),
-                ))
-            }
-            Err(e) => {
-                s.slices.failed += 1;
-                tracing::warn!(slice = %crate::ledger::ts(slice_start), error = %e, "could not list the slice's alarms");
-                if e.is_transient() {
-                    out.unavailable(format!("LogRhythm unavailable: {e}"));
-                    // The API is down: the remaining slices would fail the same way.
-                    let remaining = slices(slice_to, to).len() as u64;
-                    s.slices.total += remaining;
-                    s.slices.failed += remaining;
-                    break;
+        let listing = match fetch_from {
+            // Covered: only the alarms left in error are fetched again; no listing.
+            None => logrhythm::SliceListing::default(),
+            Some(fetch_from) => match lr.list_slice(fetch_from, slice_to, opts.page_size).await {
+                Ok(l) => {
+                    s.slices.fetched += 1;
+                    l
                 }
-                out.partial(format!("slice {} not listed: {e}", crate::ledger::ts(slice_start)));
-                continue;
-            }
+                Err(e) if e.is_auth() => {
+                    return Err(Fatal::new(
+                        code::NO_PERM,
+                        anyhow::Error::new(e).context(
+                            "LogRhythm rejected the API key: check LOGRHYTHM_API_KEY and the third-party application's permissions",
+                        ),
+                    ))
+                }
+                Err(e) => {
+                    s.slices.failed += 1;
+                    tracing::warn!(slice = %crate::ledger::ts(slice_start), error = %e, "could not list the slice's alarms");
+                    if e.is_transient() {
+                        out.unavailable(format!("LogRhythm unavailable: {e}"));
+                        // The API is down: the remaining slices would fail the same way.
+                        let remaining = slices(slice_to, to).len() as u64;
+                        s.slices.total += remaining;
+                        s.slices.failed += remaining;
+                        break;
+                    }
+                    out.partial(format!(
+                        "slice {} not listed: {e}",
+                        crate::ledger::ts(slice_start)
+                    ));
+                    continue;
+                }
+            },
         };
-        s.slices.fetched += 1;
         if !listing.saturated_at.is_empty() {
             s.slices.saturated += 1;
             let at: Vec<String> = listing
@@ -319,7 +330,7 @@ async fn run_inner(
             .map(|a| (a.alarm_id, a))
             .collect();
         s.alarms.seen += rows.len() as u64;
-        for r in ledger.alarms_to_retry(slice_from, slice_to, MAX_FETCH_ATTEMPTS)? {
+        for r in retry {
             rows.entry(r.alarm_id).or_insert(r);
         }
         let ids: Vec<i64> = rows.keys().copied().collect();
@@ -387,7 +398,7 @@ async fn run_inner(
             &SliceIngest {
                 run_id,
                 slice_start,
-                covered_until: Some(slice_to),
+                covered_until: fetch_from.map(|_| slice_to),
                 saturated_at: listing.saturated_at.clone(),
                 alarms: records,
             },
@@ -463,7 +474,7 @@ async fn fetch_alarm(
                 row,
                 rbp_max: None,
                 outcome: AlarmOutcome::Error {
-                    error: format!("details: {e}"),
+                    error: e.to_string(),
                 },
             })
         }
@@ -488,19 +499,18 @@ async fn fetch_alarm(
                 row,
                 rbp_max: details.rbp_max,
                 outcome: AlarmOutcome::Error {
-                    error: format!("events: {e}"),
+                    error: e.to_string(),
                 },
             })
         }
     };
     // Events can be empty right after an alarm fires; give them a few runs to appear.
     if events.is_empty() && attempts + 1 < MAX_FETCH_ATTEMPTS {
+        let error = format!("events of alarm {}: none yet", row.alarm_id);
         return Ok(AlarmRecord {
             row,
             rbp_max: details.rbp_max,
-            outcome: AlarmOutcome::Error {
-                error: "events: none yet".into(),
-            },
+            outcome: AlarmOutcome::Error { error },
         });
     }
     let indicators = extract::indicators(&events, &opts.policy);

@@ -11,8 +11,8 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Options of `lrci sim`.
-#[derive(Debug, Clone, clap::Args)]
+/// Options of `lrci sim`. `Debug` shows the resolved configuration, keys redacted.
+#[derive(Clone, clap::Args)]
 pub struct SimArgs {
     /// Address to listen on; loopback only (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_loopback)]
@@ -102,6 +102,12 @@ fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+impl std::fmt::Debug for SimArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.to_config().fmt(f)
+    }
 }
 
 impl SimArgs {

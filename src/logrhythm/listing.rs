@@ -25,9 +25,10 @@ use super::Error;
 use crate::model::{AlarmId, AlarmRow};
 
 /// How the server treats `offset`, as detected while paging through ties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OffsetMode {
     /// Not needed (no full page of a single timestamp), so not detected.
+    #[default]
     Unknown,
     /// `offset` counts rows to skip.
     Records,
@@ -58,7 +59,7 @@ pub enum Next {
 }
 
 /// Everything one slice listing produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SliceListing {
     /// Unique by id, `from <= t < to`, ascending by `(t, id)`.
     pub alarms: Vec<AlarmRow>,

@@ -617,9 +617,13 @@ fn judge_url(s: &str, raw: &str, p: &Policy) -> (String, Verdict) {
     (value, verdict)
 }
 
-/// Normalise a URL as [`classify`] would; `None` unless it is a sendable-shape
-/// URL (scheme allowed, host valid, not too long). Used for exclusion entries.
+/// Normalise a URL as [`classify`] would, for exclusion entries. An internal
+/// host is fine here; anything else that stops a URL being sent (scheme, bad
+/// host, length, defanging, forbidden characters) is an error with its reason.
 fn normalize_url(s: &str) -> Result<String, String> {
+    if s.chars().any(is_forbidden_char) {
+        return Err("invalid url".to_string());
+    }
     let (value, verdict) = judge_url(s, s, &Policy::default());
     match verdict {
         Verdict::Send => Ok(value),

@@ -8,6 +8,19 @@
 //!
 //! Public addresses come from globally routable space (never the documentation
 //! ranges); private ones cover RFC 1918, CGNAT, loopback, link-local and ULA.
+//!
+//! Hostile scenario: alarms with `id % 5 == 2` carry corpus item
+//! `(id / 5) % 63` ([`hostile_item`]), so any 63 consecutive hostile alarms cover the
+//! whole corpus once. Most items replace one field of the alarm's first event; four
+//! go into the alarm's rule or entity name; five change the whole events response
+//! (wrapper spelled `alarmsEventDetails`, `null` list, an HTML page with status 200,
+//! valid JSON as `text/plain`). The lone surrogate, invalid UTF-8, 10 000-deep
+//! nesting and `1e99999` are spliced in as raw bytes, so those events bodies are not
+//! parseable by serde_json (see `SimState::ground_truth` for how the ground truth
+//! shows them). Not served, because they would break the simulator's own routing
+//! and paging rather than test a client: odd `alarmId`s (2^64, −1, `"12"`), bad
+//! `dateInserted` values in list rows (they go into event `logDate` instead), and
+//! gzip garbage.
 
 use crate::sim::json::Node;
 use crate::sim::time::{from_second_and_tick, render_lr, snap_to_tick};

@@ -271,43 +271,56 @@ async fn list(State(st): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Respo
     bytes_response(StatusCode::OK, JSON_CT, body.to_bytes())
 }
 
+/// Why a `{id}` path segment did not resolve to an alarm.
+enum Lookup {
+    /// Not an integer: 400.
+    BadId(String),
+    /// No such alarm: 404.
+    NotFound(i64),
+}
+
+impl IntoResponse for Lookup {
+    fn into_response(self) -> Response {
+        match self {
+            Lookup::BadId(id) => bad_request(format!("The value '{id}' is not valid.")),
+            Lookup::NotFound(n) => envelope(
+                StatusCode::NOT_FOUND,
+                "Not Found",
+                &format!("Alarm ID: {n} not found."),
+            ),
+        }
+    }
+}
+
 /// Resolves the `{id}` path segment: 400 when not an integer, 404 when unknown.
-fn find(st: &SimState, id: &str) -> Result<Arc<AlarmMeta>, Response> {
+fn find(st: &SimState, id: &str) -> Result<Arc<AlarmMeta>, Lookup> {
     let Ok(n) = id.trim().parse::<i64>() else {
-        return Err(bad_request(format!("The value '{id}' is not valid.")));
+        return Err(Lookup::BadId(id.to_string()));
     };
-    st.alarms().by_id.get(&n).cloned().ok_or_else(|| {
-        envelope(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            &format!("Alarm ID: {n} not found."),
-        )
-    })
+    st.alarms()
+        .by_id
+        .get(&n)
+        .cloned()
+        .ok_or(Lookup::NotFound(n))
 }
 
 fn not_ready(st: &SimState, a: &AlarmMeta) -> Option<Response> {
     let age = Utc::now().signed_duration_since(a.date_inserted);
     let min = chrono::Duration::from_std(st.cfg.not_ready).unwrap_or(chrono::Duration::MAX);
-    (!st.cfg.not_ready.is_zero() && age < min).then(|| {
-        envelope(
-            StatusCode::NOT_FOUND,
-            "Not Found",
-            &format!("Alarm ID: {} not found.", a.id),
-        )
-    })
+    (!st.cfg.not_ready.is_zero() && age < min).then(|| Lookup::NotFound(a.id).into_response())
 }
 
 async fn details(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
     match find(&st, &id) {
         Ok(a) => ok_with("alarmDetails", gen::details(&a)),
-        Err(r) => r,
+        Err(e) => e.into_response(),
     }
 }
 
 async fn events(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
     let a = match find(&st, &id) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if let Some(r) = not_ready(&st, &a) {
         return r;
@@ -334,7 +347,7 @@ async fn events(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Resp
 async fn summary(State(st): State<Arc<SimState>>, Path(id): Path<String>) -> Response {
     let a = match find(&st, &id) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(e) => return e.into_response(),
     };
     if let Some(r) = not_ready(&st, &a) {
         return r;

@@ -165,8 +165,8 @@ impl FaultKind {
 }
 
 /// Every knob of the simulator. `Default` gives the documented defaults (with the
-/// window ending now, truncated to the second).
-#[derive(Debug, Clone)]
+/// window ending now, truncated to the second). `Debug` redacts the keys.
+#[derive(Clone)]
 pub struct SimConfig {
     /// Address to bind; must be loopback. Port 0 picks a free port.
     pub listen: SocketAddr,
@@ -214,6 +214,37 @@ pub struct SimConfig {
     pub daily_quota: u64,
     /// CI maximum batch size (413 above it).
     pub max_batch: Option<usize>,
+}
+
+impl std::fmt::Debug for SimConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |k: &Option<String>| k.as_ref().map(|_| "<redacted>");
+        f.debug_struct("SimConfig")
+            .field("listen", &self.listen)
+            .field("seed", &self.seed)
+            .field("scenario", &self.scenario)
+            .field("hours", &self.hours)
+            .field("alarms_per_hour", &self.alarms_per_hour)
+            .field("events_per_alarm", &self.events_per_alarm)
+            .field("end", &self.end)
+            .field("page_cap", &self.page_cap)
+            .field("offset_mode", &self.offset_mode)
+            .field("lr_latency", &self.lr_latency)
+            .field("rf_latency", &self.rf_latency)
+            .field("fault_rate", &self.fault_rate)
+            .field("slow", &self.slow)
+            .field("lr_key", &"<redacted>")
+            .field("lr_low_priv_key", &redacted(&self.lr_low_priv_key))
+            .field("rf_key", &"<redacted>")
+            .field("rf_no_ci_key", &redacted(&self.rf_no_ci_key))
+            .field("events_wrapper", &self.events_wrapper)
+            .field("empty_list", &self.empty_list)
+            .field("alarms_count", &self.alarms_count)
+            .field("not_ready", &self.not_ready)
+            .field("daily_quota", &self.daily_quota)
+            .field("max_batch", &self.max_batch)
+            .finish()
+    }
 }
 
 impl Default for SimConfig {
@@ -842,4 +873,39 @@ async fn admin_faults(
 async fn admin_clear_faults(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
     st.clear_faults();
     Json(serde_json::json!({ "cleared": true }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_redacts_keys() {
+        let cfg = SimConfig {
+            lr_low_priv_key: Some("low-secret".into()),
+            rf_no_ci_key: Some("noci-secret".into()),
+            ..SimConfig::default()
+        };
+        let text = format!("{cfg:?}");
+        for secret in [DEFAULT_LR_KEY, DEFAULT_RF_KEY, "low-secret", "noci-secret"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(text.contains("page_cap: 100"));
+    }
+
+    #[test]
+    fn route_patterns_collapse_ids_and_slashes() {
+        assert_eq!(
+            route_pattern("/lr-alarm-api/alarms/17/events"),
+            "/lr-alarm-api/alarms/{id}/events"
+        );
+        assert_eq!(
+            route_pattern("/lr-alarm-api/alarms"),
+            "/lr-alarm-api/alarms"
+        );
+        assert_eq!(
+            route_pattern("//collective-insights/detections"),
+            "/collective-insights/detections"
+        );
+    }
 }
