@@ -95,17 +95,22 @@ impl Case {
     /// ledger and the log directory inside the temporary directory.
     fn cmd(&self) -> Command {
         let mut c = Command::cargo_bin("lrci").unwrap();
-        c.env_clear()
-            .env("HOME", self.path("home"))
-            .env("TMPDIR", self.path("tmp"))
-            .env("LOGRHYTHM_API_URL", self.trap.url())
-            .env("RF_API_URL", self.trap.url())
-            .env("LOGRHYTHM_API_KEY", sim::DEFAULT_LR_KEY)
-            .env("RF_API_KEY", sim::DEFAULT_RF_KEY)
-            .env("LRCI_LEDGER", self.ledger())
-            .env("LRCI_LOG_DIR", self.log_dir())
-            .timeout(RUN_TIMEOUT);
+        c.env_clear().envs(self.env()).timeout(RUN_TIMEOUT);
         c
+    }
+
+    /// The environment [`Case::cmd`] starts from.
+    fn env(&self) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("HOME", self.path("home").into()),
+            ("TMPDIR", self.path("tmp").into()),
+            ("LOGRHYTHM_API_URL", self.trap.url().into()),
+            ("RF_API_URL", self.trap.url().into()),
+            ("LOGRHYTHM_API_KEY", sim::DEFAULT_LR_KEY.into()),
+            ("RF_API_KEY", sim::DEFAULT_RF_KEY.into()),
+            ("LRCI_LEDGER", self.ledger().into()),
+            ("LRCI_LOG_DIR", self.log_dir().into()),
+        ]
     }
 
     /// Like [`Case::cmd`] with both URLs and keys set for a running simulator.
@@ -142,9 +147,14 @@ struct Sim {
 }
 
 impl Sim {
-    /// A small simulator: 3 hours of 4 alarms each, ending now, with these keys.
+    /// A small simulator with these keys: 3 hours of 4 alarms each, ending at the
+    /// start of the current UTC hour. The open hour is left empty on purpose: the
+    /// listing reports a slice whose only page holds alarms of one timestamp (such
+    /// as a single alarm just after the hour) as saturated, and the run exits 75
+    /// (see the report of task H6); these tests are about the CLI, not that.
     fn start_with_keys(lr_key: &str, rf_key: &str) -> Sim {
         let cfg = SimConfig {
+            end: Some(lrci::app::floor_hour(chrono::Utc::now())),
             hours: 3,
             alarms_per_hour: 4,
             events_per_alarm: 2,
@@ -264,6 +274,13 @@ fn assert_ok(out: &Output) {
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+/// Root reads and writes through any permission bits, so the permission tests
+/// only mean something for other users.
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// The trap is what "zero requests" rests on: it must see a connection.
@@ -965,6 +982,137 @@ fn canary_keys_appear_in_no_output_log_or_ledger() {
         }
         assert_no_canary(&places, &[&lr_canary, &rf_canary]);
     }
+}
+
+// ---------------------------------------------------------------------------
+// More rows of reliability-bar.md §6
+// ---------------------------------------------------------------------------
+
+#[test]
+fn non_ascii_key_exits_78_without_showing_it() {
+    let case = Case::new();
+    for var in ["LOGRHYTHM_API_KEY", "RF_API_KEY"] {
+        let out = case.cmd().env(var, "naïvecanary0123").output().unwrap();
+        assert_clear_error(&out, 78, &[var], &["naïvecanary", "canary0123"]);
+    }
+    case.assert_untouched();
+}
+
+#[test]
+fn conflicting_or_future_backfill_windows_exit_2() {
+    let case = Case::new();
+    let out = case
+        .cmd()
+        .args(["backfill", "--days", "1", "--days", "2"])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 2, &["--days"], &[]);
+    let out = case
+        .cmd()
+        .args(["backfill", "--from", "2999-01-01", "--to", "2999-01-02"])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 2, &["--from", "--to"], &[]);
+    let out = case
+        .cmd()
+        .args([
+            "backfill",
+            "--days",
+            "1",
+            "--from",
+            "2024-01-01",
+            "--to",
+            "2024-01-02",
+        ])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 2, &["--days"], &[]);
+    case.assert_untouched();
+}
+
+#[test]
+fn non_utf8_filter_path_is_a_clear_error() {
+    use std::os::unix::ffi::OsStrExt;
+    let case = Case::new();
+    let name = std::ffi::OsStr::from_bytes(b"rules-\xff.txt");
+    let path = case.dir.path().join(name);
+    let out = case
+        .cmd()
+        .args(["sync", "--exclude-rules"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 66, &["--exclude-rules", "rules-"], &[]);
+    case.assert_untouched();
+}
+
+#[test]
+fn unreadable_exclusion_file_exits_66_with_the_os_error() {
+    if running_as_root() {
+        eprintln!("skipped: root reads files of mode 0000");
+        return;
+    }
+    let case = Case::new();
+    let file = case.file("rules.txt", b"Some Rule\n", 0o000);
+    let out = case
+        .cmd()
+        .args(["sync", "--exclude-rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_clear_error(
+        &out,
+        66,
+        &[
+            "--exclude-rules",
+            &file.display().to_string(),
+            "ermission denied",
+        ],
+        &[],
+    );
+    case.assert_untouched();
+}
+
+#[test]
+fn read_only_ledger_directory_exits_73() {
+    if running_as_root() {
+        eprintln!("skipped: root writes into read-only directories");
+        return;
+    }
+    let case = Case::new();
+    let dir = case.path("ro");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let ledger = dir.join("ledger.sqlite3");
+    let out = case.cmd().env("LRCI_LEDGER", &ledger).output().unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_clear_error(&out, 73, &[&dir.display().to_string()], &[]);
+    assert_eq!(case.trap.connections(), 0, "a refused run made requests");
+    assert!(!ledger.exists());
+}
+
+#[test]
+fn stdout_on_a_full_disk_exits_74() {
+    let full = Path::new("/dev/full");
+    if !full.exists() {
+        eprintln!("skipped: no /dev/full");
+        return;
+    }
+    let case = Case::new();
+    let s = Sim::start();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("lrci"))
+        .env_clear()
+        .envs(case.env())
+        .env("LOGRHYTHM_API_URL", s.url())
+        .env("RF_API_URL", s.url())
+        .arg("sync")
+        .stdout(std::fs::OpenOptions::new().write(true).open(full).unwrap())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 74, &["stdout"], &[]);
+    // The run itself was recorded before the summary could not be printed.
+    assert!(!s.received().is_empty());
 }
 
 // ---------------------------------------------------------------------------
