@@ -23,6 +23,11 @@ use tokio::time::Instant;
 /// for an operator (visible in the ledger; `backfill --refetch` tries again).
 pub const MAX_FETCH_ATTEMPTS: i64 = 3;
 
+/// Most indicators recorded for one alarm. A real alarm holds a handful; a field
+/// stuffed with thousands of values is hostile or broken, and must not flood CI.
+/// The alarm's reason in the ledger says when the cap cut it.
+pub const MAX_INDICATORS_PER_ALARM: usize = 1000;
+
 /// A slice is one UTC hour.
 pub fn slice_len() -> Span {
     Span::hours(1)
@@ -513,13 +518,28 @@ async fn fetch_alarm(
             outcome: AlarmOutcome::Error { error },
         });
     }
-    let indicators = extract::indicators(&events, &opts.policy);
+    let mut indicators = extract::indicators(&events, &opts.policy);
+    let mut note = None;
+    if indicators.len() > MAX_INDICATORS_PER_ALARM {
+        let found = indicators.len();
+        indicators.truncate(MAX_INDICATORS_PER_ALARM);
+        tracing::warn!(
+            alarm_id = row.alarm_id,
+            found,
+            kept = MAX_INDICATORS_PER_ALARM,
+            "alarm holds more indicators than the per-alarm cap; the rest are not recorded"
+        );
+        note = Some(format!(
+            "indicators capped: kept the first {MAX_INDICATORS_PER_ALARM} of {found}"
+        ));
+    }
     Ok(AlarmRecord {
         row,
         rbp_max: details.rbp_max,
         outcome: AlarmOutcome::Accepted {
             event_count: events.len(),
             indicators,
+            note,
         },
     })
 }

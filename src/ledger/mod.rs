@@ -179,6 +179,8 @@ pub enum AlarmOutcome {
     Accepted {
         event_count: usize,
         indicators: Vec<Indicator>,
+        /// Something an audit should know, e.g. that the indicators were capped.
+        note: Option<String>,
     },
     /// A rule filter or `--min-rbp` said no.
     Filtered { reason: String },
@@ -282,6 +284,23 @@ impl Ledger {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction (never `SQLITE_BUSY_SNAPSHOT` half-way),
+    /// committed when `f` succeeds and rolled back otherwise.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let path = self.path.clone();
+        let sql = |source| Error::Sql { path, source };
+        let run = |conn: &mut Connection| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let out = f(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        };
+        run(&mut self.conn).map_err(sql)
     }
 
     /// Refuses foreign and newer files before anything is written.
@@ -518,21 +537,13 @@ impl Ledger {
     /// Writes one slice's alarms, their indicators and the slice's coverage in one
     /// transaction. Detections already present are left as they are.
     pub fn ingest(&mut self, batch: &SliceIngest, now: DateTime<Utc>) -> Result<IngestCounts> {
-        let path = self.path.clone();
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
         let now_s = ts(now);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
+        self.write(|tx| {
         let mut counts = IngestCounts::default();
         {
             let mut exists = tx
                 .prepare_cached("SELECT 1 FROM alarms WHERE alarm_id = ?1")
-                .map_err(sql)?;
+                ?;
             let mut upsert = tx
                 .prepare_cached(
                     "INSERT INTO alarms (alarm_id, rule_name, status, entity_name, date_inserted,
@@ -548,7 +559,7 @@ impl Ledger {
                         last_error = excluded.last_error, updated_at = excluded.updated_at
                      WHERE alarms.decision = 'error'",
                 )
-                .map_err(sql)?;
+                ?;
             let mut insert_det = tx
                 .prepare_cached(
                     "INSERT INTO detections (alarm_id, ioc_type, value, field, state, reason,
@@ -556,21 +567,23 @@ impl Ledger {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
                      ON CONFLICT (alarm_id, ioc_type, value) DO NOTHING",
                 )
-                .map_err(sql)?;
+                ?;
             for rec in &batch.alarms {
                 let row = &rec.row;
                 let is_new = exists
                     .query_row([row.alarm_id], |_| Ok(()))
                     .optional()
-                    .map_err(sql)?
+                    ?
                     .is_none();
                 if is_new {
                     counts.new_alarms += 1;
                 }
                 let (decision, reason, event_count, attempts, error) = match &rec.outcome {
-                    AlarmOutcome::Accepted { event_count, .. } => (
+                    AlarmOutcome::Accepted {
+                        event_count, note, ..
+                    } => (
                         "accepted",
-                        None,
+                        note.as_deref(),
                         Some(i64::try_from(*event_count).unwrap_or(i64::MAX)),
                         1,
                         None,
@@ -596,7 +609,7 @@ impl Ledger {
                         batch.run_id,
                         now_s,
                     ])
-                    .map_err(sql)?;
+                    ?;
                 if let AlarmOutcome::Accepted { indicators, .. } = &rec.outcome {
                     for ind in indicators {
                         let (state, reason) = match &ind.verdict {
@@ -613,7 +626,7 @@ impl Ledger {
                                 reason,
                                 now_s,
                             ])
-                            .map_err(sql)?;
+                            ?;
                         if added > 0 {
                             match state {
                                 DetectionState::Excluded => counts.new_excluded += 1,
@@ -639,11 +652,11 @@ impl Ledger {
                         updated_at = excluded.updated_at, run_id = excluded.run_id",
                     params![ts(batch.slice_start), ts(until), saturated, now_s, batch.run_id],
                 )
-                .map_err(sql)?;
+                ?;
             }
         }
-        tx.commit().map_err(sql)?;
-        Ok(counts)
+            Ok(counts)
+        })
     }
 
     // ---- detections and submissions ----------------------------------------
@@ -729,80 +742,53 @@ impl Ledger {
 
     /// CI answered 2xx for these detections: mark them `sent`, in one transaction.
     pub fn mark_sent(&mut self, ids: &[i64], sub: &SubmissionRecord) -> Result<()> {
-        let path = self.path.clone();
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let sub_id = Self::insert_submission(&tx, sub, ids.len(), "ok").map_err(sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
+        self.write(|tx| {
+            let sub_id = Self::insert_submission(tx, sub, ids.len(), "ok")?;
+            {
+                let mut stmt = tx.prepare_cached(
                     "UPDATE detections SET state = 'sent', sent_at = ?2, submission_id = ?3,
                         attempts = attempts + 1, last_error = NULL, updated_at = ?2
                      WHERE id = ?1",
-                )
-                .map_err(sql)?;
-            for id in ids {
-                stmt.execute(params![id, ts(sub.at), sub_id]).map_err(sql)?;
+                )?;
+                for id in ids {
+                    stmt.execute(params![id, ts(sub.at), sub_id])?;
+                }
             }
-        }
-        tx.commit().map_err(sql)
+            Ok(())
+        })
     }
 
     /// A transient failure (after retries): these stay retryable as `failed`.
     /// Already-sent rows are never downgraded.
     pub fn mark_failed(&mut self, ids: &[i64], sub: &SubmissionRecord, error: &str) -> Result<()> {
-        let path = self.path.clone();
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let sub_id = Self::insert_submission(&tx, sub, ids.len(), "failed").map_err(sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
+        self.write(|tx| {
+            let sub_id = Self::insert_submission(tx, sub, ids.len(), "failed")?;
+            {
+                let mut stmt = tx.prepare_cached(
                     "UPDATE detections SET state = 'failed', attempts = attempts + 1,
                         last_error = ?2, submission_id = ?3, updated_at = ?4
                      WHERE id = ?1 AND state <> 'sent'",
-                )
-                .map_err(sql)?;
-            for id in ids {
-                stmt.execute(params![id, error, sub_id, ts(sub.at)])
-                    .map_err(sql)?;
+                )?;
+                for id in ids {
+                    stmt.execute(params![id, error, sub_id, ts(sub.at)])?;
+                }
             }
-        }
-        tx.commit().map_err(sql)
+            Ok(())
+        })
     }
 
     /// CI answered 400 for this one detection: `rejected`, with CI's reason.
     pub fn mark_rejected(&mut self, id: i64, sub: &SubmissionRecord, reason: &str) -> Result<()> {
-        let path = self.path.clone();
-        let sql = |source| Error::Sql {
-            path: path.clone(),
-            source,
-        };
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql)?;
-        let sub_id = Self::insert_submission(&tx, sub, 1, "rejected").map_err(sql)?;
-        tx.execute(
-            "UPDATE detections SET state = 'rejected', reason = ?2, attempts = attempts + 1,
+        self.write(|tx| {
+            let sub_id = Self::insert_submission(tx, sub, 1, "rejected")?;
+            tx.execute(
+                "UPDATE detections SET state = 'rejected', reason = ?2, attempts = attempts + 1,
                 last_error = ?2, submission_id = ?3, updated_at = ?4
              WHERE id = ?1 AND state <> 'sent'",
-            params![id, reason, sub_id, ts(sub.at)],
-        )
-        .map_err(sql)?;
-        tx.commit().map_err(sql)
+                params![id, reason, sub_id, ts(sub.at)],
+            )?;
+            Ok(())
+        })
     }
 
     /// Detections posted for real (non-debug, 2xx) on a UTC day: the CI budget used.
@@ -1045,6 +1031,7 @@ mod tests {
             outcome: AlarmOutcome::Accepted {
                 event_count: 1,
                 indicators: inds,
+                note: None,
             },
         }
     }
