@@ -147,14 +147,9 @@ struct Sim {
 }
 
 impl Sim {
-    /// A small simulator with these keys: 3 hours of 4 alarms each, ending at the
-    /// start of the current UTC hour. The open hour is left empty on purpose: the
-    /// listing reports a slice whose only page holds alarms of one timestamp (such
-    /// as a single alarm just after the hour) as saturated, and the run exits 75
-    /// (see the report of task H6); these tests are about the CLI, not that.
+    /// A small simulator with these keys: 3 hours of 4 alarms each, ending now.
     fn start_with_keys(lr_key: &str, rf_key: &str) -> Sim {
         let cfg = SimConfig {
-            end: Some(lrci::app::floor_hour(chrono::Utc::now())),
             hours: 3,
             alarms_per_hour: 4,
             events_per_alarm: 2,
