@@ -95,13 +95,13 @@ pub struct ApiArgs {
     #[arg(long, value_name = "FILE")]
     pub rf_key_file: Option<PathBuf>,
     /// Seconds allowed for one HTTP request.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), allow_negative_numbers = true)]
     pub timeout: u64,
     /// Seconds allowed to connect.
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600), allow_negative_numbers = true)]
     pub connect_timeout: u64,
     /// Retries of a transient failure (429, 5xx, timeout) per request.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20))]
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20), allow_negative_numbers = true)]
     pub max_retries: u32,
 }
 
@@ -113,7 +113,7 @@ pub struct SyncArgs {
     #[command(flatten)]
     pub run: RunArgs,
     /// Days to look back (vendor flag -lb).
-    #[arg(long, value_name = "DAYS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=365))]
+    #[arg(long, value_name = "DAYS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=365), allow_negative_numbers = true)]
     pub lookback_days: u32,
 }
 
@@ -121,7 +121,7 @@ pub struct SyncArgs {
 #[derive(Debug, Args, Clone)]
 pub struct RunArgs {
     /// Only alarms whose Risk Based Priority (rbpMax) is at least N, 0-100 (vendor flag -rbp).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
     pub min_rbp: Option<u8>,
     /// Only alarms whose rule name contains "Recorded Future" (vendor flag -rf).
     #[arg(long)]
@@ -142,22 +142,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub json: bool,
     /// Seconds to leave alarms alone after they fire (their data may not be ready).
-    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400))]
+    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400), allow_negative_numbers = true)]
     pub settle: u64,
     /// Parallel per-alarm requests (details, events) to LogRhythm.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
     pub concurrency: u16,
     /// Detections per Collective Insights request.
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000), allow_negative_numbers = true)]
     pub batch_size: u32,
     /// Rows asked for per LogRhythm list page (the server may return fewer).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
     pub page_size: u32,
     /// Detections sent per UTC day at most; the rest waits for the next day.
-    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub daily_budget: u64,
     /// Stop starting new work after this many seconds; what is left waits for the next run.
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub max_runtime: Option<u64>,
 }
 
@@ -175,7 +175,7 @@ pub struct BackfillArgs {
     #[arg(long, value_name = "TIME", requires = "from")]
     pub to: Option<String>,
     /// The last N days, up to now minus --settle.
-    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650))]
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
     pub days: Option<u32>,
     /// List slices again even where the coverage map says they are done.
     #[arg(long)]
@@ -186,7 +186,7 @@ pub struct BackfillArgs {
 #[derive(Debug, Args, Clone)]
 pub struct DemoArgs {
     /// Alarms per hour the simulator generates over the last 24 hours.
-    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=2000))]
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=2000), allow_negative_numbers = true)]
     pub alarms_per_hour: u32,
     /// Seed of the simulated alarms.
     #[arg(long, value_name = "N", default_value_t = 1)]
@@ -262,6 +262,21 @@ mod tests {
         ] {
             let err = Cli::try_parse_from(args).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn negative_numbers_are_values_of_their_flag() {
+        for (args, flag) in [
+            (&["lrci", "sync", "--batch-size", "-1"][..], "--batch-size"),
+            (&["lrci", "--batch-size", "-1"], "--batch-size"),
+            (&["lrci", "sync", "--timeout", "-5"], "--timeout"),
+            (&["lrci", "backfill", "--days", "-3"], "--days"),
+        ] {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{args:?}");
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(err.to_string().contains(flag), "{args:?}: {err}");
         }
     }
 }

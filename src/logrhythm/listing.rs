@@ -5,8 +5,12 @@
 //! The Alarm API only has a lower time bound (`dateInserted`), may cap `count`
 //! silently, and may treat `offset` as a record offset, a page index or ignore
 //! it (spec §3, §3.2, §12). The rules (DESIGN.md §1.3):
-//! - page ascending from the slice start; a page is *full* when it holds as
-//!   many rows as the largest page seen so far;
+//! - page ascending from the slice start; a page is *full* when it holds the
+//!   `count` asked for, or — since the server may cap pages silently — as many
+//!   rows as the largest page seen so far, provided that is at least
+//!   [`MIN_PLAUSIBLE_CAP`] rows (caps seen in the wild are 25 to 1000; without
+//!   this floor, the lone alarm of a fresh hour looked like a full page of one
+//!   timestamp and was reported saturated);
 //! - after a full page spanning several timestamps, continue from its last
 //!   `dateInserted` (inclusive) with offset 0, de-duplicating by `alarmId`;
 //! - after a full page holding a single timestamp, page through that timestamp
@@ -72,6 +76,10 @@ pub struct SliceListing {
     pub offset_mode: OffsetMode,
 }
 
+/// The smallest server page cap lrci believes in. A page shorter than both the
+/// requested `count` and this is the last one.
+pub const MIN_PLAUSIBLE_CAP: usize = 10;
+
 /// Listing state of one slice.
 #[derive(Debug)]
 pub(crate) struct Listing {
@@ -81,6 +89,7 @@ pub(crate) struct Listing {
     max_pages: u32,
     current: PageRequest,
     max_page_len: usize,
+    min_cap: usize,
     mode: OffsetMode,
     /// Ids of the offset-0 page at `current.since` while the offset probe is out.
     probe_anchor: Option<Vec<AlarmId>>,
@@ -110,6 +119,7 @@ impl Listing {
                 offset: 0,
             },
             max_page_len: 0,
+            min_cap: MIN_PLAUSIBLE_CAP,
             mode: OffsetMode::Unknown,
             probe_anchor: None,
             seen: HashSet::new(),
@@ -117,6 +127,13 @@ impl Listing {
             saturated: Vec::new(),
             pages: 0,
         }
+    }
+
+    /// Lowers the cap floor, so tests can model tiny pages readably.
+    #[cfg(test)]
+    fn with_min_cap(mut self, min_cap: usize) -> Self {
+        self.min_cap = min_cap;
+        self
     }
 
     /// The first request, or `None` for an empty slice.
@@ -129,7 +146,10 @@ impl Listing {
         self.pages += 1;
         check_ascending(&self.current, page)?;
         self.max_page_len = self.max_page_len.max(page.len());
-        let full = !page.is_empty() && page.len() >= self.max_page_len;
+        let asked = usize::try_from(self.current.count).unwrap_or(usize::MAX);
+        let full = !page.is_empty()
+            && (page.len() >= asked
+                || (page.len() >= self.max_page_len && page.len() >= self.min_cap));
 
         let mut past_end = false;
         for row in page {
@@ -309,11 +329,31 @@ mod tests {
 
     /// Feeds pages in order and checks each decision: one table row per page.
     fn run(page_size: u32, to_ms: i64, steps: &[(Vec<AlarmRow>, Next)]) -> SliceListing {
-        let mut l = Listing::new(t(0), t(to_ms), page_size, 100);
+        let mut l = Listing::new(t(0), t(to_ms), page_size, 100).with_min_cap(1);
         for (i, (page, want)) in steps.iter().enumerate() {
             assert_eq!(l.on_page(page).unwrap(), *want, "step {i}");
         }
         l.finish()
+    }
+
+    /// REGRESSION: the lone alarm of a fresh hour was taken for a full page of
+    /// one timestamp, probed with offset, and reported saturated (exit 75).
+    #[test]
+    fn page_below_the_plausible_cap_is_short() {
+        let mut l = Listing::new(t(0), t(1000), 1000, 100);
+        assert_eq!(l.on_page(&rows(&[(1, 5)])).unwrap(), Next::Done);
+        let out = l.finish();
+        assert_eq!(out.alarms.len(), 1);
+        assert!(out.saturated_at.is_empty());
+        // Nine rows of one timestamp, asked for 1000: still short, not saturated.
+        let mut l = Listing::new(t(0), t(1000), 1000, 100);
+        let nine: Vec<(i64, i64)> = (1..=9).map(|i| (i, 7)).collect();
+        assert_eq!(l.on_page(&rows(&nine)).unwrap(), Next::Done);
+        assert!(l.finish().saturated_at.is_empty());
+        // Ten rows spanning two timestamps could be a capped page: continue.
+        let mut l = Listing::new(t(0), t(1000), 1000, 100);
+        let ten: Vec<(i64, i64)> = (1..=10).map(|i| (i, if i < 6 { 3 } else { 8 })).collect();
+        assert_eq!(l.on_page(&rows(&ten)).unwrap(), req(8, 1000, 0));
     }
 
     #[test]
@@ -374,7 +414,7 @@ mod tests {
 
     #[test]
     fn rows_before_start_are_ignored() {
-        let mut l = Listing::new(t(5), t(100), 3, 100);
+        let mut l = Listing::new(t(5), t(100), 3, 100).with_min_cap(1);
         assert_eq!(
             l.on_page(&rows(&[(1, 0), (2, 6)])).unwrap(),
             Next::Fetch(PageRequest {
@@ -467,7 +507,7 @@ mod tests {
 
     #[test]
     fn unordered_page_is_an_order_error() {
-        let mut l = Listing::new(t(0), t(1000), 3, 100);
+        let mut l = Listing::new(t(0), t(1000), 3, 100).with_min_cap(1);
         let err = l.on_page(&rows(&[(1, 5), (2, 3), (3, 9)])).unwrap_err();
         assert!(matches!(err, Error::Order { alarm_id: 2, .. }), "{err}");
     }
@@ -475,7 +515,7 @@ mod tests {
     #[test]
     fn repeated_request_is_no_progress() {
         // A server that ignores dateInserted and keeps returning old rows.
-        let mut l = Listing::new(t(100), t(1000), 2, 100);
+        let mut l = Listing::new(t(100), t(1000), 2, 100).with_min_cap(1);
         assert_eq!(l.on_page(&rows(&[(1, 0), (2, 1)])).unwrap(), req(1, 2, 0));
         let err = l.on_page(&rows(&[(1, 0), (2, 1)])).unwrap_err();
         assert!(matches!(err, Error::NoProgress { .. }), "{err}");
@@ -483,7 +523,7 @@ mod tests {
 
     #[test]
     fn page_budget_is_bounded() {
-        let mut l = Listing::new(t(0), t(1_000_000), 1, 3);
+        let mut l = Listing::new(t(0), t(1_000_000), 1, 3).with_min_cap(1);
         assert_eq!(l.on_page(&rows(&[(1, 1)])).unwrap(), req(1, 1, 1));
         assert_eq!(l.on_page(&rows(&[(2, 2)])).unwrap(), req(2, 1, 0));
         let err = l.on_page(&rows(&[(3, 3)])).unwrap_err();
