@@ -13,7 +13,10 @@ use secrecy::SecretString;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-/// Runs the demo and returns the second sync's exit code.
+/// The simulated site's own domain, given to the policy as `--internal-domains` would.
+const DEMO_INTERNAL_DOMAIN: &str = "corp.example";
+
+/// Runs the demo and returns the worst exit code of its two syncs.
 pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     let cfg = sim::SimConfig {
         seed: args.seed,
@@ -55,7 +58,12 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         min_rbp: None,
         rf_only: false,
         exclude_rules: Vec::new(),
-        policy: crate::policy::Policy::default(),
+        // As a deployment would with --internal-domains: the simulated site's own
+        // domain is internal, and lrci cannot guess that by itself.
+        policy: crate::policy::Policy::new(
+            vec![DEMO_INTERNAL_DOMAIN.to_string()],
+            crate::policy::Exclusions::default(),
+        ),
         page_size: 1000,
         concurrency: 8,
         batch_size: 500,
@@ -68,7 +76,10 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         "lrci demo: simulator on {url} (LogRhythm Alarm API + Collective Insights), {} alarms/hour, seed {}\n",
         args.alarms_per_hour, args.seed
     ));
-    out.push_str(&format!("ledger: {}\n\n", path.display()));
+    out.push_str(&format!("ledger: {}\n", path.display()));
+    out.push_str(&format!(
+        "internal domains: {DEMO_INTERNAL_DOMAIN} (as --internal-domains FILE would say)\n\n"
+    ));
 
     let _lock = RunLock::acquire(&path)?;
     let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
