@@ -383,3 +383,332 @@ async fn kill_9_at_random_points_loses_nothing_and_never_acks_falsely() {
         t0.elapsed()
     );
 }
+
+// ---------------------------------------------------------------------------------
+// 2. Overlapping runs (P6, T9)
+
+/// One `lrci` process of an overlap trial, with when it ran.
+struct Proc {
+    pid: u32,
+    spawned: Instant,
+    ended: Instant,
+    run: LrciRun,
+}
+
+impl Proc {
+    fn overlaps(&self, other: &Proc) -> bool {
+        self.spawned < other.ended && other.spawned < self.ended
+    }
+}
+
+/// Spawns `lrci ARGS` after `delay` and waits for it.
+async fn spawn_after(
+    sim: &TestSim,
+    home: &Home,
+    args: Vec<String>,
+    delay: Duration,
+    ledger: Option<(std::path::PathBuf, std::path::PathBuf)>,
+) -> Proc {
+    tokio::time::sleep(delay).await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut cmd = lrci_command(sim, home, &Keys::of(sim), &args);
+    if let Some((ledger, cwd)) = ledger {
+        cmd.env("LRCI_LEDGER", ledger).current_dir(cwd);
+    }
+    let spawned = Instant::now();
+    let child = cmd.spawn().unwrap();
+    let pid = child.id().unwrap();
+    let run = finish(child).await;
+    Proc {
+        pid,
+        spawned,
+        ended: Instant::now(),
+        run,
+    }
+}
+
+/// The ledger's runs as `(started_at, finished_at)`, in start order.
+fn ledger_runs(path: &Path) -> Vec<(String, Option<String>)> {
+    let c = ledger_ro(path);
+    let mut st = c
+        .prepare("SELECT started_at, finished_at FROM runs ORDER BY started_at, id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Asserts a run lost the lock race properly: exit 75 within a second, naming the
+/// pid of a winner that ran at the same time.
+fn assert_loser(loser: &Proc, winners: &[&Proc], ctx: &str) {
+    let took = loser.ended - loser.spawned;
+    assert!(
+        took < Duration::from_secs(1),
+        "{ctx}: the loser took {took:?} to exit"
+    );
+    let holder = winners
+        .iter()
+        .find(|w| w.overlaps(loser) && loser.run.stderr.contains(&format!("(pid {})", w.pid)));
+    assert!(
+        holder.is_some(),
+        "{ctx}: the loser's stderr names no running holder (winners {:?}):\n{}",
+        winners.iter().map(|w| w.pid).collect::<Vec<_>>(),
+        loser.run.stderr
+    );
+    assert!(
+        loser.run.stderr.lines().any(|l| l.starts_with("error:")),
+        "{ctx}: no error line:\n{}",
+        loser.run.stderr
+    );
+}
+
+fn overlap_config(seed: u64) -> SimConfig {
+    SimConfig {
+        seed,
+        lr_latency: Duration::from_millis(12),
+        rf_latency: Duration::from_millis(30),
+        daily_quota: 10_000_000,
+        ..live_config(3, 20)
+    }
+}
+
+fn args_of(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+const SYNC_ARGS: [&str; 7] = [
+    "sync",
+    "--json",
+    "--settle",
+    "0",
+    "--batch-size",
+    "25",
+    "--daily-budget=10000000",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_runs_never_double_submit_and_losers_exit_75_at_once() {
+    let _serial = heavy();
+    let seed = seed("overlap");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let trials = if soak() { 250 } else { 50 };
+    let sim = start(overlap_config(seed)).await;
+    let truth = truth(&sim).await;
+    let (mut losers, mut contested, mut max_loser) = (0usize, 0usize, Duration::ZERO);
+    let t0 = Instant::now();
+    for trial in 0..trials {
+        let ctx = format!("trial {trial} (LRCI_SEED={seed})");
+        admin_post(&sim, "/_sim/reset", json!({})).await;
+        let home = Home::new();
+        let c = rng.random_range(2..=3);
+        let delays: Vec<Duration> = (0..c)
+            .map(|_| Duration::from_millis(rng.random_range(0..=300)))
+            .collect();
+        let procs: Vec<Proc> = futures::future::join_all(
+            delays
+                .iter()
+                .map(|d| spawn_after(&sim, &home, args_of(&SYNC_ARGS), *d, None)),
+        )
+        .await;
+        for p in &procs {
+            assert_never_busy(&p.run, &ctx);
+            assert!(
+                [0, 75].contains(&p.run.code),
+                "{ctx}: exit {}:\n{}",
+                p.run.code,
+                p.run.stderr
+            );
+        }
+        let winners: Vec<&Proc> = procs.iter().filter(|p| p.run.code == 0).collect();
+        assert!(!winners.is_empty(), "{ctx}: nobody ran");
+        let lost: Vec<&Proc> = procs.iter().filter(|p| p.run.code == 75).collect();
+        for l in &lost {
+            assert_loser(l, &winners, &ctx);
+            max_loser = max_loser.max(l.ended - l.spawned);
+        }
+        losers += lost.len();
+        contested += usize::from(!lost.is_empty());
+        // One writer at a time: the ledger's run intervals never overlap, and there
+        // is one per winner.
+        let runs = ledger_runs(&home.ledger());
+        assert_eq!(runs.len(), winners.len(), "{ctx}: runs {runs:?}");
+        for w in runs.windows(2) {
+            let end = w[0].1.as_deref().expect("a finished run");
+            assert!(end <= w[1].0.as_str(), "{ctx}: runs overlap: {runs:?}");
+        }
+        let got = received(&sim).await;
+        let m = measure(&truth, &got, &home.ledger());
+        assert_eq!(m.dup, 0, "{ctx}: Dup");
+        assert_sound(&m, true, &ctx);
+    }
+    assert!(
+        contested * 2 >= trials,
+        "only {contested} of {trials} trials had a loser: the runs are too short to overlap"
+    );
+    eprintln!(
+        "overlap: {trials} trials of 2–3 concurrent syncs, {contested} contested, {losers} \
+         losers (all 75, slowest {max_loser:?}, each naming the holder's pid), Dup 0, \
+         Lost 0, no busy errors; {:?}",
+        t0.elapsed()
+    );
+}
+
+/// The lock file of a ledger, by its canonical path.
+fn lock_file(ledger: &Path) -> std::path::PathBuf {
+    let dir = ledger.parent().unwrap().canonicalize().unwrap();
+    dir.join(format!(
+        "{}.lock",
+        ledger.file_name().unwrap().to_str().unwrap()
+    ))
+}
+
+/// Waits until the lock file holds `pid`; returns how long that took from `since`.
+async fn lock_taken_by(lock: &Path, pid: u32, since: Instant, limit: Duration) -> Option<Duration> {
+    let want = pid.to_string();
+    while since.elapsed() < limit {
+        if std::fs::read_to_string(lock).is_ok_and(|s| s.trim() == want) {
+            return Some(since.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_left_by_a_killed_holder_never_blocks_the_next_run() {
+    let _serial = heavy();
+    let seed = seed("stale-lock");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tries = if soak() { 100 } else { 20 };
+    let sim = start(overlap_config(seed)).await;
+    let truth = truth(&sim).await;
+    let home = Home::new();
+    let lock = lock_file(&home.ledger());
+    let (mut kills, mut slowest) = (0usize, Duration::ZERO);
+    for k in 0..tries {
+        let ctx = format!("try {k} (LRCI_SEED={seed})");
+        let spawned = Instant::now();
+        let mut child = lrci_command(&sim, &home, &Keys::of(&sim), &SYNC_ARGS)
+            .spawn()
+            .unwrap();
+        let pid = child.id().unwrap();
+        let took = lock_taken_by(&lock, pid, spawned, Duration::from_secs(1)).await;
+        if took.is_none() {
+            // Finished before it could be seen holding the lock? Then it must have run.
+            let out = finish(child).await;
+            panic!(
+                "{ctx}: pid {pid} did not take the lock within 1 s (exit {}):\n{}",
+                out.code, out.stderr
+            );
+        }
+        let took = took.unwrap();
+        if k > 0 {
+            slowest = slowest.max(took);
+        }
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..=300))).await;
+        child.start_kill().unwrap();
+        let status = child.wait().await.unwrap();
+        if status.code().is_none() {
+            kills += 1;
+        } else {
+            assert!(
+                [Some(0), Some(75)].contains(&status.code()),
+                "{ctx}: exit {status}"
+            );
+        }
+    }
+    let settle = lrci(&sim, &home, &SYNC_ARGS).await;
+    assert_never_busy(&settle, "settle");
+    settle.expect_code(0);
+    let m = measure(&truth, &received(&sim).await, &home.ledger());
+    assert_sound(&m, true, &format!("after {kills} kills (LRCI_SEED={seed})"));
+    assert!(m.dup <= 25 * kills, "Dup {} over {kills} kills", m.dup);
+    eprintln!(
+        "stale-lock: {tries} tries, {kills} holders killed, each next run took the lock \
+         (slowest {slowest:?} from spawn), Lost 0, Dup {} ({:.2}/kill)",
+        m.dup,
+        m.dup as f64 / kills.max(1) as f64
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_reaching_one_ledger_by_other_paths_still_exclude_each_other() {
+    let _serial = heavy();
+    let sim = start(overlap_config(7)).await;
+    let home = Home::new();
+    let real = home.ledger();
+    let base = home.dir.path().canonicalize().unwrap();
+    // A symlink to the ledger file (created before the ledger exists, like a
+    // deployment's stable name pointing at a versioned file).
+    let link = base.join("link.sqlite3");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // A symlinked directory.
+    let alias = tempfile::tempdir().unwrap();
+    let alias_dir = alias.path().join("alias");
+    std::os::unix::fs::symlink(&base, &alias_dir).unwrap();
+    // A relative path from another working directory.
+    let elsewhere = base.join("elsewhere");
+    std::fs::create_dir(&elsewhere).unwrap();
+
+    let variants: Vec<(&str, std::path::PathBuf, std::path::PathBuf)> = vec![
+        ("symlinked file", link.clone(), base.clone()),
+        (
+            "symlinked directory",
+            alias_dir.join("ledger.sqlite3"),
+            base.clone(),
+        ),
+        (
+            "relative path",
+            std::path::PathBuf::from("../ledger.sqlite3"),
+            elsewhere.clone(),
+        ),
+    ];
+    for (what, path, cwd) in variants {
+        for holder_by_real in [true, false] {
+            admin_post(&sim, "/_sim/reset", json!({})).await;
+            let _ = std::fs::remove_file(&real);
+            let _ = std::fs::remove_file(base.join("ledger.sqlite3-wal"));
+            let _ = std::fs::remove_file(base.join("ledger.sqlite3-shm"));
+            let (first, second) = if holder_by_real {
+                ((real.clone(), base.clone()), (path.clone(), cwd.clone()))
+            } else {
+                ((path.clone(), cwd.clone()), (real.clone(), base.clone()))
+            };
+            let ctx = format!(
+                "{what}, holder via the {} path",
+                if holder_by_real { "real" } else { "other" }
+            );
+            let a = spawn_after(
+                &sim,
+                &home,
+                args_of(&SYNC_ARGS),
+                Duration::ZERO,
+                Some(first),
+            );
+            let b = spawn_after(
+                &sim,
+                &home,
+                args_of(&SYNC_ARGS),
+                Duration::from_millis(250),
+                Some(second),
+            );
+            let (a, b) = tokio::join!(a, b);
+            assert_never_busy(&a.run, &ctx);
+            assert_never_busy(&b.run, &ctx);
+            assert_eq!(a.run.code, 0, "{ctx}: holder:\n{}", a.run.stderr);
+            assert!(a.overlaps(&b), "{ctx}: the runs did not overlap");
+            assert_eq!(
+                b.run.code, 75,
+                "{ctx}: the second run was not locked out:\n{}",
+                b.run.stderr
+            );
+            assert_loser(&b, &[&a], &ctx);
+            assert_eq!(
+                measure(&truth(&sim).await, &received(&sim).await, &real).dup,
+                0,
+                "{ctx}: Dup"
+            );
+        }
+    }
+}
