@@ -909,7 +909,9 @@ fn prepare_file(path: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    match opts.open(path) {
+    // Through a dangling symlink `create_new` fails with "exists" and SQLite (opened
+    // without CREATE) then cannot open it: create the link's target instead.
+    match opts.open(resolve_ledger_path(path)) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(source) => Err(Error::Create {
@@ -931,6 +933,35 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     b.create(dir)
 }
 
+/// The ledger path with symlinks resolved: the canonical path when the ledger
+/// exists; a dangling symlink's target (followed up to 40 links) resolved through
+/// its directory when it does not; the path as given when even the directory
+/// cannot be resolved (it does not exist yet).
+pub fn resolve_ledger_path(ledger: &Path) -> PathBuf {
+    let mut p = ledger.to_path_buf();
+    for _ in 0..40 {
+        if let Ok(real) = std::fs::canonicalize(&p) {
+            return real;
+        }
+        match std::fs::read_link(&p) {
+            // A relative target is relative to the link's directory.
+            Ok(target) => p = p.parent().map_or(target.clone(), |d| d.join(&target)),
+            Err(_) => break,
+        }
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(dir), Some(name)) => {
+            let dir = if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                dir
+            };
+            std::fs::canonicalize(dir).map_or(p.clone(), |d| d.join(name))
+        }
+        _ => p,
+    }
+}
+
 /// The single-writer lock held by `sync`, `backfill` and `replay` for their whole run.
 /// Dropped (or the process killed), the kernel releases it.
 #[derive(Debug)]
@@ -940,17 +971,21 @@ pub struct RunLock {
 }
 
 impl RunLock {
-    /// The lock file used for a ledger.
+    /// The lock file used for a ledger: `<ledger>.lock` next to the ledger's real
+    /// path, with symlinks resolved (see [`resolve_ledger_path`]), so that every
+    /// name of one ledger (a symlink to it, a symlinked directory, a relative path
+    /// from another directory) shares one lock file.
     pub fn path_for(ledger: &Path) -> PathBuf {
-        let mut s = ledger.as_os_str().to_owned();
+        let mut s = resolve_ledger_path(ledger).into_os_string();
         s.push(".lock");
         PathBuf::from(s)
     }
 
     /// Takes the lock at once or fails with [`Error::Locked`] naming the holder.
+    /// Creates the ledger's directory (0700) when it is missing.
     pub fn acquire(ledger: &Path) -> Result<RunLock> {
-        let path = Self::path_for(ledger);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // The directory first, so the path resolves the same way in every run.
+        if let Some(dir) = ledger.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 create_private_dir(dir).map_err(|source| Error::CreateDir {
                     path: dir.to_path_buf(),
@@ -958,6 +993,7 @@ impl RunLock {
                 })?;
             }
         }
+        let path = Self::path_for(ledger);
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
         #[cfg(unix)]
@@ -1253,5 +1289,40 @@ mod tests {
         assert_eq!(err.exit_code(), 75);
         drop(first);
         RunLock::acquire(&ledger).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn every_name_of_one_ledger_shares_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("l.sqlite3");
+        // A link made before the ledger exists (dangling), a relative link, and a
+        // symlinked directory.
+        let link = dir.path().join("link.sqlite3");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let rel = dir.path().join("rel.sqlite3");
+        std::os::unix::fs::symlink("l.sqlite3", &rel).unwrap();
+        let alias = dir.path().join("alias");
+        std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+        let names = [link.clone(), rel, alias.join("l.sqlite3")];
+        for name in &names {
+            assert_eq!(
+                RunLock::path_for(name),
+                RunLock::path_for(&real),
+                "{name:?}"
+            );
+        }
+        let held = RunLock::acquire(&link).unwrap();
+        for name in names.iter().chain([&real]) {
+            assert!(
+                matches!(RunLock::acquire(name), Err(Error::Locked { .. })),
+                "{name:?} was not locked out"
+            );
+        }
+        drop(held);
+        // The ledger is created through the dangling link, at its target.
+        let l = Ledger::open(&link, Mode::ReadWrite).unwrap();
+        drop(l);
+        assert!(real.is_file() && link.is_symlink());
     }
 }
