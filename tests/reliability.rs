@@ -712,3 +712,301 @@ async fn runs_reaching_one_ledger_by_other_paths_still_exclude_each_other() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------
+// 3. API faults (P1–P4 under faults, T5)
+
+/// What a run under faults may exit with: done, an API unavailable, or partial.
+const FAULT_CODES: [i32; 3] = [0, 69, 75];
+
+/// Fails on a panic or an exit code outside [`FAULT_CODES`].
+fn assert_fault_exit(run: &LrciRun, ctx: &str) {
+    assert!(
+        !run.stderr.contains("panicked"),
+        "{ctx}: panic:\n{}",
+        run.stderr
+    );
+    assert!(
+        FAULT_CODES.contains(&run.code),
+        "{ctx}: exit {}:\n{}",
+        run.code,
+        run.stderr
+    );
+}
+
+const FAULT_ARGS: [&str; 13] = [
+    "sync",
+    "--json",
+    "--settle",
+    "0",
+    "--batch-size",
+    "25",
+    "--daily-budget=10000000",
+    "--max-retries",
+    "2",
+    "--timeout",
+    "2",
+    "--connect-timeout",
+    "1",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_api_faults_leave_work_for_later_and_lose_nothing() {
+    let _serial = heavy();
+    let base_seed = seed("faults");
+    let seeds_per_rate = if soak() { 30 } else { 5 };
+    let end = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
+    let mut report = Vec::new();
+    let mut max_wall = Duration::ZERO;
+    for rate in [0.05, 0.2, 0.5] {
+        let (mut runs, mut dup, mut ambiguous, mut codes) = (0, 0, 0, BTreeMap::new());
+        for k in 0..seeds_per_rate {
+            let seed = base_seed.wrapping_add(k);
+            let ctx = format!("rate {rate}, seed {seed} (LRCI_SEED={base_seed})");
+            let cfg = SimConfig {
+                seed,
+                end: Some(end),
+                lr_latency: Duration::from_millis(2),
+                rf_latency: Duration::from_millis(5),
+                slow: Duration::from_secs(3),
+                daily_quota: 10_000_000,
+                ..live_config(2, 15)
+            };
+            // The faulty API and its fault-free twin: same seed and window, so the
+            // same alarms; CI's stores are separate and are joined for the measures.
+            let faulty = start(SimConfig {
+                fault_rate: rate,
+                ..cfg.clone()
+            })
+            .await;
+            let clean = start(cfg).await;
+            let truth = truth(&faulty).await;
+            assert_eq!(truth, self::truth(&clean).await, "{ctx}: twins differ");
+            // Ambiguous CI failures beyond the random ones: stored, then the
+            // connection breaks.
+            admin_post(
+                &faulty,
+                "/_sim/faults",
+                json!({"side": "rf", "kind": "store-then-drop", "count": 2}),
+            )
+            .await;
+            let home = Home::new();
+            for round in 0..2 {
+                let t0 = Instant::now();
+                let run = lrci(&faulty, &home, &FAULT_ARGS).await;
+                max_wall = max_wall.max(t0.elapsed());
+                assert_fault_exit(&run, &format!("{ctx}, round {round}"));
+                assert_never_busy(&run, &ctx);
+                *codes.entry(run.code).or_insert(0) += 1;
+                runs += 1;
+                let mut got = received(&faulty).await;
+                got.extend(received(&clean).await);
+                let m = measure(&truth, &got, &home.ledger());
+                assert!(
+                    m.false_acks.is_empty(),
+                    "{ctx}: FalseAck {:?}",
+                    m.false_acks
+                );
+                assert_eq!(m.integrity, "ok", "{ctx}");
+            }
+            // Faults off: settle against the twin.
+            let settle = lrci(&clean, &home, &FAULT_ARGS).await;
+            assert_never_busy(&settle, &ctx);
+            settle.expect_code(0);
+            let mut got = received(&faulty).await;
+            got.extend(received(&clean).await);
+            let m = measure(&truth, &got, &home.ledger());
+            assert_sound(&m, true, &ctx);
+            let stats = admin_get(&faulty, "/_sim/stats").await;
+            let amb = stats["faults"]["slow"].as_u64().unwrap_or(0)
+                + stats["faults"]["store-then-drop"].as_u64().unwrap_or(0);
+            assert!(
+                m.dup as u64 <= 25 * amb,
+                "{ctx}: Dup {} > batch size × ambiguous faults ({amb}): {stats}",
+                m.dup
+            );
+            dup += m.dup;
+            ambiguous += amb;
+        }
+        report.push(format!(
+            "rate {rate}: {runs} faulty runs, exits {codes:?}, Dup {dup} over {ambiguous} \
+             ambiguous faults (slow or store-then-drop, either side)"
+        ));
+    }
+    eprintln!(
+        "faults: {} Lost 0, FalseAck 0, Stuck 0 after settle; slowest faulty run {max_wall:?}",
+        report.join("; ")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_credentials_are_never_retried() {
+    let _serial = heavy();
+    let no_ci = "nocifeed0000111122223333deadbeef";
+    let sim = start(SimConfig {
+        rf_no_ci_key: Some(no_ci.into()),
+        lr_low_priv_key: Some("low-priv-key".into()),
+        ..live_config(2, 5)
+    })
+    .await;
+    let good = Keys::of(&sim);
+    let cases = [
+        ("LR 401", "wrong-lr-key", good.rf.as_str(), LIST_ROUTE),
+        ("LR 403", "low-priv-key", good.rf.as_str(), LIST_ROUTE),
+        (
+            "RF 401",
+            good.lr.as_str(),
+            "ffffffffffffffffffffffffffffffff",
+            CI_ROUTE,
+        ),
+        ("RF 403", good.lr.as_str(), no_ci, CI_ROUTE),
+    ];
+    for (what, lr, rf, route) in cases {
+        admin_post(&sim, "/_sim/reset", json!({})).await;
+        let home = Home::new();
+        let keys = Keys {
+            lr: lr.into(),
+            rf: rf.into(),
+        };
+        let run = lrci_with(&sim, &home, &keys, &FAULT_ARGS).await;
+        run.expect_code(77);
+        let stats = admin_get(&sim, "/_sim/stats").await;
+        assert_eq!(
+            route_count(&stats, route),
+            1,
+            "{what}: requests to {route}: {stats}"
+        );
+    }
+}
+
+/// The instant a log line starts with (`2026-11-27T21:27:52.710699Z  WARN …`).
+fn log_instant(line: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let ts = line.split_whitespace().next()?;
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let _serial = heavy();
+    let sim = start(SimConfig {
+        daily_quota: 10_000_000,
+        ..live_config(2, 10)
+    })
+    .await;
+    let home = Home::new();
+    admin_post(
+        &sim,
+        "/_sim/faults",
+        json!({"side": "rf", "kind": "429", "count": 1, "retry_after": 2}),
+    )
+    .await;
+    let mut args = FAULT_ARGS.to_vec();
+    args.extend(["-l", "debug"]);
+    let run = lrci(&sim, &home, &args).await;
+    run.expect_code(0);
+    let stats = admin_get(&sim, "/_sim/stats").await;
+    assert_eq!(stats["faults"]["429"], 1, "{stats}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    let retry = lines
+        .iter()
+        .position(|l| l.contains("retrying") && l.contains("429"))
+        .unwrap_or_else(|| panic!("no retry logged:\n{}", run.stderr));
+    let next_post = lines[retry..]
+        .iter()
+        .find(|l| l.contains("batch submitted"))
+        .unwrap_or_else(|| panic!("no batch after the retry:\n{}", run.stderr));
+    let gap = log_instant(next_post).unwrap() - log_instant(lines[retry]).unwrap();
+    assert!(
+        gap >= chrono::Duration::milliseconds(2000) && gap < chrono::Duration::milliseconds(3000),
+        "the retry came {gap} after the 429 (Retry-After: 2):\n{}",
+        run.stderr
+    );
+    // Every batch reached CI once; the 429'd one twice.
+    let batches = received(&sim).await.len().div_ceil(25) as u64;
+    assert_eq!(route_count(&stats, CI_ROUTE), batches + 1, "{stats}");
+    let m = measure(&truth(&sim).await, &received(&sim).await, &home.ledger());
+    assert_sound(&m, true, "retry-after");
+    assert_eq!(m.dup, 0);
+    eprintln!("retry-after: 429 with Retry-After 2 → next POST {gap} later");
+}
+
+// ---------------------------------------------------------------------------------
+// 4. Deadline (P7, T8)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_runtime_bounds_a_run_stuck_in_slow_requests() {
+    let _serial = heavy();
+    for side in ["lr", "rf"] {
+        let sim = start(SimConfig {
+            slow: Duration::from_secs(10),
+            daily_quota: 10_000_000,
+            ..live_config(2, 15)
+        })
+        .await;
+        let truth = truth(&sim).await;
+        let home = Home::new();
+        admin_post(
+            &sim,
+            "/_sim/faults",
+            json!({"side": side, "kind": "slow", "count": 100_000}),
+        )
+        .await;
+        let args = [
+            "sync",
+            "--json",
+            "--settle",
+            "0",
+            "--batch-size",
+            "25",
+            "--daily-budget=10000000",
+            "--max-runtime",
+            "3",
+            "--timeout",
+            "2",
+        ];
+        let t0 = Instant::now();
+        let run = lrci(&sim, &home, &args).await;
+        let took = t0.elapsed();
+        let ctx = format!("slow {side}");
+        assert!(
+            took <= Duration::from_secs(3 + 2 + 2),
+            "{ctx}: the run took {took:?} with --max-runtime 3 --timeout 2:\n{}",
+            run.stderr
+        );
+        assert!(
+            [69, 75].contains(&run.code),
+            "{ctx}: exit {}:\n{}",
+            run.code,
+            run.stderr
+        );
+        let got = received(&sim).await;
+        let m = measure(&truth, &got, &home.ledger());
+        assert!(
+            m.false_acks.is_empty(),
+            "{ctx}: FalseAck {:?}",
+            m.false_acks
+        );
+        if side == "rf" {
+            // LogRhythm answered: the work is recorded and left for the next run.
+            let left = m.stuck.get("pending").unwrap_or(&0) + m.stuck.get("failed").unwrap_or(&0);
+            assert!(left > 0, "{ctx}: nothing left pending: {:?}", m.stuck);
+        }
+
+        clear_faults(&sim).await;
+        let settle = lrci(&sim, &home, &args).await;
+        settle.expect_code(0);
+        let m = measure(&truth, &received(&sim).await, &home.ledger());
+        assert_sound(&m, true, &ctx);
+        let slow = admin_get(&sim, "/_sim/stats").await["faults"]["slow"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(m.dup as u64 <= 25 * slow, "{ctx}: Dup {}", m.dup);
+        eprintln!(
+            "deadline ({ctx}): --max-runtime 3 --timeout 2 run ended after {took:?} with exit {}; \
+             next run: Lost 0, Dup {}",
+            run.code, m.dup
+        );
+    }
+}
