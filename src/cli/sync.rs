@@ -86,10 +86,21 @@ pub fn parse_time(flag: &str, raw: &str) -> Result<DateTime<Utc>, Fatal> {
 
 /// Builds both clients from the resolved settings.
 pub fn clients(api: &ApiConfig) -> Result<(logrhythm::Client, ci::Client), Fatal> {
+    clients_until(api, None)
+}
+
+/// Like [`clients`], with the run's deadline (`--max-runtime`): no request attempt
+/// or retry wait of either client runs past it, so a run stuck in retries ends on
+/// time.
+pub fn clients_until(
+    api: &ApiConfig,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<(logrhythm::Client, ci::Client), Fatal> {
     let base = http::HttpOptions {
         connect_timeout: api.connect_timeout,
         timeout: api.timeout,
         max_retries: api.max_retries,
+        deadline,
         ..http::HttpOptions::default()
     };
     let lr_opts = http::HttpOptions {
@@ -118,7 +129,10 @@ async fn execute(
     let api = config::api(api_args, &|v| std::env::var(v).ok())?;
     let filters = config::filters(run)?;
     let path = config::ledger_path(global)?;
-    let (lr, ci) = clients(&api)?;
+    let deadline = run
+        .max_runtime
+        .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
+    let (lr, ci) = clients_until(&api, deadline)?;
     let opts = RunOptions {
         kind,
         window,
@@ -132,9 +146,7 @@ async fn execute(
         concurrency: usize::from(run.concurrency),
         batch_size: usize::try_from(run.batch_size).unwrap_or(500),
         daily_budget: run.daily_budget,
-        deadline: run
-            .max_runtime
-            .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s)),
+        deadline,
     };
     let summary = if run.dry_run {
         // Nothing is written: an existing ledger is read only, a missing one is
