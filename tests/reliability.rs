@@ -754,7 +754,7 @@ const FAULT_ARGS: [&str; 13] = [
 async fn random_api_faults_leave_work_for_later_and_lose_nothing() {
     let _serial = heavy();
     let base_seed = seed("faults");
-    let seeds_per_rate = if soak() { 30 } else { 5 };
+    let seeds_per_rate = if soak() { 30 } else { 3 };
     let end = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
     let mut report = Vec::new();
     let mut max_wall = Duration::ZERO;
@@ -1009,4 +1009,65 @@ async fn max_runtime_bounds_a_run_stuck_in_slow_requests() {
             run.code, m.dup
         );
     }
+}
+
+/// An alarm whose details hit a LogRhythm outage in more runs than the per-alarm
+/// fetch budget is still fetched once the outage ends: transient failures are the
+/// API's fault, not the alarm's (P1, P4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
+    let _serial = heavy();
+    avoid_hour_boundary(Duration::from_secs(90)).await;
+    let sim = start(SimConfig {
+        // A queued `slow` fault is then a pass-through: it lets one request by.
+        slow: Duration::from_millis(1),
+        daily_quota: 10_000_000,
+        ..live_config(2, 5)
+    })
+    .await;
+    let home = Home::new();
+    let mut args = FAULT_ARGS.to_vec();
+    args.extend(["--concurrency", "1"]);
+    lrci(&sim, &home, &args).await.expect_code(0);
+    let gen = admin_post(&sim, "/_sim/generate", json!({"count": 1})).await;
+    let id = gen["alarmIds"][0].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rounds = lrci::app::MAX_FETCH_ATTEMPTS + 1;
+    for round in 0..rounds {
+        // The open hour's listing gets through; every try of the new alarm's
+        // details (one try and two retries) gets a 503.
+        admin_post(
+            &sim,
+            "/_sim/faults",
+            json!({"side": "lr", "kind": "slow", "count": 1}),
+        )
+        .await;
+        admin_post(
+            &sim,
+            "/_sim/faults",
+            json!({"side": "lr", "kind": "503", "count": 3}),
+        )
+        .await;
+        let run = lrci(&sim, &home, &args).await;
+        assert_fault_exit(&run, &format!("round {round}"));
+        let stats = admin_get(&sim, "/_sim/stats").await;
+        assert_eq!(
+            stats["faults"]["503"].as_i64(),
+            Some(3 * (round + 1)),
+            "round {round}: the outage did not hit as planned: {stats}"
+        );
+        let decision: String = ledger_ro(&home.ledger())
+            .query_row(
+                "SELECT decision FROM alarms WHERE alarm_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(decision, "error", "round {round}");
+    }
+    clear_faults(&sim).await;
+    let settle = lrci(&sim, &home, &args).await;
+    settle.expect_code(0);
+    let m = measure(&truth(&sim).await, &received(&sim).await, &home.ledger());
+    assert_sound(&m, true, "after the outage");
 }
