@@ -380,7 +380,7 @@ async fn run_inner(
         for rec in &records {
             match &rec.outcome {
                 AlarmOutcome::Filtered { .. } => s.alarms.filtered += 1,
-                AlarmOutcome::Error { error } => {
+                AlarmOutcome::Error { error } | AlarmOutcome::Unavailable { error } => {
                     s.alarms.errors += 1;
                     tracing::warn!(alarm_id = rec.row.alarm_id, error = %error, "alarm left for a later run");
                 }
@@ -482,6 +482,17 @@ async fn decide_alarms(
     Ok(records)
 }
 
+/// A failed details/events fetch: a transient API failure does not count against
+/// the alarm's fetch attempts (an outage must never get an alarm abandoned).
+fn fetch_error(e: &logrhythm::Error) -> AlarmOutcome {
+    let error = e.to_string();
+    if e.is_transient() {
+        AlarmOutcome::Unavailable { error }
+    } else {
+        AlarmOutcome::Error { error }
+    }
+}
+
 async fn fetch_alarm(
     lr: &logrhythm::Client,
     opts: &RunOptions,
@@ -502,9 +513,7 @@ async fn fetch_alarm(
             return Ok(AlarmRecord {
                 row,
                 rbp_max: None,
-                outcome: AlarmOutcome::Error {
-                    error: e.to_string(),
-                },
+                outcome: fetch_error(&e),
             })
         }
     };
@@ -527,9 +536,7 @@ async fn fetch_alarm(
             return Ok(AlarmRecord {
                 row,
                 rbp_max: details.rbp_max,
-                outcome: AlarmOutcome::Error {
-                    error: e.to_string(),
-                },
+                outcome: fetch_error(&e),
             })
         }
     };

@@ -30,10 +30,10 @@ use std::time::{Duration, Instant};
 type Key = (i64, String, String);
 
 /// One heavy test at a time (see the module doc).
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn heavy() -> std::sync::MutexGuard<'static, ()> {
-    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().await
 }
 
 /// The seed of a randomized test: `LRCI_SEED` or a fresh one, printed either way.
@@ -283,7 +283,7 @@ const CRASH_BATCH: usize = 25;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_nothing_and_never_acks_falsely() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let seed = seed("crash");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let iterations = if soak() { 1000 } else { 100 };
@@ -489,7 +489,7 @@ const SYNC_ARGS: [&str; 7] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_runs_never_double_submit_and_losers_exit_75_at_once() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let seed = seed("overlap");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let trials = if soak() { 250 } else { 50 };
@@ -577,7 +577,7 @@ async fn lock_taken_by(lock: &Path, pid: u32, since: Instant, limit: Duration) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_left_by_a_killed_holder_never_blocks_the_next_run() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let seed = seed("stale-lock");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let tries = if soak() { 100 } else { 20 };
@@ -634,7 +634,7 @@ async fn a_lock_left_by_a_killed_holder_never_blocks_the_next_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_reaching_one_ledger_by_other_paths_still_exclude_each_other() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let sim = start(overlap_config(7)).await;
     let home = Home::new();
     let real = home.ledger();
@@ -752,7 +752,7 @@ const FAULT_ARGS: [&str; 13] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_api_faults_leave_work_for_later_and_lose_nothing() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let base_seed = seed("faults");
     let seeds_per_rate = if soak() { 30 } else { 3 };
     let end = chrono::SubsecRound::trunc_subsecs(chrono::Utc::now(), 0);
@@ -841,7 +841,7 @@ async fn random_api_faults_leave_work_for_later_and_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejected_credentials_are_never_retried() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let no_ci = "nocifeed0000111122223333deadbeef";
     let sim = start(SimConfig {
         rf_no_ci_key: Some(no_ci.into()),
@@ -889,7 +889,7 @@ fn log_instant(line: &str) -> Option<chrono::DateTime<chrono::Utc>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_is_honoured() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     let sim = start(SimConfig {
         daily_quota: 10_000_000,
         ..live_config(2, 10)
@@ -937,7 +937,7 @@ async fn retry_after_is_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_runtime_bounds_a_run_stuck_in_slow_requests() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     for side in ["lr", "rf"] {
         let sim = start(SimConfig {
             slow: Duration::from_secs(10),
@@ -1016,7 +1016,7 @@ async fn max_runtime_bounds_a_run_stuck_in_slow_requests() {
 /// API's fault, not the alarm's (P1, P4).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
-    let _serial = heavy();
+    let _serial = heavy().await;
     avoid_hour_boundary(Duration::from_secs(90)).await;
     let sim = start(SimConfig {
         // A queued `slow` fault is then a pass-through: it lets one request by.

@@ -186,6 +186,11 @@ pub enum AlarmOutcome {
     Filtered { reason: String },
     /// Details or events could not be fetched or parsed; retried by later runs.
     Error { error: String },
+    /// Details or events could not be fetched because the API failed transiently
+    /// (5xx, 429, timeout, connection). Recorded like [`AlarmOutcome::Error`] but not
+    /// counted against the alarm's fetch attempts: an outage is not the alarm's
+    /// fault, so it never gets the alarm abandoned.
+    Unavailable { error: String },
 }
 
 /// One slice's worth of work, written in one transaction.
@@ -592,6 +597,9 @@ impl Ledger {
                         ("filtered", Some(reason.as_str()), None, 0, None)
                     }
                     AlarmOutcome::Error { error } => ("error", None, None, 1, Some(error.as_str())),
+                    AlarmOutcome::Unavailable { error } => {
+                        ("error", None, None, 0, Some(error.as_str()))
+                    }
                 };
                 upsert
                     .execute(params![
@@ -1192,6 +1200,25 @@ mod tests {
         assert_eq!(l.state_counts().unwrap().pending, 1);
         let cov = l.coverage(t(0, 0), t(23, 0)).unwrap();
         assert_eq!(cov[&t(10, 0)].covered_until, t(11, 0));
+    }
+
+    #[test]
+    fn unavailable_fetches_never_use_up_an_alarms_attempts() {
+        let mut l = Ledger::open_in_memory().unwrap();
+        let down = AlarmRecord {
+            row: row(8, t(10, 2)),
+            rbp_max: None,
+            outcome: AlarmOutcome::Unavailable {
+                error: "details: HTTP 503".into(),
+            },
+        };
+        for _ in 0..5 {
+            l.ingest(&slice(vec![down.clone()]), t(12, 0)).unwrap();
+        }
+        let known = l.known_alarms(&[8]).unwrap();
+        assert_eq!(known[&8].decision, "error");
+        assert_eq!(known[&8].fetch_attempts, 0);
+        assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0), 1).unwrap().len(), 1);
     }
 
     #[test]
