@@ -2,7 +2,7 @@
 //! any network call or ledger write. Every error names the flag, variable or file
 //! it is about (never a secret's value) and carries its documented exit code.
 
-use crate::cli::args::{ApiArgs, GlobalArgs, RunArgs};
+use crate::cli::args::{ApiArgs, CiApiArgs, GlobalArgs, RunArgs};
 use crate::error::{code, Fatal};
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
@@ -93,6 +93,51 @@ pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiCo
         lr_key,
         lr_ca_pem,
         lr_insecure: args.lr_insecure,
+        rf_url,
+        rf_key,
+        timeout: Duration::from_secs(args.timeout),
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+        max_retries: args.max_retries,
+    })
+}
+
+/// The Collective Insights settings alone: `replay` talks to no LogRhythm.
+pub struct CiConfig {
+    pub rf_url: Url,
+    pub rf_key: SecretString,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_retries: u32,
+}
+
+impl std::fmt::Debug for CiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CiConfig")
+            .field("rf_url", &self.rf_url.as_str())
+            .field("rf_key", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves the Collective Insights settings, with the same rules as [`api`].
+pub fn ci(args: &CiApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<CiConfig, Fatal> {
+    let rf_url = parse_url("RF_API_URL (--rf-url)", &args.rf_url)?;
+    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
+        return Err(Fatal::msg(
+            code::CONFIG,
+            format!(
+                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
+                redact_url(&rf_url)
+            ),
+        ));
+    }
+    let rf_key = secret(
+        RF_KEY_VAR,
+        "--rf-key-file",
+        args.rf_key_file.as_deref(),
+        env,
+    )?;
+    Ok(CiConfig {
         rf_url,
         rf_key,
         timeout: Duration::from_secs(args.timeout),
