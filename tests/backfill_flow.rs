@@ -134,7 +134,11 @@ async fn assert_complete(sim: &TestSim, home: &Home, from: DateTime<Utc>, to: Da
         "{states:?}"
     );
     let got = unique_keys(&received(sim).await);
-    assert_eq!(got, ledger_keys(&home.ledger(), "sent"), "CI vs ledger sent");
+    assert_eq!(
+        got,
+        ledger_keys(&home.ledger(), "sent"),
+        "CI vs ledger sent"
+    );
     assert!(!got.is_empty());
 }
 
@@ -201,7 +205,10 @@ async fn killed_backfill_resumes_where_it_stopped() {
         covered as u64,
         "the restart skips what the coverage map holds: {s}"
     );
-    assert_eq!(n(&s["slices"]["fetched"]), u64::from(HOURS) - covered as u64);
+    assert_eq!(
+        n(&s["slices"]["fetched"]),
+        u64::from(HOURS) - covered as u64
+    );
     let lists = route_count(&admin_get(&sim, "/_sim/stats").await, LIST_ROUTE) - lists_before;
     assert!(
         lists >= n(&s["slices"]["fetched"]) && lists < 2 * n(&s["slices"]["fetched"]) + 2,
@@ -249,7 +256,10 @@ async fn interrupted_backfill_exits_75_and_resumes() {
         .unwrap();
     assert_eq!((kind.as_str(), code), ("backfill", 75));
     drop(c);
-    assert!(received(&sim).await.is_empty(), "no batch started after the interrupt");
+    assert!(
+        received(&sim).await.is_empty(),
+        "no batch started after the interrupt"
+    );
 
     let again = run(&sim, &home, &args).await;
     again.expect_code(0);
@@ -273,7 +283,10 @@ async fn refetch_lists_again_and_sends_nothing_twice() {
     let again = run(&sim, &home, &args).await;
     again.expect_code(0);
     let s = again.summary();
-    assert_eq!((n(&s["slices"]["covered"]), n(&s["slices"]["fetched"])), (4, 0));
+    assert_eq!(
+        (n(&s["slices"]["covered"]), n(&s["slices"]["fetched"])),
+        (4, 0)
+    );
     let stats2 = admin_get(&sim, "/_sim/stats").await;
     assert_eq!(
         route_count(&stats2, LIST_ROUTE),
@@ -365,7 +378,12 @@ async fn prune_then_refetch_resends_nothing() {
     replay.expect_code(0);
     assert_eq!(n(&replay.summary()["detections"]["submitted"]), 1);
 
-    let dry = lrci(&sim, &home, &["prune", "--before", &cut_arg, "--dry-run", "--json"]).await;
+    let dry = lrci(
+        &sim,
+        &home,
+        &["prune", "--before", &cut_arg, "--dry-run", "--json"],
+    )
+    .await;
     dry.expect_code(0);
     assert_eq!(n(&dry.summary()["pruned"]["alarms"]), old.len() as u64);
     assert_eq!(ledger_alarm_ids(&home.ledger()).len(), truth.len());
@@ -381,7 +399,10 @@ async fn prune_then_refetch_resends_nothing() {
     assert_eq!(n(&p["pruned"]["alarms"]), old.len() as u64, "{p}");
     assert!(n(&p["pruned"]["detections"]) > 0);
     assert_eq!(p["vacuumed"], true);
-    assert_eq!(ledger_alarm_ids(&home.ledger()), truth_ids(&truth, cut, end()));
+    assert_eq!(
+        ledger_alarm_ids(&home.ledger()),
+        truth_ids(&truth, cut, end())
+    );
     let c = ledger_ro(&home.ledger());
     let tombstones: i64 = c
         .query_row("SELECT count(*) FROM pruned_alarms", [], |r| r.get(0))
@@ -399,6 +420,13 @@ async fn prune_then_refetch_resends_nothing() {
     assert_eq!(n(&s["alarms"]["new"]), 0, "{s}");
     assert_eq!(n(&s["detections"]["new"]), 0, "{s}");
     assert_eq!(n(&s["detections"]["submitted"]), 0, "{s}");
-    assert_eq!(received(&sim).await.len(), sent + 1, "only the replayed one");
-    assert_eq!(ledger_alarm_ids(&home.ledger()), truth_ids(&truth, cut, end()));
+    assert_eq!(
+        received(&sim).await.len(),
+        sent + 1,
+        "only the replayed one"
+    );
+    assert_eq!(
+        ledger_alarm_ids(&home.ledger()),
+        truth_ids(&truth, cut, end())
+    );
 }
