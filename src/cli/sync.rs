@@ -251,11 +251,6 @@ pub fn progress_reporter() -> (ProgressFn, Option<indicatif::ProgressBar>) {
         };
         if due {
             tracing::info!(
-                slices_done = p.slices_done,
-                slices_total = p.slices_total,
-                alarms = p.alarms,
-                sent = p.sent,
-                submitting = p.submitting,
                 "backfill progress: {}/{} slices, {} alarms, {} detections sent",
                 p.slices_done,
                 p.slices_total,
