@@ -306,6 +306,7 @@ async fn run_inner(
                     );
                     l
                 }
+                Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
                 Err(e) if e.is_auth() => {
                     return Err(Fatal::new(
                         code::NO_PERM,
@@ -497,6 +498,7 @@ async fn fetch_alarm(
     };
     let details = match lr.details(row.alarm_id).await {
         Ok(d) => d,
+        Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
         Err(e) if e.is_auth() => return Err(auth(e)),
         Err(e) => {
             return Ok(AlarmRecord {
@@ -522,6 +524,7 @@ async fn fetch_alarm(
     }
     let events = match lr.events(row.alarm_id).await {
         Ok(ev) => ev,
+        Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
         Err(e) if e.is_auth() => return Err(auth(e)),
         Err(e) => {
             return Ok(AlarmRecord {
@@ -645,6 +648,24 @@ async fn submit(
 enum BatchEnd {
     Done { sent: u64 },
     Unavailable(String),
+}
+
+/// A TLS failure talking to LogRhythm (untrusted certificate, wrong name,
+/// expired, no common protocol) is a configuration error: exit 78 with one line
+/// of advice; the full cause chain goes to the log.
+fn lr_tls(e: &logrhythm::Error) -> Fatal {
+    let mut chain = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        chain.push_str(": ");
+        chain.push_str(&c.to_string());
+        cause = c.source();
+    }
+    tracing::error!(error = %chain, "TLS handshake with LogRhythm failed");
+    Fatal::msg(
+        code::CONFIG,
+        e.tls_advice().unwrap_or_else(|| e.to_string()),
+    )
 }
 
 fn ci_auth(e: ci::Error) -> Fatal {
