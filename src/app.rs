@@ -599,6 +599,8 @@ async fn submit(
                     tracing::debug!(items = chunk.len(), "dry-run batch validated");
                     s.detections.submitted += chunk.len() as u64;
                 }
+                Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
+                Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
                 Err(e) if e.is_auth() => return Err(ci_auth(e)),
                 Err(e) => {
                     s.detections.failed += chunk.len() as u64;
@@ -668,6 +670,20 @@ fn lr_tls(e: &logrhythm::Error) -> Fatal {
     )
 }
 
+/// A TLS failure talking to Recorded Future is a configuration error: exit 78;
+/// what was not sent stays pending for the next run. `--lr-ca-cert` and
+/// `--lr-insecure` never apply to it.
+fn rf_tls(e: &ci::Error) -> Fatal {
+    tracing::error!(error = %e, "TLS handshake with Recorded Future failed");
+    let failure = e
+        .tls_failure()
+        .map_or_else(|| e.to_string(), ToString::to_string);
+    Fatal::msg(
+        code::CONFIG,
+        format!("Recorded Future's TLS certificate is not accepted ({failure}): RF_API_URL must present a publicly trusted certificate (--lr-ca-cert and --lr-insecure apply to LogRhythm only)"),
+    )
+}
+
 fn ci_auth(e: ci::Error) -> Fatal {
     Fatal::new(
         code::NO_PERM,
@@ -709,6 +725,7 @@ async fn submit_batch(
                 s.detections.submitted += part.len() as u64;
                 sent += part.len() as u64;
             }
+            Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
             Err(e) if e.is_auth() => return Err(ci_auth(e)),
             Err(ci::Error::Rejected { message, .. }) if part.len() == 1 => {
                 tracing::warn!(detection = ids[0], reason = %message, "Collective Insights rejected a detection");

@@ -297,7 +297,7 @@ impl TlsFailure {
                 C::UnknownIssuer => TlsFailure::UnknownIssuer,
                 C::NotValidForName => TlsFailure::NotValidForName { presented: None },
                 C::NotValidForNameContext { presented, .. } => TlsFailure::NotValidForName {
-                    presented: Some(presented.iter().map(|n| sanitize(n, 100)).collect()),
+                    presented: Some(presented.iter().map(|n| bare_name(n)).collect()),
                 },
                 C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
                 C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
@@ -336,6 +336,16 @@ impl TlsFailure {
     pub fn lacks_san(&self) -> bool {
         matches!(self, TlsFailure::NotValidForName { presented: Some(p) } if p.is_empty())
     }
+}
+
+/// `DnsName("a.example")` / `IpAddress(10.0.0.1)` (webpki's rendering of a
+/// subjectAltName entry) → `a.example` / `10.0.0.1`, sanitized.
+fn bare_name(name: &str) -> String {
+    let inner = name
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(name);
+    sanitize(inner.trim_matches('"'), 100)
 }
 
 impl fmt::Display for TlsFailure {
