@@ -1310,6 +1310,86 @@ mod tests {
         }
     }
 
+    /// A server that answers the ClientHello with a TLS 1.0 ServerHello: the
+    /// client refuses (rustls speaks only 1.2 and 1.3, and the builder sets 1.2
+    /// as the minimum), even with `insecure`, and the failure is a
+    /// non-transient [`Error::Tls`], so it is not retried.
+    #[tokio::test]
+    async fn tls_below_1_2_is_refused_and_not_retried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for insecure in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let mut accepted = 0u32;
+                while let Ok(Ok((mut sock, _))) =
+                    tokio::time::timeout(Duration::from_millis(500), listener.accept()).await
+                {
+                    accepted += 1;
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    // ServerHello: version 3.1 (TLS 1.0), zero random, no session
+                    // id, TLS_RSA_WITH_AES_128_CBC_SHA, no compression.
+                    let mut body = vec![0x03, 0x01];
+                    body.extend_from_slice(&[0u8; 32]);
+                    body.extend_from_slice(&[0x00, 0x00, 0x2f, 0x00]);
+                    let mut hs = vec![0x02, 0x00, 0x00, body.len() as u8];
+                    hs.extend_from_slice(&body);
+                    let mut rec = vec![0x16, 0x03, 0x01, 0x00, hs.len() as u8];
+                    rec.extend_from_slice(&hs);
+                    let _ = sock.write_all(&rec).await;
+                    let _ = sock.read(&mut buf).await;
+                }
+                accepted
+            });
+            let opts = HttpOptions { insecure, ..fast() };
+            let err = get(&opts, format!("https://{addr}/")).await.unwrap_err();
+            let Error::Tls { failure, .. } = &err else {
+                panic!("insecure={insecure}: {err:?}")
+            };
+            assert!(matches!(failure, TlsFailure::Handshake(_)), "{failure:?}");
+            assert!(!failure.is_certificate());
+            assert!(!err.is_transient());
+            assert_eq!(server.await.unwrap(), 1, "retried a TLS failure");
+        }
+    }
+
+    #[test]
+    fn tls_failures_are_classified_from_the_rustls_error() {
+        use rustls::CertificateError as C;
+        let io = |c: C| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        assert_eq!(
+            TlsFailure::find(&io(C::UnknownIssuer)),
+            Some(TlsFailure::UnknownIssuer)
+        );
+        let no_san = TlsFailure::find(&io(C::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("10.0.0.1")
+                .unwrap()
+                .to_owned(),
+            presented: vec![],
+        }))
+        .unwrap();
+        assert!(no_san.lacks_san(), "{no_san:?}");
+        let other = TlsFailure::find(&io(C::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("a.example")
+                .unwrap()
+                .to_owned(),
+            presented: vec!["DnsName(\"b.example\")".into()],
+        }))
+        .unwrap();
+        assert!(!other.lacks_san());
+        assert_eq!(other.to_string(), "NotValidForName, valid for b.example");
+        assert_eq!(TlsFailure::find(&io(C::Expired)), Some(TlsFailure::Expired));
+        // Not a TLS error at all.
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(TlsFailure::find(&plain), None);
+    }
+
     #[test]
     fn options_debug_hides_ca_bytes() {
         let opts = HttpOptions {
