@@ -415,6 +415,7 @@ async fn run_inner(
                     );
                     l
                 }
+                Some(Err(e)) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
                 Some(Err(e)) if e.is_auth() => {
                     return Err(Fatal::new(
                         code::NO_PERM,
@@ -671,6 +672,7 @@ async fn fetch_alarm(
     };
     let details = match lr.details(row.alarm_id).await {
         Ok(d) => d,
+        Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
         Err(e) if e.is_auth() => return Err(auth(e)),
         Err(e) => {
             return Ok(AlarmRecord {
@@ -696,6 +698,7 @@ async fn fetch_alarm(
     }
     let events = match lr.events(row.alarm_id).await {
         Ok(ev) => ev,
+        Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
         Err(e) if e.is_auth() => return Err(auth(e)),
         Err(e) => {
             return Ok(AlarmRecord {
@@ -950,6 +953,7 @@ async fn submit(
                         tracing::debug!(items = part.len(), "dry-run batch validated");
                         d.submitted += part.len() as u64;
                     }
+                    Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
                     Err(e) if e.is_auth() => return Err(ci_auth(e)),
                     Err(e) => {
                         d.failed += part.len() as u64;
@@ -1010,6 +1014,38 @@ enum BatchEnd {
     Unavailable(String),
 }
 
+/// A TLS failure talking to LogRhythm (untrusted certificate, wrong name,
+/// expired, no common protocol) is a configuration error: exit 78 with one line
+/// of advice; the full cause chain goes to the log.
+fn lr_tls(e: &logrhythm::Error) -> Fatal {
+    let mut chain = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        chain.push_str(": ");
+        chain.push_str(&c.to_string());
+        cause = c.source();
+    }
+    tracing::error!(error = %chain, "TLS handshake with LogRhythm failed");
+    Fatal::msg(
+        code::CONFIG,
+        e.tls_advice().unwrap_or_else(|| e.to_string()),
+    )
+}
+
+/// A TLS failure talking to Recorded Future is a configuration error: exit 78;
+/// what was not sent stays pending for the next run. `--lr-ca-cert` and
+/// `--lr-insecure` never apply to it.
+fn rf_tls(e: &ci::Error) -> Fatal {
+    tracing::error!(error = %e, "TLS handshake with Recorded Future failed");
+    let failure = e
+        .tls_failure()
+        .map_or_else(|| e.to_string(), ToString::to_string);
+    Fatal::msg(
+        code::CONFIG,
+        format!("Recorded Future's TLS certificate is not accepted ({failure}): RF_API_URL must present a publicly trusted certificate (--lr-ca-cert and --lr-insecure apply to LogRhythm only)"),
+    )
+}
+
 fn ci_auth(e: ci::Error) -> Fatal {
     Fatal::new(
         code::NO_PERM,
@@ -1052,6 +1088,7 @@ async fn submit_batch(
                 d.submitted += part.len() as u64;
                 sent += part.len() as u64;
             }
+            Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
             Err(e) if e.is_auth() => return Err(ci_auth(e)),
             Err(ci::Error::Rejected { message, .. }) if part.len() == 1 => {
                 tracing::warn!(detection = ids[0], reason = %message, "Collective Insights rejected a detection");
