@@ -3,6 +3,8 @@
 
 pub mod args;
 pub mod demo;
+pub mod prune;
+pub mod replay;
 pub mod sim;
 pub mod sync;
 
@@ -20,6 +22,8 @@ pub async fn run(cli: Cli) -> Result<u8, Fatal> {
             .map(|()| 0)
             .map_err(|e| Fatal::new(crate::error::code::CONFIG, e)),
         Some(Command::Demo(a)) => demo::run(a).await,
+        Some(Command::Replay(a)) => replay::run(&cli.global, a).await,
+        Some(Command::Prune(a)) => prune::run(&cli.global, a).await,
     }
 }
 
@@ -29,6 +33,8 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         None => !cli.sync.run.dry_run,
         Some(Command::Sync(a)) => !a.run.dry_run,
         Some(Command::Backfill(a)) => !a.run.dry_run,
+        Some(Command::Replay(a)) => !a.dry_run,
+        Some(Command::Prune(a)) => !a.dry_run,
         Some(Command::Sim(_) | Command::Demo(_)) => false,
     }
 }
