@@ -281,6 +281,15 @@ fn crash_config(seed: u64) -> SimConfig {
 
 const CRASH_BATCH: usize = 25;
 
+/// `replay` of what is pending or failed, in batches of [`CRASH_BATCH`].
+const REPLAY_ARGS: [&str; 5] = [
+    "replay",
+    "--json",
+    "--batch-size",
+    "25",
+    "--daily-budget=10000000",
+];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_points_loses_nothing_and_never_acks_falsely() {
     let _serial = heavy().await;
@@ -317,7 +326,7 @@ async fn kill_9_at_random_points_loses_nothing_and_never_acks_falsely() {
     );
 
     let (mut kills, mut dup_total, mut dup_iters, mut max_dup_per_kill) = (0usize, 0, 0, 0.0f64);
-    let mut finished_early = 0usize;
+    let (mut finished_early, mut replays) = (0usize, 0usize);
     let t0 = Instant::now();
     for i in 0..iterations {
         let ctx = format!("iteration {i} (LRCI_SEED={seed})");
@@ -327,7 +336,12 @@ async fn kill_9_at_random_points_loses_nothing_and_never_acks_falsely() {
         let mut landed = 0usize;
         for round in 0..rounds {
             let after = t.mul_f64(rng.random_range(0.0..1.2));
-            match run_and_kill(&sim, &home, &args, after).await {
+            // A second kill lands in a replay half of the time (it resubmits what
+            // the first kill left pending).
+            let replay = round > 0 && rng.random_bool(0.5);
+            let round_args: &[&str] = if replay { &REPLAY_ARGS } else { &args };
+            replays += usize::from(replay);
+            match run_and_kill(&sim, &home, round_args, after).await {
                 Killed::Yes => landed += 1,
                 Killed::Finished(run) => {
                     finished_early += 1;
@@ -376,8 +390,8 @@ async fn kill_9_at_random_points_loses_nothing_and_never_acks_falsely() {
         }
     }
     eprintln!(
-        "crash: {iterations} iterations, {kills} kills landed ({finished_early} runs ended \
-         before their kill), Lost 0, FalseAck 0, Stuck 0, integrity ok; Dup {dup_total} \
+        "crash: {iterations} iterations, {kills} kills landed ({replays} of the runs were \
+         replays; {finished_early} runs ended before their kill), Lost 0, FalseAck 0, Stuck 0, integrity ok; Dup {dup_total} \
          in {dup_iters} iterations (max {max_dup_per_kill:.0} per kill, bound {CRASH_BATCH}); \
          {:?}",
         t0.elapsed()
@@ -496,6 +510,7 @@ async fn overlapping_runs_never_double_submit_and_losers_exit_75_at_once() {
     let sim = start(overlap_config(seed)).await;
     let truth = truth(&sim).await;
     let (mut losers, mut contested, mut max_loser) = (0usize, 0usize, Duration::ZERO);
+    let mut replays = 0usize;
     let t0 = Instant::now();
     for trial in 0..trials {
         let ctx = format!("trial {trial} (LRCI_SEED={seed})");
@@ -505,10 +520,22 @@ async fn overlapping_runs_never_double_submit_and_losers_exit_75_at_once() {
         let delays: Vec<Duration> = (0..c)
             .map(|_| Duration::from_millis(rng.random_range(0..=300)))
             .collect();
+        // The first is always a sync; each other one is a replay a third of the time.
+        let kinds: Vec<&[&str]> = (0..c)
+            .map(|i| -> &[&str] {
+                if i > 0 && rng.random_bool(1.0 / 3.0) {
+                    &REPLAY_ARGS
+                } else {
+                    &SYNC_ARGS
+                }
+            })
+            .collect();
+        replays += kinds.iter().filter(|k| k[0] == "replay").count();
         let procs: Vec<Proc> = futures::future::join_all(
             delays
                 .iter()
-                .map(|d| spawn_after(&sim, &home, args_of(&SYNC_ARGS), *d, None)),
+                .zip(&kinds)
+                .map(|(d, k)| spawn_after(&sim, &home, args_of(k), *d, None)),
         )
         .await;
         for p in &procs {
@@ -537,6 +564,14 @@ async fn overlapping_runs_never_double_submit_and_losers_exit_75_at_once() {
             let end = w[0].1.as_deref().expect("a finished run");
             assert!(end <= w[1].0.as_str(), "{ctx}: runs overlap: {runs:?}");
         }
+        // A replay that won alone leaves the alarms for a sync: settle first.
+        if !procs
+            .iter()
+            .zip(&kinds)
+            .any(|(p, k)| p.run.code == 0 && k[0] == "sync")
+        {
+            lrci(&sim, &home, &SYNC_ARGS).await.expect_code(0);
+        }
         let got = received(&sim).await;
         let m = measure(&truth, &got, &home.ledger());
         assert_eq!(m.dup, 0, "{ctx}: Dup");
@@ -547,7 +582,8 @@ async fn overlapping_runs_never_double_submit_and_losers_exit_75_at_once() {
         "only {contested} of {trials} trials had a loser: the runs are too short to overlap"
     );
     eprintln!(
-        "overlap: {trials} trials of 2–3 concurrent syncs, {contested} contested, {losers} \
+        "overlap: {trials} trials of 2–3 concurrent runs ({replays} of them replays), \
+         {contested} contested, {losers} \
          losers (all 75, slowest {max_loser:?}, each naming the holder's pid), Dup 0, \
          Lost 0, no busy errors; {:?}",
         t0.elapsed()
@@ -582,12 +618,13 @@ async fn a_lock_left_by_a_killed_holder_never_blocks_the_next_run() {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let tries = if soak() { 100 } else { 20 };
     let sim = start(overlap_config(seed)).await;
-    let truth = truth(&sim).await;
     let home = Home::new();
     let lock = lock_file(&home.ledger());
     let (mut kills, mut slowest) = (0usize, Duration::ZERO);
     for k in 0..tries {
         let ctx = format!("try {k} (LRCI_SEED={seed})");
+        // New alarms each time, so every holder has work to be killed in.
+        admin_post(&sim, "/_sim/generate", json!({"count": 8})).await;
         let spawned = Instant::now();
         let mut child = lrci_command(&sim, &home, &Keys::of(&sim), &SYNC_ARGS)
             .spawn()
@@ -606,7 +643,7 @@ async fn a_lock_left_by_a_killed_holder_never_blocks_the_next_run() {
         if k > 0 {
             slowest = slowest.max(took);
         }
-        tokio::time::sleep(Duration::from_millis(rng.random_range(0..=300))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..=150))).await;
         child.start_kill().unwrap();
         let status = child.wait().await.unwrap();
         if status.code().is_none() {
@@ -618,10 +655,11 @@ async fn a_lock_left_by_a_killed_holder_never_blocks_the_next_run() {
             );
         }
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let settle = lrci(&sim, &home, &SYNC_ARGS).await;
     assert_never_busy(&settle, "settle");
     settle.expect_code(0);
-    let m = measure(&truth, &received(&sim).await, &home.ledger());
+    let m = measure(&truth(&sim).await, &received(&sim).await, &home.ledger());
     assert_sound(&m, true, &format!("after {kills} kills (LRCI_SEED={seed})"));
     assert!(m.dup <= 25 * kills, "Dup {} over {kills} kills", m.dup);
     eprintln!(
