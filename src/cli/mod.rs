@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod ledger;
 pub mod sim;
 pub mod sync;
 
@@ -20,6 +21,7 @@ pub async fn run(cli: Cli) -> Result<u8, Fatal> {
             .map(|()| 0)
             .map_err(|e| Fatal::new(crate::error::code::CONFIG, e)),
         Some(Command::Demo(a)) => demo::run(a).await,
+        Some(Command::Ledger(a)) => ledger::run(&cli.global, a),
     }
 }
 
@@ -29,6 +31,6 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         None => !cli.sync.run.dry_run,
         Some(Command::Sync(a)) => !a.run.dry_run,
         Some(Command::Backfill(a)) => !a.run.dry_run,
-        Some(Command::Sim(_) | Command::Demo(_)) => false,
+        Some(Command::Sim(_) | Command::Demo(_) | Command::Ledger(_)) => false,
     }
 }
