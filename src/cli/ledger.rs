@@ -22,7 +22,7 @@ use crate::ledger::{self, Ledger, Mode};
 use crate::model::{AlarmId, DetectionState, IndicatorType};
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use clap::{Args, Subcommand, ValueEnum};
-use comfy_table::{presets, Table};
+use comfy_table::Table;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::io::{self, BufWriter, Write};
@@ -426,9 +426,13 @@ fn opt_num<T: std::fmt::Display>(n: Option<T>) -> String {
     n.map_or_else(|| "-".to_string(), |n| n.to_string())
 }
 
+/// A comfy-table preset with one rule under the header and nothing else, so rows
+/// stay one line each and `grep`/`head` work on them.
+const HEADER_RULE_ONLY: &str = "     ──              ";
+
 fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
-    t.load_preset(presets::UTF8_HORIZONTAL_ONLY)
+    t.load_preset(HEADER_RULE_ONLY)
         .force_no_tty()
         .set_header(header.to_vec());
     t
