@@ -26,7 +26,13 @@ fn indicator(alarm: u64, i: u64) -> Indicator {
     let (kind, value, field) = match i % 5 {
         0 => (
             IndicatorType::Ip,
-            format!("{}.{}.{}.{}", 11 + n % 200, (n >> 8) % 256, (n >> 16) % 256, n % 256),
+            format!(
+                "{}.{}.{}.{}",
+                11 + n % 200,
+                (n >> 8) % 256,
+                (n >> 16) % 256,
+                n % 256
+            ),
             "originIP",
         ),
         1 => (
@@ -44,7 +50,11 @@ fn indicator(alarm: u64, i: u64) -> Indicator {
             format!("CVE-20{}-{}", 10 + n % 15, 10_000 + n % 90_000),
             "cve",
         ),
-        _ => (IndicatorType::Domain, format!("c2-{n}.example.org"), "domain"),
+        _ => (
+            IndicatorType::Domain,
+            format!("c2-{n}.example.org"),
+            "domain",
+        ),
     };
     let verdict = if i >= 8 {
         Verdict::Exclude("private ip (rfc1918)".into())
@@ -61,7 +71,10 @@ fn indicator(alarm: u64, i: u64) -> Indicator {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let out = PathBuf::from(args.next().ok_or("usage: build_ledger OUT [ALARMS] [PER_ALARM]")?);
+    let out = PathBuf::from(
+        args.next()
+            .ok_or("usage: build_ledger OUT [ALARMS] [PER_ALARM]")?,
+    );
     let alarms: u64 = args.next().map_or(Ok(100_000), |s| s.parse())?;
     let per_alarm: u64 = args.next().map_or(Ok(10), |s| s.parse())?;
     if out.exists() {

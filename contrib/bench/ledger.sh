@@ -44,8 +44,8 @@ hyperfine --warmup 3 --runs "$runs" -N \
 
 for ledger in "$small" "$large"; do
     echo "export --format jsonl of $ledger:"
-    /usr/bin/time -v "$lrci" --ledger "$ledger" ledger export --format jsonl 2>"$work/time.txt" >/dev/null
+    LRCI_LEDGER=$ledger /usr/bin/time -v "$lrci" ledger export --format jsonl 2>"$work/time.txt" >/dev/null
     grep -E "Maximum resident set size|Elapsed \(wall clock\)" "$work/time.txt"
-    /usr/bin/time -v "$lrci" --ledger "$ledger" ledger export --format csv 2>"$work/time.txt" >/dev/null
+    LRCI_LEDGER=$ledger /usr/bin/time -v "$lrci" ledger export --format csv 2>"$work/time.txt" >/dev/null
     echo "  csv:"; grep -E "Maximum resident set size|Elapsed \(wall clock\)" "$work/time.txt"
 done

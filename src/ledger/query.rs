@@ -588,15 +588,20 @@ impl Ledger {
             );
         }
         if let Some(d) = &f.decision {
-            w.add("a.decision = :decision", ":decision", Box::new(d.clone()));
+            // `+`: walk the date index (order and limit) rather than every alarm with
+            // this decision and then sort them.
+            w.add("+a.decision = :decision", ":decision", Box::new(d.clone()));
         }
         w.bind(":limit", Box::new(limit(f.limit)));
+        // `+d.state`: without it SQLite counts an alarm's sent rows by walking the
+        // state index (every sent row in the ledger) instead of the alarm's own rows;
+        // 13 s instead of milliseconds on a ledger of a million detections.
         let sql = format!(
             "SELECT a.alarm_id, a.rule_name, a.date_inserted, a.rbp_max, a.decision, a.reason,
                     a.fetch_attempts, a.last_error,
                     (SELECT count(*) FROM detections d WHERE d.alarm_id = a.alarm_id) AS detections,
                     (SELECT count(*) FROM detections d
-                      WHERE d.alarm_id = a.alarm_id AND d.state = 'sent') AS sent
+                      WHERE d.alarm_id = a.alarm_id AND +d.state = 'sent') AS sent
              FROM alarms a {}
              ORDER BY a.date_inserted DESC, a.alarm_id DESC LIMIT :limit",
             w.sql()
@@ -622,7 +627,14 @@ impl Ledger {
             );
         }
         if let Some(s) = f.state {
-            w.add("d.state = :state", ":state", Box::new(s.as_str()));
+            // With an alarm, its few rows come from the alarm's index; the state
+            // index would walk every row in that state (`+` keeps SQLite off it).
+            let clause = if f.alarm.is_some() {
+                "+d.state = :state"
+            } else {
+                "d.state = :state"
+            };
+            w.add(clause, ":state", Box::new(s.as_str()));
         }
         if let Some(a) = f.alarm {
             w.add("d.alarm_id = :alarm", ":alarm", Box::new(a));
