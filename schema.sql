@@ -85,3 +85,22 @@ CREATE TABLE coverage (
     updated_at     TEXT    NOT NULL,
     run_id         INTEGER REFERENCES runs (id)
 );
+
+-- Tombstones of alarms removed by `lrci ledger prune --before DATE`: the compact
+-- memory of an alarm whose detail (the alarm row, its detections, old submissions
+-- and runs) was pruned. The engine treats an alarm here as known, so a later
+-- `backfill --refetch` over a pruned window lists it but never fetches, records or
+-- sends it again. Coverage rows are never pruned. Added before the first release,
+-- so it belongs to migration 1.
+CREATE TABLE pruned_alarms (
+    alarm_id       INTEGER PRIMARY KEY,
+    date_inserted  TEXT    NOT NULL,
+    -- The alarm's decision when it was pruned: accepted, filtered or error.
+    decision       TEXT    NOT NULL,
+    -- Its detections when pruned: all of them, those sent, and those still pending
+    -- or failed (non-zero only when pruning was forced with --force).
+    detections     INTEGER NOT NULL,
+    sent           INTEGER NOT NULL,
+    unsent         INTEGER NOT NULL,
+    pruned_at      TEXT    NOT NULL
+);

@@ -8,8 +8,20 @@
 //! ledger's pending and failed detections in batches, marking each outcome. Nothing
 //! is submitted before it is committed, and `sent` is written only after a 2xx.
 //! Clients and ledger are built by the caller and passed in.
+//!
+//! `replay` ([`replay`]) resubmits chosen ledger rows through the same submit path.
+//!
+//! # Interruption
+//! A run given an [`Interrupt`] stops starting new slices and batches once it is
+//! raised (SIGINT/SIGTERM in the CLI): a slice being fetched is abandoned (nothing of
+//! it was written, so the next run fetches it again), a CI request in flight is
+//! finished (abandoning it could leave CI holding items the ledger does not know were
+//! sent), the run is recorded and exits 75 with "interrupted" among its problems. A
+//! hard kill loses nothing either: each slice commits in one transaction, and rows
+//! are marked `sent` only after CI's 2xx.
 
 use crate::error::{code, Fatal};
+use crate::ledger::select::Selection;
 use crate::ledger::{AlarmOutcome, AlarmRecord, Ledger, SliceIngest, SubmissionRecord};
 use crate::model::{AlarmRow, Detection, DetectionState, Verdict};
 use crate::{ci, extract, logrhythm, policy};
@@ -17,6 +29,9 @@ use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Fetch attempts for an alarm's details and events before it is left in `error`
@@ -49,6 +64,58 @@ impl RunKind {
     }
 }
 
+/// Raised once when the run should stop starting new work (see the module doc).
+#[derive(Debug, Clone)]
+pub struct Interrupt(watch::Receiver<bool>);
+
+/// The side that raises an [`Interrupt`] (the CLI's signal listener).
+#[derive(Debug)]
+pub struct InterruptHandle(watch::Sender<bool>);
+
+impl Interrupt {
+    /// A new, unraised interrupt and the handle that raises it.
+    pub fn new() -> (InterruptHandle, Interrupt) {
+        let (tx, rx) = watch::channel(false);
+        (InterruptHandle(tx), Interrupt(rx))
+    }
+
+    /// Whether it has been raised.
+    pub fn is_raised(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves when it is raised (never, if the handle is dropped unraised).
+    pub async fn raised(&mut self) {
+        if self.0.wait_for(|v| *v).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl InterruptHandle {
+    /// Asks the run to stop starting new work.
+    pub fn raise(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+/// Where a run is, for a progress bar or progress log lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Slices dealt with (fetched, skipped as covered, or failed) of `slices_total`.
+    pub slices_done: u64,
+    pub slices_total: u64,
+    /// Alarms listed so far.
+    pub alarms: u64,
+    /// Detections CI accepted so far.
+    pub sent: u64,
+    /// True once every slice is dealt with and the run is submitting.
+    pub submitting: bool,
+}
+
+/// Called by the engine after each slice and each CI batch. Must not block.
+pub type ProgressFn = Arc<dyn Fn(&Progress) + Send + Sync>;
+
 /// Everything a run needs besides its clients and ledger.
 pub struct RunOptions {
     pub kind: RunKind,
@@ -65,6 +132,10 @@ pub struct RunOptions {
     pub batch_size: usize,
     pub daily_budget: u64,
     pub deadline: Option<Instant>,
+    /// Stops the run between slices and batches when raised.
+    pub interrupt: Option<Interrupt>,
+    /// Told where the run is after each slice and batch.
+    pub progress: Option<ProgressFn>,
 }
 
 /// The window of a sync: `[now - lookback, now - settle)`, its start rounded down
@@ -141,10 +212,17 @@ pub struct BudgetOut {
 struct Outcome {
     unavailable: bool,
     partial: bool,
+    interrupted: bool,
     problems: Vec<String>,
 }
 
 impl Outcome {
+    fn interrupted(&mut self) {
+        if !self.interrupted {
+            self.interrupted = true;
+            self.partial("interrupted: stopped before the work was done; the next run continues");
+        }
+    }
     fn partial(&mut self, why: impl Into<String>) {
         self.partial = true;
         self.problems.push(why.into());
@@ -269,9 +347,31 @@ async fn run_inner(
     // In --dry-run nothing is written, so what this run would add is kept here.
     let mut dry_pending: Vec<Detection> = Vec::new();
     let mut dry_seen: HashSet<(i64, crate::model::IndicatorType, String)> = HashSet::new();
+    let plan = slices(from, to);
+    s.slices.total = plan.len() as u64;
+    let mut done = 0u64;
+    let report = |s: &Summary, done: u64, submitting: bool| {
+        if let Some(p) = &opts.progress {
+            p(&Progress {
+                slices_done: done,
+                slices_total: s.slices.total,
+                alarms: s.alarms.seen,
+                sent: s.detections.submitted,
+                submitting,
+            });
+        }
+    };
+    report(s, 0, false);
 
-    for (slice_from, slice_to) in slices(from, to) {
-        s.slices.total += 1;
+    for (slice_from, slice_to) in plan {
+        if done > 0 {
+            report(s, done, false);
+        }
+        done += 1;
+        if interrupted(opts) {
+            out.interrupted();
+            break;
+        }
         let slice_start = floor_hour(slice_from);
         let retry = ledger.alarms_to_retry(slice_from, slice_to, MAX_FETCH_ATTEMPTS)?;
         let fetch_from = match coverage.get(&slice_start) {
@@ -294,8 +394,17 @@ async fn run_inner(
         let listing = match fetch_from {
             // Covered: only the alarms left in error are fetched again; no listing.
             None => logrhythm::SliceListing::default(),
-            Some(fetch_from) => match lr.list_slice(fetch_from, slice_to, opts.page_size).await {
-                Ok(l) => {
+            Some(fetch_from) => match interruptible(
+                opts,
+                lr.list_slice(fetch_from, slice_to, opts.page_size),
+            )
+            .await
+            {
+                None => {
+                    out.interrupted();
+                    break;
+                }
+                Some(Ok(l)) => {
                     s.slices.fetched += 1;
                     tracing::debug!(
                         slice = %crate::ledger::ts(slice_start),
@@ -306,7 +415,8 @@ async fn run_inner(
                     );
                     l
                 }
-                Err(e) if e.is_auth() => {
+                Some(Err(e)) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
+                Some(Err(e)) if e.is_auth() => {
                     return Err(Fatal::new(
                         code::NO_PERM,
                         anyhow::Error::new(e).context(
@@ -314,15 +424,13 @@ async fn run_inner(
                         ),
                     ))
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     s.slices.failed += 1;
                     tracing::warn!(slice = %crate::ledger::ts(slice_start), error = %e, "could not list the slice's alarms");
                     if e.is_transient() {
                         out.unavailable(format!("LogRhythm unavailable: {e}"));
                         // The API is down: the remaining slices would fail the same way.
-                        let remaining = slices(slice_to, to).len() as u64;
-                        s.slices.total += remaining;
-                        s.slices.failed += remaining;
+                        s.slices.failed += slices(slice_to, to).len() as u64;
                         break;
                     }
                     out.partial(format!(
@@ -364,8 +472,11 @@ async fn run_inner(
         }
         let ids: Vec<i64> = rows.keys().copied().collect();
         let known = ledger.known_alarms(&ids)?;
+        // A pruned alarm (tombstone) is known: never fetched or recorded again.
+        let pruned = ledger.pruned_alarms(&ids)?;
         let todo: Vec<(AlarmRow, i64)> = rows
             .into_values()
+            .filter(|row| !pruned.contains(&row.alarm_id))
             .filter_map(|row| match known.get(&row.alarm_id) {
                 None => Some((row, 0)),
                 Some(k) if k.decision == "error" && k.fetch_attempts < MAX_FETCH_ATTEMPTS => {
@@ -376,7 +487,12 @@ async fn run_inner(
             .collect();
         s.alarms.new += todo.iter().filter(|(_, a)| *a == 0).count() as u64;
 
-        let records = decide_alarms(lr, opts, todo).await?;
+        let Some(records) = interruptible(opts, decide_alarms(lr, opts, todo)).await else {
+            // Abandoned before anything of this slice was written: fetched again later.
+            out.interrupted();
+            break;
+        };
+        let records = records?;
         for rec in &records {
             match &rec.outcome {
                 AlarmOutcome::Filtered { .. } => s.alarms.filtered += 1,
@@ -437,8 +553,43 @@ async fn run_inner(
         s.detections.excluded += counts.new_excluded;
     }
 
-    if !out.unavailable {
-        submit(ledger, ci, opts, now, run_id, dry_pending, s, out).await?;
+    report(s, done, true);
+    if !out.unavailable && !out.interrupted {
+        let knobs = Knobs::of(opts);
+        let unsent = |l: &Ledger, after: i64, limit: usize| {
+            l.detections_to_submit(
+                &[DetectionState::Pending, DetectionState::Failed],
+                after,
+                limit,
+            )
+        };
+        let tick = |d: &DetectionCounts| {
+            if let Some(p) = &opts.progress {
+                p(&Progress {
+                    slices_done: done,
+                    slices_total: s.slices.total,
+                    alarms: s.alarms.seen,
+                    sent: d.submitted,
+                    submitting: true,
+                });
+            }
+        };
+        let mut d = std::mem::take(&mut s.detections);
+        let r = submit(
+            ledger,
+            ci,
+            &knobs,
+            now,
+            run_id,
+            &unsent,
+            dry_pending,
+            &mut d,
+            out,
+            &tick,
+        )
+        .await;
+        s.detections = d;
+        r?;
     }
     let today = now().date_naive();
     s.budget = BudgetOut {
@@ -451,6 +602,30 @@ async fn run_inner(
 
 fn deadline_passed(deadline: Option<Instant>) -> bool {
     deadline.is_some_and(|d| Instant::now() >= d)
+}
+
+fn interrupted(opts: &RunOptions) -> bool {
+    opts.interrupt.as_ref().is_some_and(Interrupt::is_raised)
+}
+
+/// Runs `f` unless the run's interrupt is raised first; then `f` is dropped (its
+/// requests abandoned) and `None` returned.
+async fn interruptible<F: Future>(opts: &RunOptions, f: F) -> Option<F::Output> {
+    race(opts.interrupt.as_ref(), f).await
+}
+
+async fn race<F: Future>(interrupt: Option<&Interrupt>, f: F) -> Option<F::Output> {
+    match interrupt {
+        None => Some(f.await),
+        Some(i) => {
+            let mut i = i.clone();
+            tokio::select! {
+                biased;
+                () = i.raised() => None,
+                v = f => Some(v),
+            }
+        }
+    }
 }
 
 /// Rule filters first (no requests), then details and events for the rest with
@@ -497,6 +672,7 @@ async fn fetch_alarm(
     };
     let details = match lr.details(row.alarm_id).await {
         Ok(d) => d,
+        Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
         Err(e) if e.is_auth() => return Err(auth(e)),
         Err(e) => {
             return Ok(AlarmRecord {
@@ -522,6 +698,7 @@ async fn fetch_alarm(
     }
     let events = match lr.events(row.alarm_id).await {
         Ok(ev) => ev,
+        Err(e) if e.tls_failure().is_some() => return Err(lr_tls(&e)),
         Err(e) if e.is_auth() => return Err(auth(e)),
         Err(e) => {
             return Ok(AlarmRecord {
@@ -568,39 +745,222 @@ async fn fetch_alarm(
     })
 }
 
-/// Submits what is pending or failed, in batches, within the daily budget. A 400 is
-/// narrowed to the offending detection by splitting the batch; a 413 splits it.
+/// What `replay` resubmits and how.
+pub struct ReplayOptions {
+    /// The detections to resubmit (never `excluded` ones: the policy keeps them on site).
+    pub selection: Selection,
+    /// Post with `debug: true` and record nothing.
+    pub dry_run: bool,
+    pub batch_size: usize,
+    pub daily_budget: u64,
+    /// Stops the replay between batches when raised.
+    pub interrupt: Option<Interrupt>,
+}
+
+/// The `--json` summary of `replay`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplaySummary {
+    pub run_id: Option<i64>,
+    pub command: &'static str,
+    /// The states selected.
+    pub states: Vec<String>,
+    pub detections: ReplayCounts,
+    pub budget: BudgetOut,
+    pub dry_run: bool,
+    pub exit_code: u8,
+    /// Short reasons the exit code is not 0.
+    pub problems: Vec<String>,
+}
+
+/// Detection counts of a replay.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayCounts {
+    /// Chosen by the selection when the replay started.
+    pub selected: u64,
+    pub submitted: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+/// Resubmits the selected detections through the sync's submit path (batches,
+/// bisection on 400, budget, auth stops the run, transient failures leave rows
+/// `failed`). A resent `sent` row stays `sent` with its new submission recorded.
+/// Records a run of kind `replay` unless `dry_run`.
+pub async fn replay(
+    ledger: &mut Ledger,
+    ci: &ci::Client,
+    opts: &ReplayOptions,
+    now: impl Fn() -> DateTime<Utc>,
+) -> Result<ReplaySummary, Fatal> {
+    let mut s = ReplaySummary {
+        command: "replay",
+        states: opts
+            .selection
+            .states()
+            .iter()
+            .map(|st| st.as_str().to_string())
+            .collect(),
+        dry_run: opts.dry_run,
+        ..ReplaySummary::default()
+    };
+    s.detections.selected = ledger.count_selected(&opts.selection)?;
+    let run_id = if opts.dry_run {
+        None
+    } else {
+        Some(ledger.begin_run("replay", now(), None)?)
+    };
+    s.run_id = run_id;
+    tracing::info!(
+        selected = s.detections.selected,
+        dry_run = opts.dry_run,
+        "replay started"
+    );
+    let mut out = Outcome::default();
+    let knobs = Knobs {
+        batch_size: opts.batch_size,
+        daily_budget: opts.daily_budget,
+        deadline: None,
+        dry_run: opts.dry_run,
+        interrupt: opts.interrupt.as_ref(),
+    };
+    let sel = &opts.selection;
+    let source = |l: &Ledger, after: i64, limit: usize| l.select_detections(sel, after, limit);
+    let mut d = DetectionCounts::default();
+    let result = if s.detections.selected == 0 {
+        Ok(())
+    } else {
+        submit(
+            ledger,
+            ci,
+            &knobs,
+            &now,
+            run_id,
+            &source,
+            Vec::new(),
+            &mut d,
+            &mut out,
+            &|_| {},
+        )
+        .await
+    };
+    s.detections.submitted = d.submitted;
+    s.detections.failed = d.failed;
+    s.detections.rejected = d.rejected;
+    let today = now().date_naive();
+    s.budget = BudgetOut {
+        day: today.format("%Y-%m-%d").to_string(),
+        used: ledger.budget_used(today)?,
+        limit: opts.daily_budget,
+    };
+    s.exit_code = match &result {
+        Ok(()) => out.code(),
+        Err(f) => f.code,
+    };
+    s.problems = out.problems;
+    if let Err(f) = &result {
+        s.problems.push(f.to_string());
+    }
+    tracing::info!(
+        exit_code = s.exit_code,
+        submitted = s.detections.submitted,
+        failed = s.detections.failed,
+        rejected = s.detections.rejected,
+        "replay finished"
+    );
+    if let Some(id) = run_id {
+        let json = serde_json::to_string(&s).unwrap_or_default();
+        let finished = ledger.finish_run(id, now(), s.exit_code, &json);
+        if result.is_ok() {
+            finished?;
+        }
+    }
+    result.map(|()| s)
+}
+
+/// The submit path's knobs, shared by `sync`, `backfill` and `replay`.
+struct Knobs<'a> {
+    batch_size: usize,
+    daily_budget: u64,
+    deadline: Option<Instant>,
+    dry_run: bool,
+    interrupt: Option<&'a Interrupt>,
+}
+
+impl<'a> Knobs<'a> {
+    fn of(opts: &'a RunOptions) -> Knobs<'a> {
+        Knobs {
+            batch_size: opts.batch_size,
+            daily_budget: opts.daily_budget,
+            deadline: opts.deadline,
+            dry_run: opts.dry_run,
+            interrupt: opts.interrupt.as_ref(),
+        }
+    }
+}
+
+/// Pages through the detections to submit: `(ledger, after_id, limit)`, ids ascending.
+type Source<'a> = dyn Fn(&Ledger, i64, usize) -> crate::ledger::Result<Vec<Detection>> + 'a;
+
+/// Submits what `source` yields, in batches, within the daily budget. A 400 is
+/// narrowed to the offending detection by splitting the batch; a 413 splits it. In
+/// a dry run, `extra` (what the run would have recorded) goes first, everything is
+/// posted with `debug: true` and nothing is recorded.
 #[allow(clippy::too_many_arguments)]
 async fn submit(
     ledger: &mut Ledger,
     ci: &ci::Client,
-    opts: &RunOptions,
+    k: &Knobs<'_>,
     now: &impl Fn() -> DateTime<Utc>,
     run_id: Option<i64>,
-    dry_pending: Vec<Detection>,
-    s: &mut Summary,
+    source: &Source<'_>,
+    extra: Vec<Detection>,
+    d: &mut DetectionCounts,
     out: &mut Outcome,
+    tick: &dyn Fn(&DetectionCounts),
 ) -> Result<(), Fatal> {
-    let batch = opts.batch_size.max(1);
-    if opts.dry_run {
+    let batch = k.batch_size.max(1);
+    let stop = |out: &mut Outcome| {
+        if k.interrupt.is_some_and(Interrupt::is_raised) {
+            out.interrupted();
+            return true;
+        }
+        if deadline_passed(k.deadline) {
+            out.partial("--max-runtime reached before everything was submitted");
+            return true;
+        }
+        false
+    };
+    if k.dry_run {
         // Debug submissions are validated by CI and not stored; nothing is recorded.
-        let mut queue = dry_pending;
-        queue.extend(ledger.detections_to_submit(
-            &[DetectionState::Pending, DetectionState::Failed],
-            0,
-            usize::MAX,
-        )?);
-        for chunk in queue.chunks(batch) {
-            match ci.submit(chunk, true).await {
-                Ok(_) => {
-                    tracing::debug!(items = chunk.len(), "dry-run batch validated");
-                    s.detections.submitted += chunk.len() as u64;
+        let mut after_id = 0;
+        let mut extra = Some(extra);
+        loop {
+            if stop(out) {
+                break;
+            }
+            let chunk = match extra.take() {
+                Some(e) if !e.is_empty() => e,
+                _ => {
+                    let page = source(ledger, after_id, batch)?;
+                    let Some(last) = page.last() else { break };
+                    after_id = last.id;
+                    page
                 }
-                Err(e) if e.is_auth() => return Err(ci_auth(e)),
-                Err(e) => {
-                    s.detections.failed += chunk.len() as u64;
-                    out.partial(format!("dry-run submission failed: {e}"));
+            };
+            for part in chunk.chunks(batch) {
+                match ci.submit(part, true).await {
+                    Ok(_) => {
+                        tracing::debug!(items = part.len(), "dry-run batch validated");
+                        d.submitted += part.len() as u64;
+                    }
+                    Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
+                    Err(e) if e.is_auth() => return Err(ci_auth(e)),
+                    Err(e) => {
+                        d.failed += part.len() as u64;
+                        out.partial(format!("dry-run submission failed: {e}"));
+                    }
                 }
+                tick(d);
             }
         }
         return Ok(());
@@ -610,29 +970,31 @@ async fn submit(
     let mut used = ledger.budget_used(today)?;
     let mut after_id = 0;
     loop {
-        if deadline_passed(opts.deadline) {
-            out.partial("--max-runtime reached before everything was submitted");
+        let todo = source(ledger, after_id, batch)?;
+        let Some(last) = todo.last() else { break };
+        if stop(out) {
             break;
         }
-        let left = opts.daily_budget.saturating_sub(used);
-        let todo = ledger.detections_to_submit(
-            &[DetectionState::Pending, DetectionState::Failed],
-            after_id,
-            batch,
-        )?;
-        let Some(last) = todo.last() else { break };
+        let left = k.daily_budget.saturating_sub(used);
         if left == 0 {
             out.partial(format!(
                 "daily budget of {} detections reached; the rest waits for the next UTC day",
-                opts.daily_budget
+                k.daily_budget
             ));
             break;
         }
         after_id = last.id;
         let take = usize::try_from(left).unwrap_or(usize::MAX).min(todo.len());
         let items = &todo[..take];
-        match submit_batch(ledger, ci, now, run_id, items, s).await? {
-            BatchEnd::Done { sent } => used += sent,
+        let end = submit_batch(ledger, ci, now, run_id, items, d).await?;
+        tick(d);
+        match end {
+            BatchEnd::Done { sent, failed } => {
+                used += sent;
+                if let Some(e) = failed {
+                    out.partial(format!("some detections failed: {e}"));
+                }
+            }
             BatchEnd::Unavailable(e) => {
                 out.unavailable(format!("Collective Insights unavailable: {e}"));
                 break;
@@ -643,8 +1005,45 @@ async fn submit(
 }
 
 enum BatchEnd {
-    Done { sent: u64 },
+    /// Every part answered; `failed` holds the error of a part left `failed` by a
+    /// non-transient error, if any.
+    Done {
+        sent: u64,
+        failed: Option<String>,
+    },
     Unavailable(String),
+}
+
+/// A TLS failure talking to LogRhythm (untrusted certificate, wrong name,
+/// expired, no common protocol) is a configuration error: exit 78 with one line
+/// of advice; the full cause chain goes to the log.
+fn lr_tls(e: &logrhythm::Error) -> Fatal {
+    let mut chain = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        chain.push_str(": ");
+        chain.push_str(&c.to_string());
+        cause = c.source();
+    }
+    tracing::error!(error = %chain, "TLS handshake with LogRhythm failed");
+    Fatal::msg(
+        code::CONFIG,
+        e.tls_advice().unwrap_or_else(|| e.to_string()),
+    )
+}
+
+/// A TLS failure talking to Recorded Future is a configuration error: exit 78;
+/// what was not sent stays pending for the next run. `--lr-ca-cert` and
+/// `--lr-insecure` never apply to it.
+fn rf_tls(e: &ci::Error) -> Fatal {
+    tracing::error!(error = %e, "TLS handshake with Recorded Future failed");
+    let failure = e
+        .tls_failure()
+        .map_or_else(|| e.to_string(), ToString::to_string);
+    Fatal::msg(
+        code::CONFIG,
+        format!("Recorded Future's TLS certificate is not accepted ({failure}): RF_API_URL must present a publicly trusted certificate (--lr-ca-cert and --lr-insecure apply to LogRhythm only)"),
+    )
 }
 
 fn ci_auth(e: ci::Error) -> Fatal {
@@ -664,9 +1063,10 @@ async fn submit_batch(
     now: &impl Fn() -> DateTime<Utc>,
     run_id: Option<i64>,
     items: &[Detection],
-    s: &mut Summary,
+    d: &mut DetectionCounts,
 ) -> Result<BatchEnd, Fatal> {
     let mut sent = 0u64;
+    let mut failed = None;
     let mut stack: Vec<&[Detection]> = vec![items];
     while let Some(part) = stack.pop() {
         let ids: Vec<i64> = part.iter().map(|d| d.id).collect();
@@ -685,14 +1085,15 @@ async fn submit_batch(
                     .and_then(|p| serde_json::to_string(p).ok());
                 ledger.mark_sent(&ids, &record(Some(200), processed))?;
                 tracing::debug!(items = part.len(), "batch submitted");
-                s.detections.submitted += part.len() as u64;
+                d.submitted += part.len() as u64;
                 sent += part.len() as u64;
             }
+            Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
             Err(e) if e.is_auth() => return Err(ci_auth(e)),
             Err(ci::Error::Rejected { message, .. }) if part.len() == 1 => {
                 tracing::warn!(detection = ids[0], reason = %message, "Collective Insights rejected a detection");
                 ledger.mark_rejected(ids[0], &record(Some(400), None), &message)?;
-                s.detections.rejected += 1;
+                d.rejected += 1;
             }
             Err(e @ (ci::Error::Rejected { .. } | ci::Error::TooLarge { .. }))
                 if part.len() > 1 =>
@@ -710,15 +1111,16 @@ async fn submit_batch(
                     left.extend(p.iter().map(|d| d.id));
                 }
                 ledger.mark_failed(&left, &record(e.status(), None), &msg)?;
-                s.detections.failed += left.len() as u64;
+                d.failed += left.len() as u64;
                 if e.is_transient() {
                     return Ok(BatchEnd::Unavailable(msg));
                 }
+                failed = Some(msg);
                 stack.clear();
             }
         }
     }
-    Ok(BatchEnd::Done { sent })
+    Ok(BatchEnd::Done { sent, failed })
 }
 
 #[cfg(test)]

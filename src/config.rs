@@ -2,7 +2,7 @@
 //! any network call or ledger write. Every error names the flag, variable or file
 //! it is about (never a secret's value) and carries its documented exit code.
 
-use crate::cli::args::{ApiArgs, GlobalArgs, RunArgs};
+use crate::cli::args::{ApiArgs, CiApiArgs, GlobalArgs, RunArgs};
 use crate::error::{code, Fatal};
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
@@ -73,19 +73,7 @@ pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiCo
         env,
     )?;
     let lr_ca_pem = match &args.lr_ca_cert {
-        Some(p) => {
-            let pem = read_file("--lr-ca-cert", p)?;
-            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
-                return Err(Fatal::msg(
-                    code::CONFIG,
-                    format!(
-                        "--lr-ca-cert {}: no PEM certificate in the file",
-                        p.display()
-                    ),
-                ));
-            }
-            Some(pem)
-        }
+        Some(p) => Some(ca_bundle("--lr-ca-cert", p)?),
         None => None,
     };
     Ok(ApiConfig {
@@ -99,6 +87,69 @@ pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiCo
         connect_timeout: Duration::from_secs(args.connect_timeout),
         max_retries: args.max_retries,
     })
+}
+
+/// The Collective Insights settings alone: `replay` talks to no LogRhythm.
+pub struct CiConfig {
+    pub rf_url: Url,
+    pub rf_key: SecretString,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub max_retries: u32,
+}
+
+impl std::fmt::Debug for CiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CiConfig")
+            .field("rf_url", &self.rf_url.as_str())
+            .field("rf_key", &"[REDACTED]")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves the Collective Insights settings, with the same rules as [`api`].
+pub fn ci(args: &CiApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<CiConfig, Fatal> {
+    let rf_url = parse_url("RF_API_URL (--rf-url)", &args.rf_url)?;
+    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
+        return Err(Fatal::msg(
+            code::CONFIG,
+            format!(
+                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
+                redact_url(&rf_url)
+            ),
+        ));
+    }
+    let rf_key = secret(
+        RF_KEY_VAR,
+        "--rf-key-file",
+        args.rf_key_file.as_deref(),
+        env,
+    )?;
+    Ok(CiConfig {
+        rf_url,
+        rf_key,
+        timeout: Duration::from_secs(args.timeout),
+        connect_timeout: Duration::from_secs(args.connect_timeout),
+        max_retries: args.max_retries,
+    })
+}
+
+/// Reads and checks a PEM CA bundle named by `flag`. Every problem — missing,
+/// unreadable, a directory, empty, not PEM, only a private key, a certificate
+/// that does not decode — is a configuration error (exit 78), found before any
+/// connection is made.
+pub fn ca_bundle(flag: &str, p: &Path) -> Result<Vec<u8>, Fatal> {
+    let pem = read_file(flag, p).map_err(|f| Fatal {
+        code: code::CONFIG,
+        ..f
+    })?;
+    crate::http::parse_ca_bundle(&pem).map_err(|e| {
+        Fatal::new(
+            code::CONFIG,
+            anyhow::Error::new(e).context(format!("{flag} {}", p.display())),
+        )
+    })?;
+    Ok(pem)
 }
 
 fn parse_url(name: &str, raw: &str) -> Result<Url, Fatal> {
@@ -417,6 +468,47 @@ mod tests {
         assert!(err(&a, Some("k"), Some("k"))
             .to_string()
             .contains("LOGRHYTHM_API_URL"));
+    }
+
+    #[test]
+    fn ca_bundle_problems_are_config_errors_naming_the_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_only = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBBrOJeYSTwvJ0DTY4ou2TZnbfgyI7dDQzY5sc5QxgL1\n-----END PRIVATE KEY-----\n";
+        let bad_base64 =
+            "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n";
+        // Valid base64, but not a DER certificate.
+        let not_der = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
+        let cases: [(&str, Option<&str>, &str); 7] = [
+            ("missing", None, "cannot read"),
+            ("empty", Some(""), "no PEM certificate"),
+            (
+                "garbage",
+                Some("garbage\x00\x01 not pem"),
+                "no PEM certificate",
+            ),
+            ("key-only", Some(key_only), "private key"),
+            ("bad-base64", Some(bad_base64), "not a valid PEM"),
+            ("not-der", Some(not_der), "cannot be decoded"),
+            ("dir", None, "directory"),
+        ];
+        for (name, contents, want) in cases {
+            let p = dir.path().join(name);
+            if let Some(c) = contents {
+                std::fs::write(&p, c).unwrap();
+            }
+            if name == "dir" {
+                std::fs::create_dir(&p).unwrap();
+            }
+            let mut a = args();
+            a.lr_ca_cert = Some(p.clone());
+            let e = err(&a, Some("k"), Some("k"));
+            assert_eq!(e.code, code::CONFIG, "{name}: {e}");
+            let msg = e.to_string();
+            assert!(msg.starts_with("--lr-ca-cert "), "{name}: {msg}");
+            assert!(msg.contains(want), "{name}: {msg}");
+            assert!(msg.contains(name), "{name}: {msg}");
+            assert!(!msg.contains('\n'), "{name}: {msg}");
+        }
     }
 
     #[cfg(unix)]

@@ -113,7 +113,7 @@ pub enum Error {
         reason: &'static str,
         /// The parser's complaint, when there is one.
         #[source]
-        source: Option<reqwest::Error>,
+        source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
     },
     /// reqwest refused the client configuration.
     #[error("could not build the HTTP client")]
@@ -131,6 +131,18 @@ pub enum Error {
     Connect {
         method: Method,
         path: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The TLS handshake failed: the server's certificate was not accepted, or
+    /// there is no protocol both sides speak. Not transient: only a configuration
+    /// change (a CA, a URL, a new certificate) fixes it.
+    #[error("{method} {path}: TLS handshake failed: {failure}")]
+    Tls {
+        method: Method,
+        path: String,
+        /// What rustls objected to.
+        failure: TlsFailure,
         #[source]
         source: reqwest::Error,
     },
@@ -221,6 +233,7 @@ impl Error {
             Error::Status { status, .. } => is_transient_status(*status),
             Error::BadCredential { .. }
             | Error::BadCaCert { .. }
+            | Error::Tls { .. }
             | Error::Build(_)
             | Error::BadUrl { .. }
             | Error::BodyTooLarge { .. }
@@ -235,6 +248,120 @@ impl Error {
             | Error::Redirect { status, .. }
             | Error::RetryAfterTooLong { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+}
+
+impl Error {
+    /// The TLS failure, when the handshake is what failed.
+    pub fn tls_failure(&self) -> Option<&TlsFailure> {
+        match self {
+            Error::Tls { failure, .. } => Some(failure),
+            _ => None,
+        }
+    }
+}
+
+/// Why rustls refused a TLS handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The certificate chain does not end at a trusted root (a self-signed
+    /// gateway whose CA was not given).
+    UnknownIssuer,
+    /// The certificate is not valid for the host name in the URL. `presented`
+    /// lists the subjectAltName entries it has when rustls reports them; an
+    /// empty list means a certificate without any subjectAltName (CN-only,
+    /// which rustls ignores).
+    NotValidForName {
+        /// The names in the certificate, when known.
+        presented: Option<Vec<String>>,
+    },
+    /// The certificate has expired.
+    Expired,
+    /// The certificate is not valid yet.
+    NotValidYet,
+    /// Another certificate problem, as rustls describes it.
+    Certificate(String),
+    /// The handshake failed for a reason other than the certificate (no common
+    /// protocol version, the server does not speak TLS, an alert), as rustls
+    /// describes it.
+    Handshake(String),
+}
+
+impl TlsFailure {
+    /// Classifies a rustls error.
+    pub fn from_rustls(e: &rustls::Error) -> TlsFailure {
+        use rustls::CertificateError as C;
+        match e {
+            rustls::Error::InvalidCertificate(c) => match c {
+                C::UnknownIssuer => TlsFailure::UnknownIssuer,
+                C::NotValidForName => TlsFailure::NotValidForName { presented: None },
+                C::NotValidForNameContext { presented, .. } => TlsFailure::NotValidForName {
+                    presented: Some(presented.iter().map(|n| bare_name(n)).collect()),
+                },
+                C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
+                C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
+                other => TlsFailure::Certificate(sanitize(&other.to_string(), 150)),
+            },
+            other => TlsFailure::Handshake(sanitize(&other.to_string(), 150)),
+        }
+    }
+
+    /// Walks an error's source chain (looking inside `io::Error`s, where
+    /// tokio-rustls puts it) for a `rustls::Error`.
+    pub fn find(err: &(dyn std::error::Error + 'static)) -> Option<TlsFailure> {
+        let mut cur = Some(err);
+        while let Some(e) = cur {
+            if let Some(t) = e.downcast_ref::<rustls::Error>() {
+                return Some(TlsFailure::from_rustls(t));
+            }
+            cur = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
+        }
+        None
+    }
+
+    /// True when the certificate (not the protocol) is what was refused.
+    pub fn is_certificate(&self) -> bool {
+        !matches!(self, TlsFailure::Handshake(_))
+    }
+
+    /// True for a certificate that carries no subjectAltName at all: the host
+    /// name is only in the CN, which rustls (like browsers) ignores.
+    pub fn lacks_san(&self) -> bool {
+        matches!(self, TlsFailure::NotValidForName { presented: Some(p) } if p.is_empty())
+    }
+}
+
+/// `DnsName("a.example")` / `IpAddress(10.0.0.1)` (webpki's rendering of a
+/// subjectAltName entry) → `a.example` / `10.0.0.1`, sanitized.
+fn bare_name(name: &str) -> String {
+    let inner = name
+        .split_once('(')
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or(name);
+    sanitize(inner.trim_matches('"'), 100)
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsFailure::UnknownIssuer => f.write_str("UnknownIssuer"),
+            TlsFailure::NotValidForName { presented: None } => f.write_str("NotValidForName"),
+            TlsFailure::NotValidForName { presented: Some(p) } if p.is_empty() => {
+                f.write_str("NotValidForName, no subjectAltName")
+            }
+            TlsFailure::NotValidForName { presented: Some(p) } => {
+                write!(f, "NotValidForName, valid for {}", p.join(", "))
+            }
+            TlsFailure::Expired => f.write_str("Expired"),
+            TlsFailure::NotValidYet => f.write_str("NotValidYet"),
+            TlsFailure::Certificate(s) | TlsFailure::Handshake(s) => f.write_str(s),
         }
     }
 }
@@ -285,26 +412,58 @@ pub fn build_client(opts: &HttpOptions, default_headers: HeaderMap) -> Result<re
     let Some(pem) = &opts.ca_cert_pem else {
         return base().build().map_err(Error::Build);
     };
-    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| Error::BadCaCert {
-        reason: "not a PEM certificate bundle",
-        source: Some(e),
-    })?;
+    let certs = parse_ca_bundle(pem)?
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::BadCaCert {
+            reason: "a certificate in the bundle cannot be decoded",
+            source: Some(Box::new(e)),
+        })?;
+    base().tls_certs_merge(certs).build().map_err(Error::Build)
+}
+
+/// Parses a PEM CA bundle and checks that every certificate in it can serve as
+/// a trust anchor. Refuses a bundle that is empty, is not PEM, holds only keys
+/// or other sections, or holds a certificate that does not decode.
+pub fn parse_ca_bundle(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
+    use rustls::pki_types::pem::{PemObject, SectionKind};
+    use rustls::pki_types::CertificateDer;
+    let mut certs = Vec::new();
+    let mut keys = 0usize;
+    for section in <(SectionKind, Vec<u8>)>::pem_slice_iter(pem) {
+        let (kind, der) = section.map_err(|e| Error::BadCaCert {
+            reason: "not a valid PEM file",
+            source: Some(Box::new(e)),
+        })?;
+        match kind {
+            SectionKind::Certificate => certs.push(der),
+            SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey => {
+                keys += 1;
+            }
+            _ => {}
+        }
+    }
     if certs.is_empty() {
         return Err(Error::BadCaCert {
-            reason: "no certificate found in the PEM bundle",
+            reason: if keys > 0 {
+                "it holds a private key but no certificate"
+            } else {
+                "no PEM certificate found"
+            },
             source: None,
         });
     }
-    match base().tls_certs_merge(certs).build() {
-        Ok(client) => Ok(client),
-        // Certificates are only decoded at build time: if the same client
-        // builds without them, the bundle is what is wrong.
-        Err(e) if base().build().is_ok() => Err(Error::BadCaCert {
-            reason: "a certificate in the bundle cannot be decoded",
-            source: Some(e),
-        }),
-        Err(e) => Err(Error::Build(e)),
+    let mut store = rustls::RootCertStore::empty();
+    for der in &certs {
+        store
+            .add(CertificateDer::from(der.as_slice()))
+            .map_err(|e| Error::BadCaCert {
+                reason: "a certificate in the bundle cannot be decoded",
+                source: Some(Box::new(e)),
+            })?;
     }
+    Ok(certs)
 }
 
 /// One successful exchange: a 2xx status and its complete body.
@@ -453,7 +612,14 @@ pub async fn read_body(
 /// Classifies a reqwest send error.
 fn send_error(source: reqwest::Error, method: &Method, path: String) -> Error {
     let method = method.clone();
-    if source.is_timeout() {
+    if let Some(failure) = TlsFailure::find(&source) {
+        Error::Tls {
+            method,
+            path,
+            failure,
+            source,
+        }
+    } else if source.is_timeout() {
         Error::Timeout {
             method,
             path,
@@ -1142,6 +1308,86 @@ mod tests {
         for (input, max, want) in cases {
             assert_eq!(sanitize(input, max), want, "{input:?}");
         }
+    }
+
+    /// A server that answers the ClientHello with a TLS 1.0 ServerHello: the
+    /// client refuses (rustls speaks only 1.2 and 1.3, and the builder sets 1.2
+    /// as the minimum), even with `insecure`, and the failure is a
+    /// non-transient [`Error::Tls`], so it is not retried.
+    #[tokio::test]
+    async fn tls_below_1_2_is_refused_and_not_retried() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        for insecure in [false, true] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = tokio::spawn(async move {
+                let mut accepted = 0u32;
+                while let Ok(Ok((mut sock, _))) =
+                    tokio::time::timeout(Duration::from_millis(500), listener.accept()).await
+                {
+                    accepted += 1;
+                    let mut buf = [0u8; 4096];
+                    let _ = sock.read(&mut buf).await;
+                    // ServerHello: version 3.1 (TLS 1.0), zero random, no session
+                    // id, TLS_RSA_WITH_AES_128_CBC_SHA, no compression.
+                    let mut body = vec![0x03, 0x01];
+                    body.extend_from_slice(&[0u8; 32]);
+                    body.extend_from_slice(&[0x00, 0x00, 0x2f, 0x00]);
+                    let mut hs = vec![0x02, 0x00, 0x00, body.len() as u8];
+                    hs.extend_from_slice(&body);
+                    let mut rec = vec![0x16, 0x03, 0x01, 0x00, hs.len() as u8];
+                    rec.extend_from_slice(&hs);
+                    let _ = sock.write_all(&rec).await;
+                    let _ = sock.read(&mut buf).await;
+                }
+                accepted
+            });
+            let opts = HttpOptions { insecure, ..fast() };
+            let err = get(&opts, format!("https://{addr}/")).await.unwrap_err();
+            let Error::Tls { failure, .. } = &err else {
+                panic!("insecure={insecure}: {err:?}")
+            };
+            assert!(matches!(failure, TlsFailure::Handshake(_)), "{failure:?}");
+            assert!(!failure.is_certificate());
+            assert!(!err.is_transient());
+            assert_eq!(server.await.unwrap(), 1, "retried a TLS failure");
+        }
+    }
+
+    #[test]
+    fn tls_failures_are_classified_from_the_rustls_error() {
+        use rustls::CertificateError as C;
+        let io = |c: C| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        assert_eq!(
+            TlsFailure::find(&io(C::UnknownIssuer)),
+            Some(TlsFailure::UnknownIssuer)
+        );
+        let no_san = TlsFailure::find(&io(C::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("10.0.0.1")
+                .unwrap()
+                .to_owned(),
+            presented: vec![],
+        }))
+        .unwrap();
+        assert!(no_san.lacks_san(), "{no_san:?}");
+        let other = TlsFailure::find(&io(C::NotValidForNameContext {
+            expected: rustls::pki_types::ServerName::try_from("a.example")
+                .unwrap()
+                .to_owned(),
+            presented: vec!["DnsName(\"b.example\")".into()],
+        }))
+        .unwrap();
+        assert!(!other.lacks_san());
+        assert_eq!(other.to_string(), "NotValidForName, valid for b.example");
+        assert_eq!(TlsFailure::find(&io(C::Expired)), Some(TlsFailure::Expired));
+        // Not a TLS error at all.
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert_eq!(TlsFailure::find(&plain), None);
     }
 
     #[test]

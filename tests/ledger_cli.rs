@@ -898,3 +898,38 @@ async fn hostile_values_are_escaped_in_tables() {
         "JSON round-trips exactly"
     );
 }
+
+/// `ledger show` of an alarm `ledger prune` removed says so (exit 2), and
+/// `ledger prune` is reachable under `ledger`.
+#[test]
+fn show_of_a_pruned_alarm_names_the_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = dir.path().join("ledger.sqlite3");
+    drop(Ledger::open(&l, Mode::ReadWrite).unwrap());
+    rusqlite::Connection::open(&l)
+        .unwrap()
+        .execute(
+            "INSERT INTO pruned_alarms (alarm_id, date_inserted, decision, detections, sent,
+                unsent, pruned_at)
+             VALUES (4711, '2026-10-01T08:00:00.000Z', 'accepted', 5, 4, 0,
+                     '2026-11-20T10:00:00.000Z')",
+            [],
+        )
+        .unwrap();
+    let o = run(&l, &["ledger", "show", "4711"]);
+    assert_error(
+        &o,
+        2,
+        &[
+            "4711",
+            "was pruned",
+            "2026-11-20 10:00:00",
+            "4 of 5 indicators sent",
+        ],
+    );
+    let o = run(
+        &l,
+        &["ledger", "prune", "--before", "2000-01-01", "--dry-run"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+}

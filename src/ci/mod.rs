@@ -97,6 +97,15 @@ impl Error {
         matches!(self, Error::Auth { .. })
     }
 
+    /// The TLS failure, when the handshake with Recorded Future is what failed
+    /// (a configuration problem: exit 78, the detections stay pending).
+    pub fn tls_failure(&self) -> Option<&http::TlsFailure> {
+        match self {
+            Error::Http(e) => e.tls_failure(),
+            _ => None,
+        }
+    }
+
     /// The HTTP status behind the error, when there was one.
     pub fn status(&self) -> Option<u16> {
         match self {

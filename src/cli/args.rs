@@ -69,6 +69,11 @@ pub enum Command {
     Demo(DemoArgs),
     /// Audit the ledger, read only: status, alarms, indicators, show, runs, gaps, export.
     Ledger(crate::cli::ledger::LedgerArgs),
+    /// Resubmit detections from the ledger: failed and pending by default.
+    Replay(ReplayArgs),
+    /// Temporary home of `ledger prune` until the `ledger` command lands.
+    #[command(hide = true)]
+    Prune(crate::cli::prune::PruneArgs),
 }
 
 /// Where the two APIs are and how to reach them.
@@ -183,6 +188,78 @@ pub struct BackfillArgs {
     /// List slices again even where the coverage map says they are done.
     #[arg(long)]
     pub refetch: bool,
+}
+
+/// How to reach Collective Insights alone (`replay`).
+#[derive(Debug, Args, Clone)]
+pub struct CiApiArgs {
+    /// Recorded Future API base URL (https only; loopback may use http).
+    #[arg(
+        long,
+        env = "RF_API_URL",
+        value_name = "URL",
+        default_value = "https://api.recordedfuture.com"
+    )]
+    pub rf_url: String,
+    /// Read the Recorded Future token from this file instead of RF_API_KEY.
+    #[arg(long, value_name = "FILE")]
+    pub rf_key_file: Option<PathBuf>,
+    /// Seconds allowed for one HTTP request.
+    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), allow_negative_numbers = true)]
+    pub timeout: u64,
+    /// Seconds allowed to connect.
+    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600), allow_negative_numbers = true)]
+    pub connect_timeout: u64,
+    /// Retries of a transient failure (429, 5xx, timeout) per request.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20), allow_negative_numbers = true)]
+    pub max_retries: u32,
+}
+
+/// A detection state, as `replay --state` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StateArg {
+    Pending,
+    Failed,
+    Rejected,
+    Sent,
+    /// Accepted only to be refused with a clear reason: never replayed.
+    Excluded,
+}
+
+/// Flags of `replay`.
+///
+/// `excluded` detections are never replayed: the indicator policy keeps them on site.
+#[derive(Debug, Args, Clone)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub api: CiApiArgs,
+    /// Only detections of this alarm id (repeatable).
+    #[arg(long = "alarm", value_name = "ID", value_parser = clap::value_parser!(i64).range(1..), allow_negative_numbers = true)]
+    pub alarms: Vec<i64>,
+    /// Only alarms inserted at or after TIME (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only alarms inserted before TIME (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Only detections in this state (repeatable) [default: failed and pending].
+    #[arg(long = "state", value_name = "STATE", value_enum)]
+    pub states: Vec<StateArg>,
+    /// Also resend detections already `sent` (they stay `sent`; the new submission is recorded).
+    #[arg(long)]
+    pub resend: bool,
+    /// Post with debug: true (validated by CI, not stored); the ledger is left unchanged.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Print one JSON summary object on stdout at the end.
+    #[arg(long)]
+    pub json: bool,
+    /// Detections per Collective Insights request.
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000), allow_negative_numbers = true)]
+    pub batch_size: u32,
+    /// Detections sent per UTC day at most; the rest waits for the next day.
+    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub daily_budget: u64,
 }
 
 /// Flags of `demo`.

@@ -69,6 +69,8 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         batch_size: 500,
         daily_budget: 15_000,
         deadline: None,
+        interrupt: None,
+        progress: None,
     };
 
     let mut out = String::new();

@@ -1,8 +1,10 @@
 //! `lrci ledger ...`: the read-only audit commands (`status`, `alarms`,
 //! `indicators`, `show`, `runs`, `gaps`, `export`) and their clap types.
 //!
-//! Every command opens the ledger with [`Mode::ReadOnly`] and never takes the run
-//! lock, so it works while a sync runs and never blocks it (WAL). A missing ledger is
+//! Every command here opens the ledger with [`Mode::ReadOnly`] and never takes the
+//! run lock, so it works while a sync runs and never blocks it (WAL). The one
+//! writing subcommand, `prune`, lives in [`crate::cli::prune`] and is only
+//! dispatched from here. A missing ledger is
 //! exit 66 and nothing is created. Output goes to stdout only: tables for people
 //! (times in UTC, long values cut with an ellipsis, control, bidi and zero-width
 //! characters escaped so ledger values that came from LogRhythm cannot drive the
@@ -35,7 +37,7 @@ pub struct LedgerArgs {
     pub command: LedgerCommand,
 }
 
-/// The audit commands. All read only; none takes the run lock.
+/// The audit commands: all read only and lock-free, except `prune`.
 #[derive(Debug, Subcommand, Clone)]
 pub enum LedgerCommand {
     /// Alarms and detections by state, coverage of the last days, the last runs and today's CI budget.
@@ -52,6 +54,8 @@ pub enum LedgerCommand {
     Gaps(GapsArgs),
     /// Every detection with its alarm's fields, streamed as JSON lines or CSV.
     Export(ExportArgs),
+    /// Remove old detail but keep what is needed never to resend a pruned alarm (takes the run lock).
+    Prune(crate::cli::prune::PruneArgs),
 }
 
 /// Flags of `ledger status`.
@@ -298,8 +302,16 @@ impl From<ExportError> for Failure {
 
 type Outcome = Result<(), Failure>;
 
+/// Whether this `ledger` subcommand writes the ledger (only `prune` without `--dry-run`).
+pub fn writes(args: &LedgerArgs) -> bool {
+    matches!(&args.command, LedgerCommand::Prune(p) if !p.dry_run)
+}
+
 /// Runs one `lrci ledger ...` command and returns its exit code.
-pub fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
+pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
+    if let LedgerCommand::Prune(p) = &args.command {
+        return crate::cli::prune::run(global, p).await;
+    }
     let path = config::ledger_path(global)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
@@ -312,6 +324,8 @@ pub fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
         LedgerCommand::Runs(a) => runs(&path, a, &mut out),
         LedgerCommand::Gaps(a) => gaps(&path, a, now, &mut out),
         LedgerCommand::Export(a) => export(&path, a, &mut out),
+        // Dispatched above.
+        LedgerCommand::Prune(_) => Ok(()),
     }
     .and_then(|()| out.flush().map_err(Failure::Write));
     match result {
@@ -813,6 +827,22 @@ fn verdict(a: &AlarmDetail, inds: &[AlarmIndicator]) -> String {
 fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
     let l = open(path)?;
     let Some(alarm) = l.alarm_detail(a.alarm_id)? else {
+        if let Some(p) = l.pruned_alarm(a.alarm_id)? {
+            return Err(Fatal::msg(
+                code::USAGE,
+                format!(
+                    "alarm {} was pruned from the ledger {} on {} UTC (inserted {} UTC, {}; {} of {} indicators sent); its detail is gone",
+                    a.alarm_id,
+                    path.display(),
+                    when(&p.pruned_at),
+                    when(&p.date_inserted),
+                    escape(&p.decision),
+                    p.sent,
+                    p.detections
+                ),
+            )
+            .into());
+        }
         return Err(Fatal::msg(
             code::USAGE,
             format!(

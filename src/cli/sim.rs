@@ -1,7 +1,8 @@
 //! `lrci sim`: serve the simulator on loopback until SIGINT/SIGTERM.
 //!
-//! Prints `lrci-sim listening on http://127.0.0.1:PORT` as the first stdout line
-//! (flushed), then only logs (stderr) until it is stopped.
+//! Prints `lrci-sim listening on http://127.0.0.1:PORT` (`https://` with
+//! `--tls-cert`/`--tls-key`) as the first stdout line (flushed), then only logs
+//! (stderr) until it is stopped.
 
 use crate::sim::gen::Scenario;
 use crate::sim::{self, AlarmsCount, EmptyList, EventsWrapper, OffsetMode, SimConfig};
@@ -9,6 +10,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Options of `lrci sim`. `Debug` shows the resolved configuration, keys redacted.
@@ -83,6 +85,12 @@ pub struct SimArgs {
     /// Collective Insights maximum items per request (413 above it).
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
@@ -137,6 +145,7 @@ impl SimArgs {
             not_ready: Duration::from_secs(self.not_ready_secs),
             daily_quota: self.daily_quota,
             max_batch: self.max_batch,
+            tls: None,
         }
     }
 }
@@ -144,7 +153,17 @@ impl SimArgs {
 /// Starts the simulator, announces its URL on stdout, and serves until SIGINT or
 /// SIGTERM, then shuts down cleanly.
 pub async fn run(args: SimArgs) -> anyhow::Result<()> {
-    let running = sim::start(args.to_config())
+    let mut cfg = args.to_config();
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        let read = |flag: &str, p: &PathBuf| {
+            std::fs::read(p).with_context(|| format!("{flag} {}: cannot read it", p.display()))
+        };
+        cfg.tls = Some(sim::TlsPem {
+            cert: read("--tls-cert", cert)?,
+            key: read("--tls-key", key)?,
+        });
+    }
+    let running = sim::start(cfg)
         .await
         .context("could not start the simulator")?;
     {

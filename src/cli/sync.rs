@@ -1,16 +1,19 @@
 //! `sync` and `backfill`: resolve the configuration, open the ledger and take the
 //! run lock before any network call, build both clients, run the engine, print the
-//! summary.
+//! summary. SIGINT/SIGTERM stop the run gracefully ([`interrupt_on_signals`]);
+//! `backfill` shows a progress bar on a terminal, and progress log lines otherwise.
 
-use crate::app::{self, RunKind, RunOptions, Summary};
+use crate::app::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::cli::args::{ApiArgs, BackfillArgs, GlobalArgs, RunArgs, SyncArgs};
 use crate::config::{self, ApiConfig};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Mode, RunLock};
 use crate::{ci, http, logrhythm};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// `lrci sync` (and `lrci` alone).
 pub async fn sync(global: &GlobalArgs, args: &SyncArgs) -> Result<u8, Fatal> {
@@ -135,6 +138,16 @@ async fn execute(
         deadline: run
             .max_runtime
             .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s)),
+        interrupt: Some(interrupt_on_signals()?),
+        progress: None,
+    };
+    let bar = match kind {
+        RunKind::Backfill => Some(progress_reporter()),
+        RunKind::Sync => None,
+    };
+    let opts = RunOptions {
+        progress: bar.as_ref().map(|(f, _)| f.clone()),
+        ..opts
     };
     let summary = if run.dry_run {
         // Nothing is written: an existing ledger is read only, a missing one is
@@ -144,15 +157,110 @@ async fn execute(
         } else {
             Ledger::open_in_memory()?
         };
-        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?
+        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     } else {
         let _lock = RunLock::acquire(&path)?;
         let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
         ledger.quick_check()?;
-        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?
+        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     };
+    if let Some(bar) = bar.and_then(|(_, b)| b) {
+        bar.finish_and_clear();
+    }
+    let summary = summary?;
     print_summary(&summary, run.json, &path)?;
     Ok(summary.exit_code)
+}
+
+/// Listens for SIGINT and SIGTERM: the first one raises the returned interrupt, so
+/// the run stops starting new slices and batches, records itself and exits 75. A
+/// request in flight is finished (bounded by --timeout); SIGKILL loses nothing
+/// either, since every slice commits in one transaction.
+pub fn interrupt_on_signals() -> Result<Interrupt, Fatal> {
+    let (handle, interrupt) = Interrupt::new();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let listen = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| {
+                Fatal::new(
+                    code::CONFIG,
+                    anyhow::Error::new(e).context(format!("could not listen for {name}")),
+                )
+            })
+        };
+        let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
+        let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            };
+            tracing::warn!(signal = name, "interrupted: finishing the request in flight, then stopping; the next run continues where this one stopped");
+            handle.raise();
+        });
+    }
+    #[cfg(not(unix))]
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::warn!("interrupted: finishing the request in flight, then stopping; the next run continues where this one stopped");
+            handle.raise();
+        }
+    });
+    Ok(interrupt)
+}
+
+/// How often plain progress lines are logged when stderr is not a terminal.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// A progress bar on stderr when it is a terminal (returned, to be cleared at the
+/// end), else a callback that logs a progress line at most every
+/// [`PROGRESS_LOG_EVERY`] and when the fetch phase ends. Never writes to stdout.
+pub fn progress_reporter() -> (ProgressFn, Option<indicatif::ProgressBar>) {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} slices  {msg}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        let b = bar.clone();
+        let f: ProgressFn = Arc::new(move |p: &Progress| {
+            b.set_length(p.slices_total);
+            b.set_position(p.slices_done);
+            let phase = if p.submitting { "submitting, " } else { "" };
+            b.set_message(format!(
+                "{phase}{} alarms, {} detections sent",
+                p.alarms, p.sent
+            ));
+        });
+        return (f, Some(bar));
+    }
+    let last: Mutex<Option<(Instant, Progress)>> = Mutex::new(None);
+    let f: ProgressFn = Arc::new(move |p: &Progress| {
+        let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+        let due = match &*last {
+            None => true,
+            Some((at, prev)) => {
+                (prev != p && at.elapsed() >= PROGRESS_LOG_EVERY)
+                    || (p.submitting && !prev.submitting)
+            }
+        };
+        if due {
+            tracing::info!(
+                "backfill progress: {}/{} slices, {} alarms, {} detections sent",
+                p.slices_done,
+                p.slices_total,
+                p.alarms,
+                p.sent
+            );
+            *last = Some((Instant::now(), *p));
+        }
+    });
+    (f, None)
 }
 
 /// Prints the run's result on stdout: one JSON object, or a few lines for people.

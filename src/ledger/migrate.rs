@@ -55,7 +55,14 @@ mod tests {
         assert_eq!(v, CURRENT_VERSION);
         assert_eq!(
             tables(&conn),
-            ["alarms", "coverage", "detections", "runs", "submissions"]
+            [
+                "alarms",
+                "coverage",
+                "detections",
+                "pruned_alarms",
+                "runs",
+                "submissions"
+            ]
         );
     }
 

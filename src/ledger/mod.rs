@@ -24,6 +24,7 @@
 
 pub mod migrate;
 pub mod query;
+pub mod select;
 
 use crate::model::{AlarmId, AlarmRow, Detection, DetectionState, Indicator, Verdict};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};

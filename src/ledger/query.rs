@@ -158,6 +158,18 @@ pub struct AlarmIndicator {
     pub submission: Option<SubmissionInfo>,
 }
 
+/// The tombstone `ledger prune` keeps of an alarm whose detail it removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PrunedAlarm {
+    pub alarm_id: AlarmId,
+    pub date_inserted: String,
+    pub decision: String,
+    pub detections: u64,
+    pub sent: u64,
+    pub unsent: u64,
+    pub pruned_at: String,
+}
+
 /// Which detections `ledger export` writes.
 #[derive(Debug, Clone, Default)]
 pub struct ExportFilter {
@@ -670,6 +682,30 @@ impl Ledger {
             .map_err(|e| self.sql(e))
     }
 
+    /// The tombstone of a pruned alarm, or `None` when it was never pruned.
+    pub fn pruned_alarm(&self, id: AlarmId) -> Result<Option<PrunedAlarm>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT alarm_id, date_inserted, decision, detections, sent, unsent, pruned_at
+                 FROM pruned_alarms WHERE alarm_id = ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        stmt.query_row([id], |r| {
+            Ok(PrunedAlarm {
+                alarm_id: r.get(0)?,
+                date_inserted: r.get(1)?,
+                decision: r.get(2)?,
+                detections: count(r.get(3)?),
+                sent: count(r.get(4)?),
+                unsent: count(r.get(5)?),
+                pruned_at: r.get(6)?,
+            })
+        })
+        .optional()
+        .map_err(|e| self.sql(e))
+    }
+
     /// Every detection of an alarm with the submission it was last part of, by type
     /// and value.
     pub fn alarm_indicators(&self, id: AlarmId) -> Result<Vec<AlarmIndicator>> {
@@ -1047,6 +1083,7 @@ mod tests {
     fn show_answers_what_reached_rf_and_why_not() {
         let (l, run) = fixture();
         assert_eq!(l.alarm_detail(999).unwrap(), None);
+        assert_eq!(l.pruned_alarm(999).unwrap(), None);
         let a = l.alarm_detail(1).unwrap().unwrap();
         assert_eq!(a.rule_name, "Recorded Future: Malware C2");
         assert_eq!(a.decision, "accepted");
@@ -1080,6 +1117,24 @@ mod tests {
         let filtered = l.alarm_detail(2).unwrap().unwrap();
         assert_eq!(filtered.decision, "filtered");
         assert!(l.alarm_indicators(2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn pruned_alarm_reads_the_tombstone() {
+        let (l, _) = fixture();
+        l.conn
+            .execute(
+                "INSERT INTO pruned_alarms (alarm_id, date_inserted, decision, detections, sent,
+                    unsent, pruned_at)
+                 VALUES (42, '2026-10-01T00:00:00.000Z', 'accepted', 5, 4, 0, '2026-11-27T00:00:00.000Z')",
+                [],
+            )
+            .unwrap();
+        let p = l.pruned_alarm(42).unwrap().unwrap();
+        assert_eq!((p.detections, p.sent, p.unsent), (5, 4, 0));
+        assert_eq!(p.decision, "accepted");
+        assert_eq!(p.pruned_at, "2026-11-27T00:00:00.000Z");
+        assert_eq!(l.pruned_alarm(1).unwrap(), None);
     }
 
     #[test]

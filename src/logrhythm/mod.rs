@@ -118,6 +118,37 @@ impl Error {
     pub fn is_auth(&self) -> bool {
         matches!(self, Error::Auth { .. })
     }
+
+    /// The TLS failure, when the handshake with LogRhythm is what failed.
+    pub fn tls_failure(&self) -> Option<&http::TlsFailure> {
+        match self {
+            Error::Http(e) => e.tls_failure(),
+            _ => None,
+        }
+    }
+
+    /// For a TLS failure, the one-line advice a person needs to fix it (which
+    /// flag to use); `None` for any other error. Exit 78: retrying cannot help.
+    pub fn tls_advice(&self) -> Option<String> {
+        let f = self.tls_failure()?;
+        Some(match f {
+            http::TlsFailure::UnknownIssuer | http::TlsFailure::Certificate(_) => format!(
+                "LogRhythm's TLS certificate is not trusted ({f}): pass its CA with --lr-ca-cert FILE, or --lr-insecure"
+            ),
+            http::TlsFailure::NotValidForName { .. } if f.lacks_san() => format!(
+                "LogRhythm's TLS certificate is not valid for the host in LOGRHYTHM_API_URL ({f}); hint: rustls ignores the CN, so reissue the certificate with a subjectAltName for that host (IP or DNS name), or use --lr-insecure"
+            ),
+            http::TlsFailure::NotValidForName { .. } => format!(
+                "LogRhythm's TLS certificate is not valid for the host in LOGRHYTHM_API_URL ({f}): use a URL with a name the certificate covers, or --lr-insecure"
+            ),
+            http::TlsFailure::Expired | http::TlsFailure::NotValidYet => format!(
+                "LogRhythm's TLS certificate is outside its validity period ({f}): renew it on the gateway (or check this machine's clock), or use --lr-insecure"
+            ),
+            http::TlsFailure::Handshake(_) => format!(
+                "TLS handshake with LogRhythm failed ({f}): check that LOGRHYTHM_API_URL is the API's HTTPS port (e.g. 8501) and that the gateway speaks TLS 1.2 or later"
+            ),
+        })
+    }
 }
 
 /// Maps HTTP errors: 401/403 → `Auth`, 404 for an alarm → `NotFound`.

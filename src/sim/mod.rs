@@ -214,6 +214,27 @@ pub struct SimConfig {
     pub daily_quota: u64,
     /// CI maximum batch size (413 above it).
     pub max_batch: Option<usize>,
+    /// Serve HTTPS with this certificate and key instead of plain HTTP.
+    pub tls: Option<TlsPem>,
+}
+
+/// A PEM certificate chain (leaf first) and its PEM private key, for the
+/// simulator's HTTPS listener. `Debug` never shows the key.
+#[derive(Clone)]
+pub struct TlsPem {
+    /// The certificate chain, PEM.
+    pub cert: Vec<u8>,
+    /// The private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsPem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsPem")
+            .field("cert", &format!("<{} bytes>", self.cert.len()))
+            .field("key", &"<redacted>")
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for SimConfig {
@@ -243,6 +264,7 @@ impl std::fmt::Debug for SimConfig {
             .field("not_ready", &self.not_ready)
             .field("daily_quota", &self.daily_quota)
             .field("max_batch", &self.max_batch)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -273,6 +295,7 @@ impl Default for SimConfig {
             not_ready: Duration::ZERO,
             daily_quota: 15_000,
             max_batch: None,
+            tls: None,
         }
     }
 }
@@ -288,6 +311,9 @@ pub enum Error {
     /// A knob is out of range.
     #[error("invalid simulator setting: {0}")]
     Invalid(&'static str),
+    /// The TLS certificate or key cannot be used.
+    #[error("unusable TLS certificate or key for the HTTPS listener")]
+    Tls(#[source] std::io::Error),
     /// Binding the socket failed.
     #[error("could not bind {addr}")]
     Bind {
@@ -570,15 +596,18 @@ impl SimState {
 /// server task running until the runtime ends.
 pub struct RunningSim {
     addr: SocketAddr,
+    tls: bool,
     state: Arc<SimState>,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningSim {
-    /// `http://127.0.0.1:PORT` (no trailing slash); both APIs live under it.
+    /// `http://127.0.0.1:PORT`, or `https://…` when serving TLS (no trailing
+    /// slash); both APIs live under it.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The bound address.
@@ -620,19 +649,54 @@ pub async fn start(cfg: SimConfig) -> anyhow::Result<RunningSim> {
     })?;
     let app = router(state.clone());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
+    let tls = match &state.config().tls {
+        Some(pem) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem(pem.cert.clone(), pem.key.clone())
+                .await
+                .map_err(Error::Tls)?,
+        ),
+        None => None,
+    };
+    let https = tls.is_some();
+    let task = match tls {
+        None => tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "simulator server failed");
+            }
+        }),
+        Some(tls) => {
+            let std_listener = listener.into_std().map_err(|source| Error::Bind {
+                addr: listen,
+                source,
+            })?;
+            let handle = axum_server::Handle::new();
+            let server = axum_server::from_tcp_rustls(std_listener, tls)
+                .map_err(|source| Error::Bind {
+                    addr: listen,
+                    source,
+                })?
+                .handle(handle.clone());
+            tokio::spawn(async move {
+                let stopper = handle.clone();
+                tokio::spawn(async move {
+                    let _ = stopped.await;
+                    stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+                });
+                if let Err(e) = server.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "simulator server failed");
+                }
             })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "simulator server failed");
         }
-    });
+    };
     tracing::info!(%addr, alarms = state.alarm_count(), "simulator listening");
     Ok(RunningSim {
         addr,
+        tls: https,
         state,
         stop,
         task,

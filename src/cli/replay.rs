@@ -1,0 +1,177 @@
+//! `replay`: turn the flags into a ledger selection, take the run lock (unless
+//! `--dry-run`), build the Collective Insights client, call [`app::replay`] and
+//! print its summary. `excluded` detections are never replayed: the indicator
+//! policy keeps them on site, and asking for them is a usage error.
+
+use crate::app::{self, ReplayOptions, ReplaySummary};
+use crate::cli::args::{GlobalArgs, ReplayArgs, StateArg};
+use crate::cli::sync::{interrupt_on_signals, parse_time};
+use crate::config;
+use crate::error::{code, Fatal, WithCode};
+use crate::ledger::select::Selection;
+use crate::ledger::{Ledger, Mode, RunLock};
+use crate::model::DetectionState;
+use crate::{ci, http};
+use chrono::Utc;
+use std::io::Write;
+
+/// `lrci replay`.
+pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
+    // Everything that can be wrong locally fails here, before any request.
+    let states = states(&args.states, args.resend)?;
+    let from = args
+        .from
+        .as_deref()
+        .map(|f| parse_time("--from", f))
+        .transpose()?;
+    let to = args
+        .to
+        .as_deref()
+        .map(|t| parse_time("--to", t))
+        .transpose()?;
+    if let (Some(f), Some(t)) = (from, to) {
+        if f >= t {
+            return Err(Fatal::msg(code::USAGE, "--from must be before --to"));
+        }
+    }
+    let api = config::ci(&args.api, &|v| std::env::var(v).ok())?;
+    let path = config::ledger_path(global)?;
+    let ci = ci::Client::new(
+        api.rf_url.clone(),
+        api.rf_key.clone(),
+        http::HttpOptions {
+            connect_timeout: api.connect_timeout,
+            timeout: api.timeout,
+            max_retries: api.max_retries,
+            ..http::HttpOptions::default()
+        },
+    )
+    .code(code::CONFIG)?;
+    let opts = ReplayOptions {
+        selection: Selection::new(&states, &args.alarms, from, to),
+        dry_run: args.dry_run,
+        batch_size: usize::try_from(args.batch_size).unwrap_or(500),
+        daily_budget: args.daily_budget,
+        interrupt: Some(interrupt_on_signals()?),
+    };
+    let summary = if args.dry_run {
+        // Nothing is written: an existing ledger is read only; without one there
+        // is nothing to replay.
+        let mut ledger = if path.exists() {
+            Ledger::open(&path, Mode::ReadOnly)?
+        } else {
+            Ledger::open_in_memory()?
+        };
+        app::replay(&mut ledger, &ci, &opts, Utc::now).await?
+    } else {
+        let _lock = RunLock::acquire(&path)?;
+        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
+        ledger.quick_check()?;
+        app::replay(&mut ledger, &ci, &opts, Utc::now).await?
+    };
+    print(&summary, args.json)?;
+    Ok(summary.exit_code)
+}
+
+/// The states to select: those asked for (default failed and pending), plus `sent`
+/// with `--resend`. `sent` without `--resend` and `excluded` at all are usage errors.
+pub fn states(asked: &[StateArg], resend: bool) -> Result<Vec<DetectionState>, Fatal> {
+    let mut out = Vec::new();
+    for s in asked {
+        let st = match s {
+            StateArg::Pending => DetectionState::Pending,
+            StateArg::Failed => DetectionState::Failed,
+            StateArg::Rejected => DetectionState::Rejected,
+            StateArg::Sent if resend => DetectionState::Sent,
+            StateArg::Sent => {
+                return Err(Fatal::msg(
+                    code::USAGE,
+                    "--state sent selects detections CI already accepted: add --resend to send them again",
+                ))
+            }
+            StateArg::Excluded => {
+                return Err(Fatal::msg(
+                    code::USAGE,
+                    "--state excluded: excluded detections are never replayed (the indicator policy keeps them on site)",
+                ))
+            }
+        };
+        if !out.contains(&st) {
+            out.push(st);
+        }
+    }
+    if out.is_empty() {
+        out = vec![DetectionState::Failed, DetectionState::Pending];
+    }
+    if resend && !out.contains(&DetectionState::Sent) {
+        out.push(DetectionState::Sent);
+    }
+    Ok(out)
+}
+
+fn print(s: &ReplaySummary, json: bool) -> Result<(), Fatal> {
+    let text = if json {
+        format!("{}\n", serde_json::to_string(s).unwrap_or_default())
+    } else {
+        human(s)
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
+    }
+}
+
+fn human(s: &ReplaySummary) -> String {
+    let d = &s.detections;
+    if d.selected == 0 {
+        return format!("replay: 0 detections to replay ({})\n", s.states.join(", "));
+    }
+    let dry = if s.dry_run {
+        " (dry run: nothing recorded, CI told debug: true)"
+    } else {
+        ""
+    };
+    let mut t = format!(
+        "replay: {} detections selected ({}){dry}\n",
+        d.selected,
+        s.states.join(", ")
+    );
+    t.push_str(&format!(
+        "  detections {} submitted, {} failed, {} rejected\n",
+        d.submitted, d.failed, d.rejected
+    ));
+    t.push_str(&format!(
+        "  budget     {} of {} used on {}\n",
+        s.budget.used, s.budget.limit, s.budget.day
+    ));
+    for p in &s.problems {
+        t.push_str(&format!("  problem    {p}\n"));
+    }
+    t.push_str(&format!("  exit code  {}\n", s.exit_code));
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_selection_rules() {
+        use DetectionState::*;
+        use StateArg as A;
+        let ok = |a: &[StateArg], r| states(a, r).unwrap();
+        assert_eq!(ok(&[], false), vec![Failed, Pending]);
+        assert_eq!(ok(&[], true), vec![Failed, Pending, Sent]);
+        assert_eq!(ok(&[A::Rejected, A::Rejected], false), vec![Rejected]);
+        assert_eq!(ok(&[A::Sent], true), vec![Sent]);
+        assert_eq!(ok(&[A::Failed], true), vec![Failed, Sent]);
+        let e = states(&[A::Sent], false).unwrap_err();
+        assert_eq!(e.code, code::USAGE);
+        assert!(e.to_string().contains("--resend"), "{e}");
+        let e = states(&[A::Excluded], true).unwrap_err();
+        assert_eq!(e.code, code::USAGE);
+        assert!(e.to_string().contains("never replayed"), "{e}");
+    }
+}
