@@ -150,7 +150,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             // One detection in a thousand: CI answered 400 for it.
             let rejected: Vec<i64> = ids.iter().copied().filter(|id| id % 1000 == 7).collect();
             ids.retain(|id| id % 1000 != 7);
-            if batches % 50 == 0 {
+            if batches.is_multiple_of(50) {
                 let failed = SubmissionRecord {
                     http_status: Some(503),
                     ..sub.clone()
