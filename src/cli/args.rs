@@ -1,5 +1,6 @@
 //! Every clap type of the command line, and nothing else: no crate imports here
-//! except the simulator's own argument struct, which lives beside its command.
+//! except the simulator's and the ledger commands' argument types, which live beside
+//! their commands.
 //!
 //! Settings resolve flag > environment > default; each environment variable is
 //! declared on its flag so `--help` shows it. Keys are never flag values: they come
@@ -66,6 +67,8 @@ pub enum Command {
     Sim(crate::cli::sim::SimArgs),
     /// Start the simulator in-process and run a real sync against it into a temporary ledger.
     Demo(DemoArgs),
+    /// Audit the ledger, read only: status, alarms, indicators, show, runs, gaps, export.
+    Ledger(crate::cli::ledger::LedgerArgs),
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
     /// Temporary home of `ledger prune` until the `ledger` command lands.

@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod ledger;
 pub mod prune;
 pub mod replay;
 pub mod sim;
@@ -22,6 +23,7 @@ pub async fn run(cli: Cli) -> Result<u8, Fatal> {
             .map(|()| 0)
             .map_err(|e| Fatal::new(crate::error::code::CONFIG, e)),
         Some(Command::Demo(a)) => demo::run(a).await,
+        Some(Command::Ledger(a)) => ledger::run(&cli.global, a).await,
         Some(Command::Replay(a)) => replay::run(&cli.global, a).await,
         Some(Command::Prune(a)) => prune::run(&cli.global, a).await,
     }
@@ -33,6 +35,7 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         None => !cli.sync.run.dry_run,
         Some(Command::Sync(a)) => !a.run.dry_run,
         Some(Command::Backfill(a)) => !a.run.dry_run,
+        Some(Command::Ledger(a)) => ledger::writes(a),
         Some(Command::Replay(a)) => !a.dry_run,
         Some(Command::Prune(a)) => !a.dry_run,
         Some(Command::Sim(_) | Command::Demo(_)) => false,

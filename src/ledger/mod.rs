@@ -23,6 +23,7 @@
 //! methods here are synchronous and short.
 
 pub mod migrate;
+pub mod query;
 pub mod select;
 
 use crate::model::{AlarmId, AlarmRow, Detection, DetectionState, Indicator, Verdict};
