@@ -7,7 +7,7 @@ use lrci::error::code;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let argv = cli::args::translate_vendor_flags(std::env::args_os());
+    let argv = cli::args::normalize_argv(std::env::args_os());
     let cli = match Cli::try_parse_from(argv) {
         Ok(c) => c,
         Err(e) => {

@@ -369,7 +369,7 @@ async fn prune_then_refetch_resends_nothing() {
         )
         .unwrap();
     }
-    let refused = lrci(&sim, &home, &["prune", "--before", &cut_arg]).await;
+    let refused = lrci(&sim, &home, &["ledger", "prune", "--before", &cut_arg]).await;
     refused.expect_code(65);
     assert!(refused.stderr.contains("--force"), "{}", refused.stderr);
     assert_eq!(ledger_alarm_ids(&home.ledger()).len(), truth.len());
@@ -381,7 +381,14 @@ async fn prune_then_refetch_resends_nothing() {
     let dry = lrci(
         &sim,
         &home,
-        &["prune", "--before", &cut_arg, "--dry-run", "--json"],
+        &[
+            "ledger",
+            "prune",
+            "--before",
+            &cut_arg,
+            "--dry-run",
+            "--json",
+        ],
     )
     .await;
     dry.expect_code(0);
@@ -391,7 +398,9 @@ async fn prune_then_refetch_resends_nothing() {
     let pruned = lrci(
         &sim,
         &home,
-        &["prune", "--before", &cut_arg, "--json", "--vacuum"],
+        &[
+            "ledger", "prune", "--before", &cut_arg, "--json", "--vacuum",
+        ],
     )
     .await;
     pruned.expect_code(0);

@@ -15,15 +15,14 @@ use std::path::PathBuf;
 /// With no subcommand, runs `sync`. The vendor script's flags (-lb, -rbp, -rf, -ef,
 /// -d, -l) are accepted unchanged.
 #[derive(Debug, Parser)]
-#[command(name = "lrci", version, args_conflicts_with_subcommands = true)]
+#[command(name = "lrci", version)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// Always present after [`normalize_argv`], which inserts `sync` when no
+    /// subcommand is named.
     #[command(subcommand)]
     pub command: Option<Command>,
-    /// Flags of `sync`, for `lrci` with no subcommand.
-    #[command(flatten)]
-    pub sync: SyncArgs,
 }
 
 /// Flags every command understands.
@@ -71,9 +70,6 @@ pub enum Command {
     Ledger(crate::cli::ledger::LedgerArgs),
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
-    /// Temporary home of `ledger prune` until the `ledger` command lands.
-    #[command(hide = true)]
-    Prune(crate::cli::prune::PruneArgs),
 }
 
 /// Where the two APIs are and how to reach them.
@@ -273,12 +269,24 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-/// Rewrites the vendor script's multi-letter short flags into lrci's long ones, so
-/// scheduled tasks migrate without edits. Only whole arguments are rewritten.
-pub fn translate_vendor_flags<I: IntoIterator<Item = std::ffi::OsString>>(
+/// The subcommand names, for [`normalize_argv`].
+const SUBCOMMANDS: [&str; 7] = [
+    "sync", "backfill", "sim", "demo", "ledger", "replay", "help",
+];
+
+/// Global flags that take a value, for [`normalize_argv`].
+const GLOBAL_WITH_VALUE: [&str; 4] = ["--ledger", "--log-dir", "--log-level", "-l"];
+
+/// Prepares argv for clap, so scheduled tasks migrate from the vendor script
+/// without edits: the vendor's multi-letter short flags (`-lb`, `-rbp`, `-rf`,
+/// `-ef`) become lrci's long ones (whole arguments only), and when no subcommand is
+/// named — `lrci` alone, or `lrci -lb 2 -d` — `sync` is inserted after the
+/// leading global flags. `--help` and `--version` alone are left as they are.
+pub fn normalize_argv<I: IntoIterator<Item = std::ffi::OsString>>(
     args: I,
 ) -> Vec<std::ffi::OsString> {
-    args.into_iter()
+    let mut argv: Vec<std::ffi::OsString> = args
+        .into_iter()
         .map(|a| match a.to_str() {
             Some("-lb") => "--lookback-days".into(),
             Some("-rbp") => "--min-rbp".into(),
@@ -286,7 +294,28 @@ pub fn translate_vendor_flags<I: IntoIterator<Item = std::ffi::OsString>>(
             Some("-ef") => "--exclude-rules".into(),
             _ => a,
         })
-        .collect()
+        .collect();
+    let mut i = 1;
+    while let Some(arg) = argv.get(i).and_then(|a| a.to_str()) {
+        if GLOBAL_WITH_VALUE.contains(&arg) {
+            i += 2;
+        } else if GLOBAL_WITH_VALUE
+            .iter()
+            .any(|g| g.starts_with("--") && arg.starts_with(&format!("{g}=")))
+        {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    // Nothing left, or a non-UTF-8 argument (no subcommand name): it is sync.
+    let named = argv.get(i).and_then(|a| a.to_str()).is_some_and(|a| {
+        SUBCOMMANDS.contains(&a) || matches!(a, "-h" | "--help" | "-V" | "--version")
+    });
+    if !named {
+        argv.insert(i.min(argv.len()), "sync".into());
+    }
+    argv
 }
 
 #[cfg(test)]
@@ -294,8 +323,50 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Cli {
-        let argv = translate_vendor_flags(args.iter().map(|s| s.into()));
+        let argv = normalize_argv(args.iter().map(|s| s.into()));
         Cli::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn sync_is_inserted_only_where_no_subcommand_is_named() {
+        let norm = |args: &[&str]| -> Vec<String> {
+            normalize_argv(args.iter().map(|s| s.into()))
+                .into_iter()
+                .map(|a| a.into_string().unwrap())
+                .collect()
+        };
+        assert_eq!(norm(&["lrci"]), ["lrci", "sync"]);
+        assert_eq!(norm(&["lrci", "-d"]), ["lrci", "sync", "-d"]);
+        assert_eq!(
+            norm(&["lrci", "-l", "DEBUG", "-lb", "2"]),
+            ["lrci", "-l", "DEBUG", "sync", "--lookback-days", "2"]
+        );
+        assert_eq!(
+            norm(&["lrci", "--ledger=/x", "--json"]),
+            ["lrci", "--ledger=/x", "sync", "--json"]
+        );
+        assert_eq!(
+            norm(&["lrci", "--ledger", "/x", "ledger", "status"]),
+            ["lrci", "--ledger", "/x", "ledger", "status"]
+        );
+        assert_eq!(norm(&["lrci", "--help"]), ["lrci", "--help"]);
+        assert_eq!(norm(&["lrci", "demo"]), ["lrci", "demo"]);
+    }
+
+    #[test]
+    fn global_flags_work_before_and_after_the_subcommand() {
+        for args in [
+            &["lrci", "--ledger", "/x", "sync"][..],
+            &["lrci", "sync", "--ledger", "/x"],
+            &["lrci", "-l", "debug", "--ledger", "/x", "ledger", "status"],
+        ] {
+            let cli = Cli::try_parse_from(normalize_argv(args.iter().map(|s| s.into()))).unwrap();
+            assert_eq!(
+                cli.global.ledger.as_deref(),
+                Some(std::path::Path::new("/x")),
+                "{args:?}"
+            );
+        }
     }
 
     #[test]
@@ -319,13 +390,15 @@ mod tests {
             "-l",
             "DEBUG",
         ]);
-        assert!(cli.command.is_none());
-        assert_eq!(cli.sync.lookback_days, 2);
-        assert_eq!(cli.sync.run.min_rbp, Some(40));
-        assert!(cli.sync.run.rf_only);
-        assert!(cli.sync.run.dry_run);
+        let Some(Command::Sync(sync)) = &cli.command else {
+            panic!("not sync: {:?}", cli.command)
+        };
+        assert_eq!(sync.lookback_days, 2);
+        assert_eq!(sync.run.min_rbp, Some(40));
+        assert!(sync.run.rf_only);
+        assert!(sync.run.dry_run);
         assert_eq!(
-            cli.sync.run.exclude_rules.as_deref(),
+            sync.run.exclude_rules.as_deref(),
             Some(std::path::Path::new("rules.txt"))
         );
         assert_eq!(cli.global.log_level, Some(LogLevel::Debug));
@@ -353,7 +426,8 @@ mod tests {
             (&["lrci", "sync", "--timeout", "-5"], "--timeout"),
             (&["lrci", "backfill", "--days", "-3"], "--days"),
         ] {
-            let err = Cli::try_parse_from(args).unwrap_err();
+            let err =
+                Cli::try_parse_from(normalize_argv(args.iter().map(|s| s.into()))).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{args:?}");
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
             assert!(err.to_string().contains(flag), "{args:?}: {err}");

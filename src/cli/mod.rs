@@ -15,7 +15,8 @@ use args::{Cli, Command};
 /// Runs the parsed command line and returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8, Fatal> {
     match &cli.command {
-        None => sync::sync(&cli.global, &cli.sync).await,
+        // normalize_argv inserts `sync` when no subcommand is named.
+        None => Err(Fatal::msg(crate::error::code::USAGE, "no command given")),
         Some(Command::Sync(a)) => sync::sync(&cli.global, a).await,
         Some(Command::Backfill(a)) => sync::backfill(&cli.global, a).await,
         Some(Command::Sim(a)) => sim::run(a.clone())
@@ -25,19 +26,17 @@ pub async fn run(cli: Cli) -> Result<u8, Fatal> {
         Some(Command::Demo(a)) => demo::run(a).await,
         Some(Command::Ledger(a)) => ledger::run(&cli.global, a).await,
         Some(Command::Replay(a)) => replay::run(&cli.global, a).await,
-        Some(Command::Prune(a)) => prune::run(&cli.global, a).await,
     }
 }
 
 /// Whether a command writes the ledger (and so logs to the log directory too).
 pub fn writes_ledger(cli: &Cli) -> bool {
     match &cli.command {
-        None => !cli.sync.run.dry_run,
+        None => false,
         Some(Command::Sync(a)) => !a.run.dry_run,
         Some(Command::Backfill(a)) => !a.run.dry_run,
         Some(Command::Ledger(a)) => ledger::writes(a),
         Some(Command::Replay(a)) => !a.dry_run,
-        Some(Command::Prune(a)) => !a.dry_run,
         Some(Command::Sim(_) | Command::Demo(_)) => false,
     }
 }

@@ -57,11 +57,7 @@ pub async fn run(global: &crate::cli::args::GlobalArgs, args: &PruneArgs) -> Res
     check_cut(before, now)?;
     let path = config::ledger_path(global)?;
     let (pruned, vacuumed) = if args.dry_run {
-        let counts = if path.exists() {
-            Ledger::open(&path, Mode::ReadOnly)?.prune_counts(before)?
-        } else {
-            PruneCounts::default()
-        };
+        let counts = Ledger::open_or_empty(&path)?.prune_counts(before)?;
         (counts, false)
     } else {
         let _lock = RunLock::acquire(&path)?;

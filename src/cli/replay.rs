@@ -57,11 +57,7 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
     let summary = if args.dry_run {
         // Nothing is written: an existing ledger is read only; without one there
         // is nothing to replay.
-        let mut ledger = if path.exists() {
-            Ledger::open(&path, Mode::ReadOnly)?
-        } else {
-            Ledger::open_in_memory()?
-        };
+        let mut ledger = Ledger::open_or_empty(&path)?;
         app::replay(&mut ledger, &ci, &opts, Utc::now).await?
     } else {
         let _lock = RunLock::acquire(&path)?;

@@ -164,11 +164,7 @@ async fn execute(
     let summary = if run.dry_run {
         // Nothing is written: an existing ledger is read only, a missing one is
         // replaced by an empty in-memory ledger.
-        let mut ledger = if path.exists() {
-            Ledger::open(&path, Mode::ReadOnly)?
-        } else {
-            Ledger::open_in_memory()?
-        };
+        let mut ledger = Ledger::open_or_empty(&path)?;
         app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     } else {
         let _lock = RunLock::acquire(&path)?;

@@ -82,6 +82,8 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    #[error("the ledger {path} is empty: no run has written it yet (run `lrci sync`)")]
+    Empty { path: PathBuf },
     #[error("another lrci run holds the lock {path}{}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { path: PathBuf, holder: Option<u32> },
     #[error("cannot lock {path}: {source}")]
@@ -99,6 +101,7 @@ impl Error {
             Error::CreateDir { .. } | Error::Create { .. } => 73,
             Error::Foreign { .. } | Error::TooNew { .. } | Error::Corrupt { .. } => 65,
             Error::Locked { .. } => 75,
+            Error::Empty { .. } => 66,
             Error::Lock { .. } => 73,
             Error::Open { source, .. } => match sqlite_code(source) {
                 Some(rusqlite::ErrorCode::NotADatabase) => 65,
@@ -250,16 +253,32 @@ impl Ledger {
             source,
         })?;
         let mut ledger = Ledger { conn, path };
-        ledger.check_identity()?;
+        let version = ledger.check_identity()?;
         ledger
             .conn
             .busy_timeout(BUSY_TIMEOUT)
             .map_err(|e| ledger.sql(e))?;
+        if mode == Mode::ReadOnly && version == 0 {
+            // An empty file: created by a run that stopped before its first write.
+            return Err(Error::Empty { path: ledger.path });
+        }
         if mode == Mode::ReadWrite {
             ledger.set_pragmas()?;
             migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
         }
         Ok(ledger)
+    }
+
+    /// For `--dry-run`: the ledger opened read-only, or an empty in-memory one when
+    /// the file is missing or empty. Nothing is ever created or written.
+    pub fn open_or_empty(path: &Path) -> Result<Ledger> {
+        if !path.exists() {
+            return Ledger::open_in_memory();
+        }
+        match Ledger::open(path, Mode::ReadOnly) {
+            Err(Error::Empty { .. }) => Ledger::open_in_memory(),
+            other => other,
+        }
     }
 
     /// A fresh in-memory ledger (tests, and `--dry-run` without a ledger file).
@@ -310,8 +329,9 @@ impl Ledger {
         run(&mut self.conn).map_err(sql)
     }
 
-    /// Refuses foreign and newer files before anything is written.
-    fn check_identity(&self) -> Result<()> {
+    /// Refuses foreign and newer files before anything is written; returns the
+    /// schema version found (0 for an empty file).
+    fn check_identity(&self) -> Result<i64> {
         let read = |pragma: &str| -> Result<i64> {
             self.conn
                 .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
@@ -336,7 +356,7 @@ impl Ledger {
                     what: "an SQLite database of another application".into(),
                 });
             }
-            return Ok(());
+            return Ok(0);
         }
         if app_id != i64::from(APPLICATION_ID) {
             return Err(Error::Foreign {
@@ -351,7 +371,7 @@ impl Ledger {
                 supported: migrate::CURRENT_VERSION,
             });
         }
-        Ok(())
+        Ok(version)
     }
 
     fn set_pragmas(&self) -> Result<()> {
@@ -1125,6 +1145,19 @@ mod tests {
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&path), 0o600);
         assert_eq!(mode(path.parent().unwrap()), 0o700);
+    }
+
+    #[test]
+    fn empty_file_is_a_new_ledger_for_writers_and_an_error_for_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        std::fs::write(&path, b"").unwrap();
+        let err = Ledger::open(&path, Mode::ReadOnly).err().unwrap();
+        assert!(matches!(err, Error::Empty { .. }), "{err}");
+        assert_eq!(err.exit_code(), 66);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        Ledger::open(&path, Mode::ReadWrite).unwrap();
+        Ledger::open(&path, Mode::ReadOnly).unwrap();
     }
 
     #[test]
