@@ -1,15 +1,34 @@
 //! Logging setup: stderr for people, and for the commands that change the ledger a
-//! daily-rotated file in the log directory (14 kept). `LRCI_LOG` (an env filter)
-//! overrides `--log-level`. Only `main` calls this; the returned guard must live
-//! until the program ends so the file writer flushes.
+//! daily file in the log directory (`lrci.YYYY-MM-DD.log`, UTC dates, 14 kept).
+//! `LRCI_LOG` (an env filter) overrides `--log-level`. Only `main` calls [`init`];
+//! the returned guard must live until the program ends so the file writer flushes.
+//!
+//! Two guarantees live here rather than at each call site:
+//! - **No log injection.** Every byte written to stderr or the file passes through
+//!   [`Sanitize`]: control characters (C0 but the line's final `\n`, DEL, C1),
+//!   line and paragraph separators, bidi controls and zero-width characters are
+//!   written as visible escapes (`\n`, `\u{1b}`), so an untrusted value can neither
+//!   start a forged line, move the cursor, nor reorder what a reader sees. Colours
+//!   are therefore off: the fmt layer's own ANSI codes would be escaped too.
+//! - **Private files.** Log files are created 0600 (and an existing one is
+//!   tightened to 0600) by this module's own daily writer, whatever the umask;
+//!   the directory, when created here, is 0700.
 
 use crate::cli::args::LogLevel;
-use std::path::Path;
+use chrono::{NaiveDate, Utc};
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
 /// Log files kept by the daily rotation.
 pub const MAX_LOG_FILES: usize = 14;
+
+/// The log file name prefix and suffix: `lrci.YYYY-MM-DD.log`.
+const PREFIX: &str = "lrci.";
+const SUFFIX: &str = ".log";
 
 /// Keeps the file writer alive.
 pub struct Guard {
@@ -29,26 +48,25 @@ fn level(l: LogLevel) -> &'static str {
 /// Installs the subscriber. With a log directory, a file layer too; if that
 /// directory cannot be used, the error is returned (the caller decides whether it
 /// is fatal) and stderr logging is still installed.
-pub fn init(lvl: LogLevel, log_dir: Option<&Path>) -> (Guard, Option<std::io::Error>) {
+pub fn init(lvl: LogLevel, log_dir: Option<&Path>) -> (Guard, Option<io::Error>) {
     let filter = || {
         EnvFilter::try_from_env("LRCI_LOG")
             .unwrap_or_else(|_| EnvFilter::new(format!("warn,lrci={}", level(lvl))))
     };
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let stderr = fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
+        .with_writer(|| Sanitize::new(io::stderr()))
+        .with_ansi(false)
         .with_target(false)
         .with_filter(filter());
     let mut file_error = None;
     let mut guard = None;
-    let file_layer = log_dir.and_then(|dir| match open_appender(dir) {
-        Ok(appender) => {
-            let (writer, g) = tracing_appender::non_blocking(appender);
+    let file_layer = log_dir.and_then(|dir| match DailyFile::open(dir) {
+        Ok(daily) => {
+            let (writer, g) = tracing_appender::non_blocking(daily);
             guard = Some(g);
             Some(
                 fmt::layer()
-                    .with_writer(writer)
+                    .with_writer(move || Sanitize::new(writer.clone()))
                     .with_ansi(false)
                     .with_filter(filter()),
             )
@@ -65,15 +83,269 @@ pub fn init(lvl: LogLevel, log_dir: Option<&Path>) -> (Guard, Option<std::io::Er
     (Guard { _file: guard }, file_error)
 }
 
-fn open_appender(dir: &Path) -> std::io::Result<tracing_appender::rolling::RollingFileAppender> {
-    if !dir.exists() {
-        crate::ledger::create_private_dir(dir)?;
+// ---------------------------------------------------------------------------------
+// Sanitising
+
+/// True for a character that must never reach a log line raw: C0 controls, DEL,
+/// C1 controls, U+2028/2029, the bidi embeddings, overrides and isolates, the
+/// bidi marks, and zero-width characters.
+pub fn is_unsafe_char(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{1f}'
+        | '\u{7f}'..='\u{9f}'
+        | '\u{061c}'
+        | '\u{200b}'..='\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2069}'
+        | '\u{feff}')
+}
+
+/// `text` with every [`is_unsafe_char`] written as a visible escape (`\n`, `\r`,
+/// `\t`, otherwise `\u{hex}`); borrowed when nothing needed escaping.
+pub fn sanitize(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(is_unsafe_char) {
+        return Cow::Borrowed(text);
     }
-    tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix("lrci")
-        .filename_suffix("log")
-        .max_log_files(MAX_LOG_FILES)
-        .build(dir)
-        .map_err(std::io::Error::other)
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_unsafe_char(c) => out.push_str(&c.escape_unicode().to_string()),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// A writer that escapes unsafe characters in everything written through it.
+///
+/// The fmt layer writes one whole event per `write_all`, ending in `\n`: that
+/// final newline is kept, every other one is escaped, so one event is always one
+/// line. Bytes that are not UTF-8 are written as U+FFFD.
+#[derive(Debug)]
+pub struct Sanitize<W> {
+    inner: W,
+}
+
+impl<W: Write> Sanitize<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Sanitize<W> {
+        Sanitize { inner }
+    }
+}
+
+impl<W: Write> Write for Sanitize<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let (body, newline) = match buf.strip_suffix(b"\n") {
+            Some(body) => (body, true),
+            None => (buf, false),
+        };
+        let text = String::from_utf8_lossy(body);
+        let clean = sanitize(&text);
+        if newline {
+            let mut line = clean.into_owned().into_bytes();
+            line.push(b'\n');
+            self.inner.write_all(&line)?;
+        } else {
+            self.inner.write_all(clean.as_bytes())?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The daily file
+
+/// Appends to `lrci.YYYY-MM-DD.log` (UTC date) in one directory, switching files
+/// when the date changes. Files are opened with mode 0600 and tightened to 0600
+/// if they already existed with looser bits; after each switch only the newest
+/// [`MAX_LOG_FILES`] are kept.
+#[derive(Debug)]
+pub struct DailyFile {
+    dir: PathBuf,
+    date: NaiveDate,
+    file: File,
+}
+
+impl DailyFile {
+    /// Opens today's file in `dir`, creating `dir` (0700) if it does not exist.
+    pub fn open(dir: &Path) -> io::Result<DailyFile> {
+        if !dir.exists() {
+            crate::ledger::create_private_dir(dir)?;
+        }
+        let date = Utc::now().date_naive();
+        let file = open_private(&file_for(dir, date))?;
+        prune(dir);
+        Ok(DailyFile {
+            dir: dir.to_path_buf(),
+            date,
+            file,
+        })
+    }
+
+    /// The file being written.
+    pub fn path(&self) -> PathBuf {
+        file_for(&self.dir, self.date)
+    }
+}
+
+impl Write for DailyFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let today = Utc::now().date_naive();
+        if today != self.date {
+            // Keep writing to yesterday's file if today's cannot be opened.
+            if let Ok(f) = open_private(&file_for(&self.dir, today)) {
+                self.file = f;
+                self.date = today;
+                prune(&self.dir);
+            }
+        }
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+fn file_for(dir: &Path, date: NaiveDate) -> PathBuf {
+    dir.join(format!("{PREFIX}{}{SUFFIX}", date.format("%Y-%m-%d")))
+}
+
+fn open_private(path: &Path) -> io::Result<File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        if f.metadata()?.permissions().mode() & 0o077 != 0 {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    {
+        o.open(path)
+    }
+}
+
+/// Deletes all but the newest [`MAX_LOG_FILES`] log files (by the date in the
+/// name). Failures are ignored: a file that cannot be removed stays.
+fn prune(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut logs: Vec<(NaiveDate, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name();
+            let date = name
+                .to_str()?
+                .strip_prefix(PREFIX)?
+                .strip_suffix(SUFFIX)
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())?;
+            Some((date, e.path()))
+        })
+        .collect();
+    logs.sort();
+    let excess = logs.len().saturating_sub(MAX_LOG_FILES);
+    for (_, p) in logs.into_iter().take(excess) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn sanitize_escapes_every_unsafe_class_and_keeps_the_rest() {
+        let cases = [
+            ("plain text é 中", "plain text é 中"),
+            ("a\nb", "a\\nb"),
+            ("a\r\nfake", "a\\r\\nfake"),
+            ("\u{1b}[2J\u{1b}]0;pwned\u{7}", "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+            ("nul\u{0}byte", "nul\\u{0}byte"),
+            ("nel\u{85}x", "nel\\u{85}x"),
+            ("del\u{7f}", "del\\u{7f}"),
+            ("line\u{2028}sep", "line\\u{2028}sep"),
+            ("bidi \u{202e}txt.exe", "bidi \\u{202e}txt.exe"),
+            ("iso\u{2066}x\u{2069}", "iso\\u{2066}x\\u{2069}"),
+            ("zw\u{200b}sp", "zw\\u{200b}sp"),
+            ("tab\there", "tab\\there"),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize(raw), want, "{raw:?}");
+            assert!(!sanitize(raw).chars().any(is_unsafe_char));
+        }
+        assert!(matches!(sanitize("clean"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn sanitize_writer_keeps_one_event_on_one_line() {
+        let mut w = Sanitize::new(Vec::new());
+        w.write_all(b"2024-01-01T00:00:00Z WARN x=evil\n2024-01-01T00:00:00Z ERROR forged\n")
+            .unwrap();
+        w.write_all(b"bad \xff utf8\n").unwrap();
+        let out = String::from_utf8(w.inner).unwrap();
+        assert_eq!(
+            out,
+            "2024-01-01T00:00:00Z WARN x=evil\\n2024-01-01T00:00:00Z ERROR forged\nbad \u{fffd} utf8\n"
+        );
+    }
+
+    #[test]
+    fn daily_file_is_private_whatever_existed_and_prunes_old_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        std::fs::create_dir(&logs).unwrap();
+        for day in 1..=20 {
+            std::fs::write(logs.join(format!("lrci.2020-01-{day:02}.log")), b"old\n").unwrap();
+        }
+        std::fs::write(logs.join("unrelated.txt"), b"keep\n").unwrap();
+        let today = file_for(&logs, Utc::now().date_naive());
+        std::fs::write(&today, b"earlier run\n").unwrap();
+        std::fs::set_permissions(&today, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = DailyFile::open(&logs).unwrap();
+        assert_eq!(f.path(), today);
+        f.write_all(b"line\n").unwrap();
+        assert_eq!(
+            std::fs::metadata(&today).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read(&today).unwrap(), b"earlier run\nline\n");
+        let mut names: Vec<String> = std::fs::read_dir(&logs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names.len(), MAX_LOG_FILES + 1, "{names:?}");
+        assert!(names.contains(&"unrelated.txt".to_string()));
+        assert!(!names.contains(&"lrci.2020-01-07.log".to_string()));
+        assert!(names.contains(&"lrci.2020-01-08.log".to_string()));
+    }
+
+    #[test]
+    fn daily_file_creates_a_private_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("a/b");
+        let f = DailyFile::open(&logs).unwrap();
+        assert_eq!(
+            std::fs::metadata(&logs).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(f.path()).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 }

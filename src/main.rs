@@ -35,8 +35,11 @@ fn main() -> ExitCode {
     if let (Some(e), Some((dir, explicit))) = (file_error, &log_dir) {
         if *explicit {
             eprintln!(
-                "error: cannot use the log directory {} (LRCI_LOG_DIR): {e}",
-                dir.display()
+                "error: {}",
+                lrci::logging::sanitize(&format!(
+                    "cannot use the log directory {} (LRCI_LOG_DIR): {e}",
+                    dir.display()
+                ))
             );
             return ExitCode::from(code::CANT_CREATE);
         }
@@ -56,7 +59,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(c) => ExitCode::from(c),
         Err(f) => {
-            eprintln!("error: {f}");
+            // The message may carry text from an API or a file: one safe line.
+            eprintln!("error: {}", lrci::logging::sanitize(&f.to_string()));
             ExitCode::from(f.code)
         }
     }
