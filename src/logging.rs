@@ -273,7 +273,10 @@ mod tests {
             ("plain text é 中", "plain text é 中"),
             ("a\nb", "a\\nb"),
             ("a\r\nfake", "a\\r\\nfake"),
-            ("\u{1b}[2J\u{1b}]0;pwned\u{7}", "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}"),
+            (
+                "\u{1b}[2J\u{1b}]0;pwned\u{7}",
+                "\\u{1b}[2J\\u{1b}]0;pwned\\u{7}",
+            ),
             ("nul\u{0}byte", "nul\\u{0}byte"),
             ("nel\u{85}x", "nel\\u{85}x"),
             ("del\u{7f}", "del\\u{7f}"),
