@@ -243,6 +243,7 @@ impl Ledger {
         let path = path.to_path_buf();
         if mode == Mode::ReadWrite {
             prepare_file(&path)?;
+            precheck(&path)?;
         }
         let flags = match mode {
             Mode::ReadWrite => OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -917,6 +918,65 @@ impl Ledger {
 
 /// Creates the ledger's directory (0700) and file (0600) when missing, so SQLite
 /// never creates them with the umask's permissions.
+/// Before a read-write open of an existing ledger: the identity checks and
+/// `PRAGMA quick_check` through a read-only connection, so that a foreign,
+/// newer or corrupt ledger (including one paired with another database's
+/// `-wal`) is refused with its files byte-for-byte unchanged. A read-write
+/// connection would write the header and, on close, checkpoint and delete the
+/// `-wal`. When the read-only connection cannot be used at all (e.g. a `-shm`
+/// that needs recovery, which takes write access), the read-write open decides.
+fn precheck(path: &Path) -> Result<()> {
+    let non_empty = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
+    if !non_empty {
+        return Ok(());
+    }
+    let side = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        PathBuf::from(p)
+    };
+    let (wal, shm) = (side("-wal"), side("-shm"));
+    let had = (wal.exists(), shm.exists());
+    let verdict = probe_read_only(path);
+    // A refused ledger is left as found: remove the empty -wal and the -shm the
+    // probe itself created (the run lock keeps other lrci runs away).
+    if verdict.is_err() {
+        if !had.0 && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&wal);
+            if !had.1 {
+                let _ = std::fs::remove_file(&shm);
+            }
+        }
+    }
+    verdict
+}
+
+fn probe_read_only(path: &Path) -> Result<()> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let Ok(conn) = Connection::open_with_flags(path, flags) else {
+        return Ok(());
+    };
+    let probe = Ledger {
+        conn,
+        path: path.to_path_buf(),
+    };
+    let refused = |e: &Error| {
+        matches!(
+            e,
+            Error::Foreign { .. } | Error::TooNew { .. } | Error::Corrupt { .. }
+        )
+    };
+    match probe.check_identity() {
+        Err(e) if refused(&e) => return Err(e),
+        Err(_) => return Ok(()),
+        Ok(_) => {}
+    }
+    match probe.quick_check() {
+        Err(e) if refused(&e) => Err(e),
+        _ => Ok(()),
+    }
+}
+
 fn prepare_file(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
