@@ -9,6 +9,7 @@
 //!   [`policy`] (pure indicator extraction and judgement), [`ledger`] (all SQL).
 //! - [`model`]: the domain types everyone shares. [`error`]: exit codes.
 //! - [`sim`]: the simulator of both APIs used by tests, benchmarks and `demo`.
+//! - `fuzzing` (hidden): entry points for the cargo-fuzz targets in `fuzz/`.
 
 pub mod app;
 pub mod ci;
@@ -16,6 +17,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod ledger;
 pub mod logging;

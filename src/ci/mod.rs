@@ -6,6 +6,7 @@
 //! No SQL, no ledger, no printing; transport comes from [`crate::http`].
 
 mod wire;
+pub(crate) use wire::error_message;
 
 use std::net::IpAddr;
 
@@ -240,23 +241,7 @@ impl Client {
         })
         .await
         .map_err(map_http)?;
-        let parsed: wire::SubmitResponse =
-            serde_json::from_slice(&resp.body).map_err(|source| Error::BadResponse {
-                status: resp.status.as_u16(),
-                snippet: http::sanitize(&String::from_utf8_lossy(&resp.body), 200),
-                source: Some(source),
-            })?;
-        let result = parsed.result;
-        let processed = result.summary.and_then(|s| s.processed).map(|p| Processed {
-            ip: p.ip,
-            domain: p.domain,
-            hash: p.hash,
-            vulnerability: p.vulnerability,
-            url: p.url,
-        });
-        if result.status != "ok" {
-            tracing::warn!(status = %http::sanitize(&result.status, 50), "Collective Insights result.status is not \"ok\"");
-        }
+        let (result, processed) = parse_response(resp.status.as_u16(), &resp.body)?;
         if let Some(p) = processed {
             tracing::info!(
                 sent = items.len(),
@@ -269,11 +254,38 @@ impl Client {
             );
         }
         Ok(SubmitOutcome {
-            debug: result.debug.unwrap_or(debug),
+            debug: result.unwrap_or(debug),
             processed,
             attempts: resp.attempts,
         })
     }
+}
+
+/// Parses a 2xx answer to a submission: the server's `result.debug` and its
+/// processed counts (a status other than "ok" is logged). A body without `result.status` is
+/// [`Error::BadResponse`].
+pub(crate) fn parse_response(
+    status: u16,
+    body: &[u8],
+) -> Result<(Option<bool>, Option<Processed>)> {
+    let parsed: wire::SubmitResponse =
+        serde_json::from_slice(body).map_err(|source| Error::BadResponse {
+            status,
+            snippet: http::sanitize(&String::from_utf8_lossy(body), 200),
+            source: Some(source),
+        })?;
+    let result = parsed.result;
+    let processed = result.summary.and_then(|s| s.processed).map(|p| Processed {
+        ip: p.ip,
+        domain: p.domain,
+        hash: p.hash,
+        vulnerability: p.vulnerability,
+        url: p.url,
+    });
+    if result.status != "ok" {
+        tracing::warn!(status = %http::sanitize(&result.status, 50), "Collective Insights result.status is not \"ok\"");
+    }
+    Ok((result.debug, processed))
 }
 
 /// Maps HTTP errors to the CI-specific variants.

@@ -131,7 +131,7 @@ pub(super) struct ProcessedWire {
 
 /// The server's message from an error body: `message`, `error.message`, or
 /// (when neither) `None` so the caller falls back to the raw text.
-pub(super) fn error_message(body: &str) -> Option<String> {
+pub(crate) fn error_message(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
     v.get("message")
         .and_then(|m| m.as_str())

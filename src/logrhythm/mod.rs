@@ -263,31 +263,7 @@ impl Client {
             .append_pair("count", &count.to_string())
             .append_pair("offset", &offset.to_string());
         let body = self.get(url, None).await?;
-        let what = || format!("alarm list since {}", format_lr_date(since));
-        let list: wire::AlarmList =
-            serde_json::from_slice(&body).map_err(|source| Error::Parse {
-                what: what(),
-                source,
-            })?;
-        if let Some((code, message)) = list.envelope.failure() {
-            return Err(Error::Envelope {
-                what: what(),
-                code,
-                message: http::sanitize(&message, 200),
-            });
-        }
-        let mut rows = Vec::new();
-        for raw in list.alarms.unwrap_or_default() {
-            match wire::to_row(&raw) {
-                Ok(row) => rows.push(row),
-                Err(problem) => tracing::warn!(
-                    alarm_id = ?wire::row_id(&raw),
-                    problem = ?problem,
-                    "skipping an alarm list row lrci cannot use"
-                ),
-            }
-        }
-        Ok(rows)
+        parse_list_page(&body, since)
     }
 
     /// Lists every alarm inserted in `[from, to)`, paging as [`listing`]
@@ -325,24 +301,7 @@ impl Client {
         let body = self
             .get(self.url(&format!("alarms/{id}"))?, Some(id))
             .await?;
-        let what = || format!("details of alarm {id}");
-        let parsed: wire::DetailsBody =
-            serde_json::from_slice(&body).map_err(|source| Error::Parse {
-                what: what(),
-                source,
-            })?;
-        if let Some((code, message)) = parsed.envelope.failure() {
-            return Err(Error::Envelope {
-                what: what(),
-                code,
-                message: http::sanitize(&message, 200),
-            });
-        }
-        let details = parsed.details.ok_or_else(|| Error::Shape {
-            what: what(),
-            problem: "alarmDetails is missing or null",
-        })?;
-        Ok(wire::to_details(&details))
+        parse_details(&body, id)
     }
 
     /// `GET /alarms/{id}/events`: the event objects under `alarmEventsDetails`
@@ -355,35 +314,90 @@ impl Client {
         let body = self
             .get(self.url(&format!("alarms/{id}/events"))?, Some(id))
             .await?;
-        let what = || format!("events of alarm {id}");
-        let parsed: wire::EventsBody =
-            serde_json::from_slice(&body).map_err(|source| Error::Parse {
-                what: what(),
-                source,
-            })?;
-        if let Some((code, message)) = parsed.envelope.failure() {
-            return Err(Error::Envelope {
-                what: what(),
-                code,
-                message: http::sanitize(&message, 200),
-            });
+        parse_events(&body, id)
+    }
+}
+
+/// Parses one `GET /alarms` body (see [`Client::list_page`]); `since` only
+/// names the page in errors.
+pub(crate) fn parse_list_page(body: &[u8], since: DateTime<Utc>) -> Result<Vec<AlarmRow>> {
+    let what = || format!("alarm list since {}", format_lr_date(since));
+    let list: wire::AlarmList = serde_json::from_slice(body).map_err(|source| Error::Parse {
+        what: what(),
+        source,
+    })?;
+    if let Some((code, message)) = list.envelope.failure() {
+        return Err(Error::Envelope {
+            what: what(),
+            code,
+            message: http::sanitize(&message, 200),
+        });
+    }
+    let mut rows = Vec::new();
+    for raw in list.alarms.unwrap_or_default() {
+        match wire::to_row(&raw) {
+            Ok(row) => rows.push(row),
+            Err(problem) => tracing::warn!(
+                alarm_id = ?wire::row_id(&raw),
+                problem = ?problem,
+                "skipping an alarm list row lrci cannot use"
+            ),
         }
-        let events = parsed.events.or(parsed.events_oas).unwrap_or_default();
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            match event {
-                Value::Object(_) => out.push(event),
-                Value::Null => {}
-                _ => {
-                    return Err(Error::Shape {
-                        what: what(),
-                        problem: "an event is not a JSON object",
-                    })
-                }
+    }
+    Ok(rows)
+}
+
+/// Parses one `GET /alarms/{id}` body (see [`Client::details`]).
+pub(crate) fn parse_details(body: &[u8], id: AlarmId) -> Result<AlarmDetails> {
+    let what = || format!("details of alarm {id}");
+    let parsed: wire::DetailsBody =
+        serde_json::from_slice(body).map_err(|source| Error::Parse {
+            what: what(),
+            source,
+        })?;
+    if let Some((code, message)) = parsed.envelope.failure() {
+        return Err(Error::Envelope {
+            what: what(),
+            code,
+            message: http::sanitize(&message, 200),
+        });
+    }
+    let details = parsed.details.ok_or_else(|| Error::Shape {
+        what: what(),
+        problem: "alarmDetails is missing or null",
+    })?;
+    Ok(wire::to_details(&details))
+}
+
+/// Parses one `GET /alarms/{id}/events` body (see [`Client::events`]).
+pub(crate) fn parse_events(body: &[u8], id: AlarmId) -> Result<Vec<Value>> {
+    let what = || format!("events of alarm {id}");
+    let parsed: wire::EventsBody = serde_json::from_slice(body).map_err(|source| Error::Parse {
+        what: what(),
+        source,
+    })?;
+    if let Some((code, message)) = parsed.envelope.failure() {
+        return Err(Error::Envelope {
+            what: what(),
+            code,
+            message: http::sanitize(&message, 200),
+        });
+    }
+    let events = parsed.events.or(parsed.events_oas).unwrap_or_default();
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        match event {
+            Value::Object(_) => out.push(event),
+            Value::Null => {}
+            _ => {
+                return Err(Error::Shape {
+                    what: what(),
+                    problem: "an event is not a JSON object",
+                })
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 #[cfg(test)]
