@@ -119,6 +119,41 @@ pub fn sanitize(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The longest error line `main` prints (reliability-bar.md §6: ≤ 300 characters).
+pub const MAX_ERROR_LINE: usize = 300;
+
+/// A message made fit for the one `error:` line: [`sanitize`]d, and when longer
+/// than [`MAX_ERROR_LINE`] (a 100 KB path, a huge server message) every word of
+/// more than 80 characters is cut to its first 40 and last 24 around `…`, then
+/// the whole is cut to the limit.
+pub fn error_line(msg: &str) -> String {
+    let clean = sanitize(msg).into_owned();
+    if clean.chars().count() + "error: ".len() <= MAX_ERROR_LINE {
+        return clean;
+    }
+    let words: Vec<String> = clean
+        .split(' ')
+        .map(|w| {
+            let n = w.chars().count();
+            if n > 80 {
+                let head: String = w.chars().take(40).collect();
+                let tail: String = w.chars().skip(n - 24).collect();
+                format!("{head}…{tail}")
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let short = words.join(" ");
+    let room = MAX_ERROR_LINE - "error: ".len();
+    if short.chars().count() <= room {
+        return short;
+    }
+    let mut cut: String = short.chars().take(room - 1).collect();
+    cut.push('…');
+    cut
+}
+
 /// A writer that escapes unsafe characters in everything written through it.
 ///
 /// The fmt layer writes one whole event per `write_all`, ending in `\n`: that
@@ -291,6 +326,21 @@ mod tests {
             assert!(!sanitize(raw).chars().any(is_unsafe_char));
         }
         assert!(matches!(sanitize("clean"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn error_line_is_short_and_keeps_both_ends_of_a_long_path() {
+        let path = format!("/tmp/{}/ledger.sqlite3", "a".repeat(100_000));
+        let line = error_line(&format!(
+            "cannot lock {path}: File name too long (os error 36)"
+        ));
+        assert!(line.chars().count() + 7 <= MAX_ERROR_LINE, "{}", line.len());
+        assert!(line.starts_with("cannot lock /tmp/aaa"), "{line}");
+        assert!(line.contains("ledger.sqlite3"), "{line}");
+        assert!(line.ends_with("File name too long (os error 36)"), "{line}");
+        assert_eq!(error_line("short\nline"), "short\\nline");
+        let long = "word ".repeat(100);
+        assert!(error_line(&long).chars().count() + 7 <= MAX_ERROR_LINE);
     }
 
     #[test]

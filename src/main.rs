@@ -36,7 +36,7 @@ fn main() -> ExitCode {
         if *explicit {
             eprintln!(
                 "error: {}",
-                lrci::logging::sanitize(&format!(
+                lrci::logging::error_line(&format!(
                     "cannot use the log directory {} (LRCI_LOG_DIR): {e}",
                     dir.display()
                 ))
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
         Ok(c) => ExitCode::from(c),
         Err(f) => {
             // The message may carry text from an API or a file: one safe line.
-            eprintln!("error: {}", lrci::logging::sanitize(&f.to_string()));
+            eprintln!("error: {}", lrci::logging::error_line(&f.to_string()));
             ExitCode::from(f.code)
         }
     }
