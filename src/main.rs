@@ -16,6 +16,17 @@ fn main() -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(code::USAGE));
         }
     };
+    // chrono's `Utc::now` panics on a clock before 1970; no timestamp lrci
+    // writes could be right then anyway.
+    if std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .is_err()
+    {
+        eprintln!(
+            "error: the system clock is set before 1970-01-01: fix the clock (NTP) and run again"
+        );
+        return ExitCode::from(code::CONFIG);
+    }
     let log_dir = if cli::writes_ledger(&cli) {
         match lrci::config::ledger_path(&cli.global) {
             Ok(ledger) => Some(lrci::config::log_dir(&cli.global, &ledger)),
