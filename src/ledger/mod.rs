@@ -977,6 +977,41 @@ fn probe_read_only(path: &Path) -> Result<()> {
     }
 }
 
+/// An existing ledger (and its `-wal`/`-shm`, whose mode SQLite copies from
+/// it) readable or writable by others is set to 0600, with a warning; when
+/// that fails (another owner) the warning says so and the run goes on.
+fn tighten_existing(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = resolve_ledger_path(path).into_os_string();
+            p.push(suffix);
+            let p = PathBuf::from(p);
+            let Ok(meta) = std::fs::metadata(&p) else {
+                continue;
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 == 0 {
+                continue;
+            }
+            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
+                Ok(()) => tracing::warn!(
+                    file = %p.display(),
+                    was = %format!("{mode:o}"),
+                    "the ledger was open to other users; its mode is now 0600"
+                ),
+                Err(e) => tracing::warn!(
+                    file = %p.display(),
+                    mode = %format!("{mode:o}"),
+                    error = %e,
+                    "the ledger is open to other users and could not be set to 0600"
+                ),
+            }
+        }
+    }
+}
+
 fn prepare_file(path: &Path) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
@@ -1003,7 +1038,10 @@ fn prepare_file(path: &Path) -> Result<()> {
     // without CREATE) then cannot open it: create the link's target instead.
     match opts.open(resolve_ledger_path(path)) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            tighten_existing(path);
+            Ok(())
+        }
         Err(source) => Err(Error::Create {
             path: path.to_path_buf(),
             source,
