@@ -564,13 +564,13 @@ fn dir_mode_check(dir: &Path) -> Check {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {
             let mode = m.permissions().mode() & 0o777;
-            if mode & 0o077 == 0 {
+            if mode & 0o022 == 0 {
                 Check::ok(NAME, format!("{} mode {mode:o}", dir.display()))
             } else {
                 Check::warn(
                     NAME,
                     format!(
-                        "{} mode {mode:o}: other users can see the ledger and its WAL; run chmod 700 on it",
+                        "{} mode {mode:o}: other users can replace the ledger, its WAL or its lock; run chmod 700 on it",
                         dir.display()
                     ),
                 )
