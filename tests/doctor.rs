@@ -462,3 +462,58 @@ async fn configuration_problems_fail_with_78_and_skip_the_api() {
     assert_eq!(status(&doc, "config: filter files"), "fail");
     sim.sim.shutdown().await;
 }
+
+/// A CA and a leaf for 127.0.0.1 signed by it: (CA PEM, leaf).
+fn test_ca_and_leaf() -> (String, lrci::sim::TlsPem) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let issuer = CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let leaf = lrci::sim::TlsPem {
+        cert: cert.pem().into_bytes(),
+        key: key.serialize_pem().into_bytes(),
+    };
+    (issuer.pem(), leaf)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_logrhythm_certificate_fails_with_78_and_the_ca_flag() {
+    let (ca_pem, leaf) = test_ca_and_leaf();
+    let lr = lrci::sim::start(SimConfig {
+        tls: Some(leaf),
+        ..live_config(1, 1)
+    })
+    .await
+    .unwrap();
+    let rf = start(sim_config()).await;
+    let home = Home::new();
+    let doctor = |extra: &[&str]| {
+        let mut args = vec!["doctor", "--json"];
+        args.extend_from_slice(extra);
+        let mut cmd = lrci_command(&rf, &home, &Keys::of(&rf), &args);
+        cmd.env("LOGRHYTHM_API_URL", lr.url());
+        cmd
+    };
+    let run = finish(doctor(&[]).spawn().unwrap()).await;
+    let doc = report(&run);
+    assert_eq!(run.code, 78, "{doc:#}");
+    assert_eq!(status(&doc, "logrhythm"), "fail");
+    assert!(
+        detail(&doc, "logrhythm").contains("--lr-ca-cert"),
+        "{doc:#}"
+    );
+
+    let ca_file = home.file("gateway-ca.pem", &ca_pem);
+    let run = finish(doctor(&["--lr-ca-cert", &ca_file]).spawn().unwrap()).await;
+    let doc = report(&run);
+    assert_eq!(run.code, 0, "{doc:#}");
+    assert_eq!(status(&doc, "config: LogRhythm TLS"), "ok");
+    assert!(detail(&doc, "logrhythm").contains("TLS trusted"), "{doc:#}");
+    lr.shutdown().await;
+    rf.sim.shutdown().await;
+}
