@@ -50,16 +50,7 @@ pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiCo
             ))
         }
     };
-    let rf_url = parse_url("RF_API_URL (--rf-url)", &args.rf_url)?;
-    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
-        return Err(Fatal::msg(
-            code::CONFIG,
-            format!(
-                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
-                redact_url(&rf_url)
-            ),
-        ));
-    }
+    let rf_url = rf_url(&args.rf_url)?;
     let lr_key = secret(
         LR_KEY_VAR,
         "--lr-key-file",
@@ -109,16 +100,7 @@ impl std::fmt::Debug for CiConfig {
 
 /// Resolves the Collective Insights settings, with the same rules as [`api`].
 pub fn ci(args: &CiApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<CiConfig, Fatal> {
-    let rf_url = parse_url("RF_API_URL (--rf-url)", &args.rf_url)?;
-    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
-        return Err(Fatal::msg(
-            code::CONFIG,
-            format!(
-                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
-                redact_url(&rf_url)
-            ),
-        ));
-    }
+    let rf_url = rf_url(&args.rf_url)?;
     let rf_key = secret(
         RF_KEY_VAR,
         "--rf-key-file",
@@ -150,6 +132,22 @@ pub fn ca_bundle(flag: &str, p: &Path) -> Result<Vec<u8>, Fatal> {
         )
     })?;
     Ok(pem)
+}
+
+/// The Recorded Future URL: https only (the token must not travel in clear),
+/// except on loopback.
+fn rf_url(raw: &str) -> Result<Url, Fatal> {
+    let url = parse_url("RF_API_URL (--rf-url)", raw)?;
+    if url.scheme() != "https" && !is_loopback(&url) {
+        return Err(Fatal::msg(
+            code::CONFIG,
+            format!(
+                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
+                redact_url(&url)
+            ),
+        ));
+    }
+    Ok(url)
 }
 
 fn parse_url(name: &str, raw: &str) -> Result<Url, Fatal> {
