@@ -353,6 +353,10 @@ mod tests {
         );
         assert_eq!(norm(&["lrci", "--help"]), ["lrci", "--help"]);
         assert_eq!(norm(&["lrci", "demo"]), ["lrci", "demo"]);
+        assert_eq!(
+            norm(&["lrci", "--ledger", "/x", "doctor", "--offline"]),
+            ["lrci", "--ledger", "/x", "doctor", "--offline"]
+        );
     }
 
     #[test]

@@ -651,6 +651,7 @@ fn lock_holder_check(name: &str, _lock: &Path, _meta: &std::fs::Metadata) -> Che
     Check::info(name, "not checked on this platform")
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 /// glibc's `major()`/`minor()` of a Linux `dev_t`.
 fn dev_major_minor(dev: u64) -> (u64, u64) {
     let major = ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff);
@@ -658,6 +659,7 @@ fn dev_major_minor(dev: u64) -> (u64, u64) {
     (major, minor)
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 /// The pid holding a lock on the file (`dev`, `ino`) by `/proc/locks` text, e.g.
 /// `1: FLOCK  ADVISORY  WRITE 4242 fd:01:1234567 0 EOF`. Waiters (`->`) are not
 /// holders. On file systems whose lock entries carry another device number than
@@ -696,6 +698,7 @@ fn lock_holder(locks: &str, dev: u64, ino: u64, recorded: Option<u32>) -> Option
     inode_only
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 /// File system types on which SQLite's locking and WAL are not dependable.
 fn is_network_fs(fstype: &str) -> bool {
     fstype.starts_with("nfs")
@@ -703,6 +706,7 @@ fn is_network_fs(fstype: &str) -> bool {
         || matches!(fstype, "cifs" | "ceph" | "glusterfs" | "fuse.sshfs" | "9p")
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 /// `/proc/mounts` octal escapes (`\040` for a space) undone.
 fn unescape_mount(s: &str) -> String {
     let b = s.as_bytes();
@@ -727,6 +731,7 @@ fn unescape_mount(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 /// The mount point and file system type `path` lives on, by `/proc/mounts` text:
 /// the longest mount point containing it (the last one listed when stacked).
 fn mount_of(mounts: &str, path: &Path) -> Option<(String, String)> {
