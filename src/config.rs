@@ -41,25 +41,8 @@ impl std::fmt::Debug for ApiConfig {
 
 /// Resolves the API settings. `env` reads a variable (injected for tests).
 pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiConfig, Fatal> {
-    let lr_url = match &args.lr_url {
-        Some(u) => parse_url("LOGRHYTHM_API_URL (--lr-url)", u)?,
-        None => {
-            return Err(Fatal::msg(
-                code::CONFIG,
-                "LOGRHYTHM_API_URL is not set: set it (or --lr-url) to the LogRhythm API, e.g. https://platform-manager:8501",
-            ))
-        }
-    };
-    let rf_url = parse_url("RF_API_URL (--rf-url)", &args.rf_url)?;
-    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
-        return Err(Fatal::msg(
-            code::CONFIG,
-            format!(
-                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
-                redact_url(&rf_url)
-            ),
-        ));
-    }
+    let lr_url = lr_url(args.lr_url.as_deref())?;
+    let rf_url = rf_url(&args.rf_url)?;
     let lr_key = secret(
         LR_KEY_VAR,
         "--lr-key-file",
@@ -109,16 +92,7 @@ impl std::fmt::Debug for CiConfig {
 
 /// Resolves the Collective Insights settings, with the same rules as [`api`].
 pub fn ci(args: &CiApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<CiConfig, Fatal> {
-    let rf_url = parse_url("RF_API_URL (--rf-url)", &args.rf_url)?;
-    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
-        return Err(Fatal::msg(
-            code::CONFIG,
-            format!(
-                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
-                redact_url(&rf_url)
-            ),
-        ));
-    }
+    let rf_url = rf_url(&args.rf_url)?;
     let rf_key = secret(
         RF_KEY_VAR,
         "--rf-key-file",
@@ -132,6 +106,33 @@ pub fn ci(args: &CiApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<CiCo
         connect_timeout: Duration::from_secs(args.connect_timeout),
         max_retries: args.max_retries,
     })
+}
+
+/// Checks `LOGRHYTHM_API_URL` (`--lr-url`): set, an http(s) URL with a host and
+/// no credentials.
+pub fn lr_url(raw: Option<&str>) -> Result<Url, Fatal> {
+    match raw {
+        Some(u) => parse_url("LOGRHYTHM_API_URL (--lr-url)", u),
+        None => Err(Fatal::msg(
+            code::CONFIG,
+            "LOGRHYTHM_API_URL is not set: set it (or --lr-url) to the LogRhythm API, e.g. https://platform-manager:8501",
+        )),
+    }
+}
+
+/// Checks `RF_API_URL` (`--rf-url`): like [`lr_url`], and https unless loopback.
+pub fn rf_url(raw: &str) -> Result<Url, Fatal> {
+    let rf_url = parse_url("RF_API_URL (--rf-url)", raw)?;
+    if rf_url.scheme() != "https" && !is_loopback(&rf_url) {
+        return Err(Fatal::msg(
+            code::CONFIG,
+            format!(
+                "RF_API_URL (--rf-url) must be https (the token must not travel in clear): {}",
+                redact_url(&rf_url)
+            ),
+        ));
+    }
+    Ok(rf_url)
 }
 
 /// Reads and checks a PEM CA bundle named by `flag`. Every problem — missing,
@@ -198,7 +199,7 @@ fn redact_url(url: &Url) -> String {
 /// Reads a key from its file (when given) or its environment variable. Surrounding
 /// white space (such as the newline of `$(cat file)`) is trimmed; anything else that
 /// cannot go in an HTTP header is refused, naming the source, never the value.
-fn secret(
+pub fn secret(
     var: &str,
     file_flag: &str,
     file: Option<&Path>,

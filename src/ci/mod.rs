@@ -1,5 +1,6 @@
 //! `ci::Client`: Recorded Future Collective Insights — posting detections to
-//! `POST /collective-insights/detections`.
+//! `POST /collective-insights/detections`, and a one-result
+//! `POST /collective-insights/search` that `lrci doctor` uses to check the token.
 //!
 //! Owns the CI wire format (in `wire`). Decides nothing about what to send or
 //! what a failure means for the ledger; it reports the outcome of one POST.
@@ -146,6 +147,8 @@ pub struct SubmitOutcome {
 pub struct Client {
     http: reqwest::Client,
     endpoint: Url,
+    /// `.../collective-insights/search`, for [`Client::probe`].
+    search: Url,
     opts: HttpOptions,
 }
 
@@ -196,6 +199,16 @@ impl Client {
     /// as `X-RFToken`.
     pub fn new(base: Url, token: SecretString, opts: HttpOptions) -> Result<Client> {
         let endpoint = endpoint(&base)?;
+        let mut search = endpoint.clone();
+        let search_path = endpoint
+            .path()
+            .strip_suffix("/detections")
+            .map(|p| format!("{p}/search"))
+            .ok_or(Error::Config {
+                url: base.as_str().to_string(),
+                reason: "cannot build the search URL",
+            })?;
+        search.set_path(&search_path);
         let mut headers = HeaderMap::new();
         headers.insert(
             HeaderName::from_static("x-rftoken"),
@@ -206,6 +219,7 @@ impl Client {
         Ok(Client {
             http,
             endpoint,
+            search,
             opts,
         })
     }
@@ -213,6 +227,35 @@ impl Client {
     /// The detections endpoint this client posts to.
     pub fn endpoint(&self) -> &Url {
         &self.endpoint
+    }
+
+    /// Checks that CI answers and accepts the token without submitting anything:
+    /// `POST /collective-insights/search` with `{"limit": 1}` (read only; stores
+    /// nothing, uses no submission quota). 401/403 → [`Error::Auth`]; a 2xx body
+    /// that is not a JSON object → [`Error::BadResponse`].
+    #[tracing::instrument(skip_all, err(level = "debug"))]
+    pub async fn probe(&self) -> Result<()> {
+        let resp = http::execute(&self.http, &self.opts, || {
+            self.http
+                .post(self.search.clone())
+                .header(CONTENT_TYPE, "application/json")
+                .body(r#"{"limit":1}"#)
+        })
+        .await
+        .map_err(map_http)?;
+        match serde_json::from_slice::<serde_json::Value>(&resp.body) {
+            Ok(serde_json::Value::Object(_)) => Ok(()),
+            Ok(_) => Err(Error::BadResponse {
+                status: resp.status.as_u16(),
+                snippet: http::sanitize(&String::from_utf8_lossy(&resp.body), 200),
+                source: None,
+            }),
+            Err(source) => Err(Error::BadResponse {
+                status: resp.status.as_u16(),
+                snippet: http::sanitize(&String::from_utf8_lossy(&resp.body), 200),
+                source: Some(source),
+            }),
+        }
     }
 
     /// Posts `items` as one batch with `options.debug` set explicitly and

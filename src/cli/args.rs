@@ -1,6 +1,6 @@
 //! Every clap type of the command line, and nothing else: no crate imports here
-//! except the simulator's and the ledger commands' argument types, which live beside
-//! their commands.
+//! except the simulator's, the ledger commands' and doctor's argument types, which
+//! live beside their commands.
 //!
 //! Settings resolve flag > environment > default; each environment variable is
 //! declared on its flag so `--help` shows it. Keys are never flag values: they come
@@ -70,6 +70,8 @@ pub enum Command {
     Ledger(crate::cli::ledger::LedgerArgs),
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
+    /// Check configuration, ledger integrity, both APIs' reachability and credentials; changes nothing.
+    Doctor(crate::cli::doctor::DoctorArgs),
 }
 
 /// Where the two APIs are and how to reach them.
@@ -270,8 +272,8 @@ pub struct DemoArgs {
 }
 
 /// The subcommand names, for [`normalize_argv`].
-const SUBCOMMANDS: [&str; 7] = [
-    "sync", "backfill", "sim", "demo", "ledger", "replay", "help",
+const SUBCOMMANDS: [&str; 8] = [
+    "sync", "backfill", "sim", "demo", "ledger", "replay", "doctor", "help",
 ];
 
 /// Global flags that take a value, for [`normalize_argv`].
@@ -351,6 +353,10 @@ mod tests {
         );
         assert_eq!(norm(&["lrci", "--help"]), ["lrci", "--help"]);
         assert_eq!(norm(&["lrci", "demo"]), ["lrci", "demo"]);
+        assert_eq!(
+            norm(&["lrci", "--ledger", "/x", "doctor", "--offline"]),
+            ["lrci", "--ledger", "/x", "doctor", "--offline"]
+        );
     }
 
     #[test]

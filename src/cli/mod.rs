@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod demo;
+pub mod doctor;
 pub mod ledger;
 pub mod prune;
 pub mod replay;
@@ -26,6 +27,7 @@ pub async fn run(cli: Cli) -> Result<u8, Fatal> {
         Some(Command::Demo(a)) => demo::run(a).await,
         Some(Command::Ledger(a)) => ledger::run(&cli.global, a).await,
         Some(Command::Replay(a)) => replay::run(&cli.global, a).await,
+        Some(Command::Doctor(a)) => doctor::run(&cli.global, a).await,
     }
 }
 
@@ -37,6 +39,6 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         Some(Command::Backfill(a)) => !a.run.dry_run,
         Some(Command::Ledger(a)) => ledger::writes(a),
         Some(Command::Replay(a)) => !a.dry_run,
-        Some(Command::Sim(_) | Command::Demo(_)) => false,
+        Some(Command::Sim(_) | Command::Demo(_) | Command::Doctor(_)) => false,
     }
 }

@@ -405,6 +405,33 @@ impl Ledger {
         }
     }
 
+    /// `PRAGMA integrity_check`, the full check (every page, index and constraint;
+    /// slower than [`Ledger::quick_check`]), for `lrci doctor`. The first problems
+    /// SQLite names (at most ten) are the [`Error::Corrupt`] detail.
+    pub fn integrity_check(&self) -> Result<()> {
+        let problems = (|| -> rusqlite::Result<Vec<String>> {
+            let mut st = self.conn.prepare("PRAGMA integrity_check(10)")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })()
+        .map_err(|e| self.sql(e))?;
+        if problems.len() == 1 && problems.first().is_some_and(|p| p == "ok") {
+            Ok(())
+        } else {
+            Err(Error::Corrupt {
+                path: self.path.clone(),
+                detail: problems.join("; "),
+            })
+        }
+    }
+
+    /// The ledger's schema version (`PRAGMA user_version`).
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))
+    }
+
     // ---- runs --------------------------------------------------------------
 
     /// Records the start of a run and returns its id.

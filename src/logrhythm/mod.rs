@@ -266,6 +266,14 @@ impl Client {
         parse_list_page(&body, since)
     }
 
+    /// A cheap check that the API answers, TLS is trusted and the key is accepted
+    /// (`lrci doctor`): one list page of at most one alarm inserted in the last
+    /// hour. Returns how many rows came back (0 or 1).
+    pub async fn probe(&self) -> Result<usize> {
+        let since = Utc::now() - chrono::Duration::hours(1);
+        self.list_page(since, 1, 0).await.map(|rows| rows.len())
+    }
+
     /// Lists every alarm inserted in `[from, to)`, paging as [`listing`]
     /// describes. Saturated timestamps are returned (and logged), never dropped
     /// silently.
