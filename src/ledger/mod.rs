@@ -967,12 +967,10 @@ fn precheck(path: &Path) -> Result<()> {
     let verdict = probe_read_only(path);
     // A refused ledger is left as found: remove the empty -wal and the -shm the
     // probe itself created (the run lock keeps other lrci runs away).
-    if verdict.is_err() {
-        if !had.0 && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
-            let _ = std::fs::remove_file(&wal);
-            if !had.1 {
-                let _ = std::fs::remove_file(&shm);
-            }
+    if verdict.is_err() && !had.0 && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
+        let _ = std::fs::remove_file(&wal);
+        if !had.1 {
+            let _ = std::fs::remove_file(&shm);
         }
     }
     verdict
