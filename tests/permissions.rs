@@ -267,6 +267,11 @@ fn read_only_ledger_directory_or_file_is_a_clear_error() {
             "read-only {case}: the error does not name the path: {}",
             errors[0]
         );
+        assert!(
+            errors[0].contains("hint:") && errors[0].contains("write access"),
+            "read-only {case}: no hint: {}",
+            errors[0]
+        );
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert_eq!(connections(&t), 0, "read-only {case}: requests were made");
         assert_eq!(

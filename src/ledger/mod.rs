@@ -82,6 +82,14 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
+    #[error(
+        "the ledger {path} cannot be written; hint: lrci needs write access to the ledger file and to its directory (for the -wal and -shm files)"
+    )]
+    ReadOnly {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
     #[error("the ledger {path} is empty: no run has written it yet (run `lrci sync`)")]
     Empty { path: PathBuf },
     #[error("another lrci run holds the lock {path}{}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
@@ -101,6 +109,7 @@ impl Error {
             Error::CreateDir { .. } | Error::Create { .. } => 73,
             Error::Foreign { .. } | Error::TooNew { .. } | Error::Corrupt { .. } => 65,
             Error::Locked { .. } => 75,
+            Error::ReadOnly { .. } => 74,
             Error::Empty { .. } => 66,
             Error::Lock { .. } => 73,
             Error::Open { source, .. } => match sqlite_code(source) {
@@ -305,6 +314,12 @@ impl Ledger {
             return Error::Corrupt {
                 path: self.path.clone(),
                 detail: source.to_string(),
+            };
+        }
+        if let Some(rusqlite::ErrorCode::ReadOnly) = sqlite_code(&source) {
+            return Error::ReadOnly {
+                path: self.path.clone(),
+                source,
             };
         }
         Error::Sql {
