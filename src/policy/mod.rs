@@ -282,12 +282,13 @@ pub fn is_forbidden_char(c: char) -> bool {
 
 /// The raw text of a value that could not be normalised, made safe to store and
 /// show: forbidden characters escaped (`\u{202e}`), cut to 256 characters with
-/// a marker saying how long the original was.
+/// a marker saying how long the original was in bytes (`…[1048576B]`, no
+/// whitespace: the result never holds a forbidden character).
 pub fn safe_raw(raw: &str) -> String {
     let mut out = String::new();
     for (count, c) in raw.chars().enumerate() {
         if count == MAX_SAFE_RAW_CHARS {
-            out.push_str(&format!("…[{} bytes]", raw.len()));
+            out.push_str(&format!("…[{}B]", raw.len()));
             return out;
         }
         if is_forbidden_char(c) || c == '\\' {

@@ -498,7 +498,8 @@ fn safe_raw_escapes_and_truncates() {
     let big = "x".repeat(1 << 20);
     let s = safe_raw(&big);
     assert!(s.starts_with(&"x".repeat(256)));
-    assert!(s.ends_with("…[1048576 bytes]"));
+    assert!(s.ends_with("…[1048576B]"));
+    assert!(!s.chars().any(is_forbidden_char));
     assert!(s.chars().count() < 300);
 }
 
