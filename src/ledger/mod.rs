@@ -958,8 +958,6 @@ impl Ledger {
     }
 }
 
-/// Creates the ledger's directory (0700) and file (0600) when missing, so SQLite
-/// never creates them with the umask's permissions.
 /// Before a read-write open of an existing ledger: the identity checks and
 /// `PRAGMA quick_check` through a read-only connection, so that a foreign,
 /// newer or corrupt ledger (including one paired with another database's
@@ -1052,7 +1050,19 @@ fn tighten_existing(path: &Path) {
     }
 }
 
+/// Makes sure a whole ledger exists at `path` (through a symlink, at its target).
+///
+/// A new ledger is built in a temporary file beside it — created 0600, switched to
+/// WAL, migrated, closed and synced — and then renamed into place. A run killed
+/// while creating it therefore leaves no ledger or a complete one, never a
+/// half-made file whose hot rollback journal read-only commands cannot open. An
+/// existing empty file (from an older lrci) is replaced the same way. Callers
+/// hold the run lock, so leftovers of a killed creation can be removed here.
 fn prepare_file(path: &Path) -> Result<()> {
+    let create_err = |source| Error::Create {
+        path: path.to_path_buf(),
+        source,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.exists() {
             create_private_dir(dir).map_err(|source| Error::CreateDir {
@@ -1062,11 +1072,29 @@ fn prepare_file(path: &Path) -> Result<()> {
         }
     }
     if path.is_dir() {
-        return Err(Error::Create {
-            path: path.to_path_buf(),
-            source: std::io::Error::other("it is a directory"),
-        });
+        return Err(create_err(std::io::Error::other("it is a directory")));
     }
+    let target = resolve_ledger_path(path);
+    match std::fs::metadata(&target) {
+        Ok(meta) if meta.len() > 0 => {
+            tighten_existing(path);
+            return Ok(());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(create_err(e)),
+    }
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ledger".into());
+    let prefix = format!(".{name}.new-");
+    remove_leftovers(&dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -1074,18 +1102,48 @@ fn prepare_file(path: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    // Through a dangling symlink `create_new` fails with "exists" and SQLite (opened
-    // without CREATE) then cannot open it: create the link's target instead.
-    match opts.open(resolve_ledger_path(path)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            tighten_existing(path);
-            Ok(())
-        }
-        Err(source) => Err(Error::Create {
-            path: path.to_path_buf(),
+    opts.open(&tmp).map_err(create_err)?;
+    let built = (|| -> Result<()> {
+        let conn = Connection::open(&tmp).map_err(|source| Error::Open {
+            path: tmp.clone(),
             source,
-        }),
+        })?;
+        let mut ledger = Ledger {
+            conn,
+            path: tmp.clone(),
+        };
+        ledger.set_pragmas()?;
+        migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
+        // Closing the last connection checkpoints the WAL into the file.
+        ledger.conn.close().map_err(|(_, source)| Error::Sql {
+            path: tmp.clone(),
+            source,
+        })?;
+        File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(create_err)?;
+        std::fs::rename(&tmp, &target).map_err(create_err)?;
+        #[cfg(unix)]
+        if let Ok(d) = File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if built.is_err() {
+        remove_leftovers(&dir, &prefix);
+    }
+    built
+}
+
+/// Removes the temporary files of ledger creations that did not finish.
+fn remove_leftovers(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -1296,6 +1354,36 @@ mod tests {
         assert_eq!(std::fs::read(&path).unwrap(), b"");
         Ledger::open(&path, Mode::ReadWrite).unwrap();
         Ledger::open(&path, Mode::ReadOnly).unwrap();
+    }
+
+    /// REGRESSION (kill -9 test in CI): a run killed while a new ledger was being
+    /// switched to WAL left a hot rollback journal that read-only opens refused
+    /// ("attempt to write a readonly database"). Creation is now build-then-rename.
+    #[test]
+    fn a_killed_creation_leaves_no_ledger_and_its_leftovers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite3");
+        // What a creation killed half-way leaves behind.
+        std::fs::write(dir.path().join(".l.sqlite3.new-99999"), b"half").unwrap();
+        std::fs::write(dir.path().join(".l.sqlite3.new-99999-journal"), b"x").unwrap();
+        assert!(matches!(
+            Ledger::open(&path, Mode::ReadOnly).err(),
+            Some(Error::Open { .. })
+        ));
+        Ledger::open(&path, Mode::ReadWrite).unwrap();
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".l.sqlite3.new-"))
+            .collect();
+        assert!(names.is_empty(), "{names:?}");
+        // A fresh ledger is whole at once: readable read-only, in WAL mode.
+        let ro = Ledger::open(&path, Mode::ReadOnly).unwrap();
+        let mode: String = ro
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
     }
 
     #[test]
