@@ -43,6 +43,7 @@ impl std::fmt::Debug for ApiConfig {
 pub fn api(args: &ApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<ApiConfig, Fatal> {
     let lr_url = lr_url(args.lr_url.as_deref())?;
     let rf_url = rf_url(&args.rf_url)?;
+    check_proxies(env)?;
     let lr_key = secret(
         LR_KEY_VAR,
         "--lr-key-file",
@@ -93,6 +94,7 @@ impl std::fmt::Debug for CiConfig {
 /// Resolves the Collective Insights settings, with the same rules as [`api`].
 pub fn ci(args: &CiApiArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<CiConfig, Fatal> {
     let rf_url = rf_url(&args.rf_url)?;
+    check_proxies(env)?;
     let rf_key = secret(
         RF_KEY_VAR,
         "--rf-key-file",
@@ -118,6 +120,59 @@ pub fn lr_url(raw: Option<&str>) -> Result<Url, Fatal> {
             "LOGRHYTHM_API_URL is not set: set it (or --lr-url) to the LogRhythm API, e.g. https://platform-manager:8501",
         )),
     }
+}
+
+/// The proxy variables reqwest reads. A value it cannot use would be skipped
+/// silently (the requests would go direct, or fail as "could not connect"), so
+/// each set one must parse with a scheme reqwest supports.
+const PROXY_VARS: [&str; 6] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// Refuses an unusable proxy setting before any request, naming the variable and
+/// showing the URL without its credentials.
+pub fn check_proxies(env: &dyn Fn(&str) -> Option<String>) -> Result<(), Fatal> {
+    for var in PROXY_VARS {
+        let Some(raw) = env(var) else { continue };
+        let raw = raw.trim();
+        if raw.is_empty() {
+            continue;
+        }
+        // reqwest reads a value without a scheme as http://.
+        let with_scheme = if raw.contains("://") {
+            raw.to_string()
+        } else {
+            format!("http://{raw}")
+        };
+        let url = Url::parse(&with_scheme).map_err(|e| {
+            Fatal::msg(
+                code::CONFIG,
+                format!("{var}: not a proxy URL ({e}); expected e.g. http://proxy.example:3128"),
+            )
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(Fatal::msg(
+                code::CONFIG,
+                format!(
+                    "{var}: proxy scheme {:?} is not supported (use http:// or https://): {}",
+                    url.scheme(),
+                    redact_url(&url)
+                ),
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(Fatal::msg(
+                code::CONFIG,
+                format!("{var}: no proxy host in {}", redact_url(&url)),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Checks `RF_API_URL` (`--rf-url`): like [`lr_url`], and https unless loopback.
@@ -509,6 +564,35 @@ mod tests {
             assert!(msg.contains(want), "{name}: {msg}");
             assert!(msg.contains(name), "{name}: {msg}");
             assert!(!msg.contains('\n'), "{name}: {msg}");
+        }
+    }
+
+    #[test]
+    fn unusable_proxies_are_refused_without_their_credentials() {
+        for (value, ok) in [
+            ("::::", false),
+            ("ftp://user:proxy-secret@proxy:21", false),
+            ("socks5://user:proxy-secret@proxy:1080", false),
+            ("http://", false),
+            ("http://user:proxy-secret@proxy.example:3128", true),
+            ("proxy.example:3128", true),
+            ("", true),
+        ] {
+            let env = |v: &str| match v {
+                LR_KEY_VAR | RF_KEY_VAR => Some("k".to_string()),
+                "HTTPS_PROXY" => Some(value.to_string()),
+                _ => None,
+            };
+            match api(&args(), &env) {
+                Ok(_) => assert!(ok, "{value} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{value} refused: {e}");
+                    assert_eq!(e.code, code::CONFIG);
+                    let msg = e.to_string();
+                    assert!(msg.starts_with("HTTPS_PROXY"), "{msg}");
+                    assert!(!msg.contains("proxy-secret"), "{msg}");
+                }
+            }
         }
     }
 
