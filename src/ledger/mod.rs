@@ -348,9 +348,9 @@ impl Ledger {
     /// Refuses foreign and newer files before anything is written; returns the
     /// schema version found (0 for an empty file).
     fn check_identity(&self) -> Result<i64> {
-        let read = |pragma: &str| -> Result<i64> {
+        let read = |sql: &str| -> Result<i64> {
             self.conn
-                .query_row(&format!("PRAGMA {pragma}"), [], |r| r.get(0))
+                .query_row(sql, [], |r| r.get(0))
                 .map_err(|source| match sqlite_code(&source) {
                     Some(rusqlite::ErrorCode::NotADatabase) => Error::Foreign {
                         path: self.path.clone(),
@@ -359,8 +359,8 @@ impl Ledger {
                     _ => self.sql(source),
                 })
         };
-        let app_id = read("application_id")?;
-        let version = read("user_version")?;
+        let app_id = read("PRAGMA application_id")?;
+        let version = read("PRAGMA user_version")?;
         if app_id == 0 && version == 0 {
             let objects: i64 = self
                 .conn
@@ -1314,9 +1314,7 @@ mod tests {
         let l = Ledger::open(&dir.path().join("l.sqlite3"), Mode::ReadWrite).unwrap();
         let get = |p: &str| -> String {
             l.conn
-                .query_row(&format!("PRAGMA {p}"), [], |r| {
-                    r.get::<_, rusqlite::types::Value>(0)
-                })
+                .pragma_query_value(None, p, |r| r.get::<_, rusqlite::types::Value>(0))
                 .map(|v| format!("{v:?}"))
                 .unwrap()
         };
