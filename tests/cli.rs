@@ -381,6 +381,38 @@ fn bad_min_rbp_and_timeout_exit_2() {
     case.assert_untouched();
 }
 
+/// Reliability bar section 6 row 3: a run deadline shorter than one request.
+#[test]
+fn max_runtime_shorter_than_the_timeout_exits_2() {
+    let case = Case::new();
+    let out = case
+        .cmd()
+        .args(["sync", "--max-runtime", "5", "--timeout", "30"])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 2, &["--max-runtime", "--timeout"], &[]);
+    case.assert_untouched();
+}
+
+/// Reliability bar section 6 row 23: replaying an alarm the ledger never listed.
+#[test]
+fn replay_of_an_unknown_alarm_exits_2_naming_it() {
+    let case = Case::new();
+    lrci::ledger::Ledger::open(&case.ledger(), lrci::ledger::Mode::ReadWrite).unwrap();
+    let before = std::fs::read(case.ledger()).unwrap();
+    let out = case
+        .cmd()
+        .args(["replay", "--alarm", "987654321"])
+        .output()
+        .unwrap();
+    assert_clear_error(&out, 2, &["--alarm", "987654321"], &[]);
+    assert_eq!(std::fs::read(case.ledger()).unwrap(), before);
+    // Nothing to replay is not an error.
+    let out = case.cmd().arg("replay").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("0 detections to replay"));
+}
+
 #[test]
 fn bad_backfill_window_exits_2_naming_the_flag() {
     let case = Case::new();

@@ -54,6 +54,8 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
         daily_budget: args.daily_budget,
         interrupt: Some(interrupt_on_signals()?),
     };
+    // Read only, so a typo in --alarm changes nothing.
+    check_alarms_known(&Ledger::open_or_empty(&path)?, &args.alarms)?;
     let summary = if args.dry_run {
         // Nothing is written: an existing ledger is read only; without one there
         // is nothing to replay.
@@ -67,6 +69,32 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
     };
     print(&summary, args.json)?;
     Ok(summary.exit_code)
+}
+
+/// `--alarm ID` naming an alarm the ledger never listed is a usage error (a typo
+/// would otherwise replay nothing and exit 0). Pruned alarms count as known.
+fn check_alarms_known(ledger: &Ledger, ids: &[i64]) -> Result<(), Fatal> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let known = ledger.known_alarms(ids)?;
+    let pruned = ledger.pruned_alarms(ids)?;
+    let unknown: Vec<String> = ids
+        .iter()
+        .filter(|id| !known.contains_key(id) && !pruned.contains(id))
+        .map(i64::to_string)
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(Fatal::msg(
+        code::USAGE,
+        format!(
+            "--alarm {}: not in the ledger {} (see `lrci ledger alarms` and `lrci ledger gaps`)",
+            unknown.join(", "),
+            ledger.path().display()
+        ),
+    ))
 }
 
 /// The states to select: those asked for (default failed and pending), plus `sent`

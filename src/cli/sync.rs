@@ -130,6 +130,17 @@ async fn execute(
 ) -> Result<u8, Fatal> {
     // Everything that can be wrong locally fails here, before any request.
     let api = config::api(api_args, &|v| std::env::var(v).ok())?;
+    if let Some(max) = run.max_runtime {
+        if max < api_args.timeout {
+            return Err(Fatal::msg(
+                code::USAGE,
+                format!(
+                    "--max-runtime {max} is shorter than --timeout {}: one request alone could outlive the run",
+                    api_args.timeout
+                ),
+            ));
+        }
+    }
     let filters = config::filters(run)?;
     let path = config::ledger_path(global)?;
     let deadline = run
