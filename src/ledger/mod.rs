@@ -1188,6 +1188,27 @@ pub fn resolve_ledger_path(ledger: &Path) -> PathBuf {
     }
 }
 
+/// The pid of the run holding the lock at `path`, for the error message. The
+/// holder writes its pid just after it takes the lock, so for a moment the file can
+/// be empty or still name the previous holder: read again for up to 250 ms until
+/// it names a live process (checked through /proc on Linux).
+fn read_holder(path: &Path) -> Option<u32> {
+    let mut last = None;
+    for _ in 0..25 {
+        last = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        if let Some(pid) = last {
+            let alive = !cfg!(target_os = "linux") || Path::new(&format!("/proc/{pid}")).exists();
+            if alive {
+                return Some(pid);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    last
+}
+
 /// The single-writer lock held by `sync`, `backfill` and `replay` for their whole run.
 /// Dropped (or the process killed), the kernel releases it.
 #[derive(Debug)]
@@ -1234,9 +1255,7 @@ impl RunLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let holder = std::fs::read_to_string(&path)
-                    .ok()
-                    .and_then(|s| s.trim().parse().ok());
+                let holder = read_holder(&path);
                 return Err(Error::Locked { path, holder });
             }
             Err(std::fs::TryLockError::Error(source)) => {
@@ -1560,6 +1579,29 @@ mod tests {
         assert_eq!(l.state_counts().unwrap().rejected, 1);
         let day = t(12, 0).date_naive();
         assert_eq!(l.budget_used(day).unwrap(), 1);
+    }
+
+    /// REGRESSION (overlap trials in CI): a loser that read the lock file in the
+    /// instant before the new holder wrote its pid named no holder, or a dead one.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_loser_waits_briefly_for_the_holders_pid() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = dir.path().join("l.sqlite3");
+        let held = RunLock::acquire(&ledger).unwrap();
+        // As if the holder had not written yet: the previous, dead holder's pid.
+        std::fs::write(held.path(), "999999999\n").unwrap();
+        let lock_path = held.path().to_path_buf();
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(60));
+            std::fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
+        });
+        let err = RunLock::acquire(&ledger).err().unwrap();
+        writer.join().unwrap();
+        match err {
+            Error::Locked { holder, .. } => assert_eq!(holder, Some(std::process::id())),
+            other => panic!("unexpected {other}"),
+        }
     }
 
     #[test]
