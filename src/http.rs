@@ -68,6 +68,22 @@ impl Default for HttpOptions {
     }
 }
 
+#[cfg(test)]
+impl HttpOptions {
+    /// Short timeouts and millisecond backoff, so client tests against local mock
+    /// servers run fast; shared by the http, logrhythm and ci tests.
+    pub(crate) fn fast_for_tests(max_retries: u32) -> HttpOptions {
+        HttpOptions {
+            connect_timeout: Duration::from_secs(1),
+            timeout: Duration::from_secs(3),
+            max_retries,
+            backoff_base: Duration::from_millis(10),
+            backoff_cap: Duration::from_millis(50),
+            ..HttpOptions::default()
+        }
+    }
+}
+
 impl fmt::Debug for HttpOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpOptions")
@@ -786,14 +802,7 @@ mod tests {
     use wiremock::{Mock, MockServer, ResponseTemplate};
 
     fn fast() -> HttpOptions {
-        HttpOptions {
-            connect_timeout: Duration::from_secs(1),
-            timeout: Duration::from_secs(3),
-            max_retries: 4,
-            backoff_base: Duration::from_millis(10),
-            backoff_cap: Duration::from_millis(50),
-            ..HttpOptions::default()
-        }
+        HttpOptions::fast_for_tests(4)
     }
 
     async fn get(opts: &HttpOptions, url: String) -> Result<Response> {

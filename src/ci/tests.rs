@@ -4,21 +4,13 @@ use super::*;
 use crate::model::IndicatorType;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use std::time::Duration;
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 
 fn opts() -> HttpOptions {
-    HttpOptions {
-        connect_timeout: Duration::from_secs(1),
-        timeout: Duration::from_secs(3),
-        max_retries: 2,
-        backoff_base: Duration::from_millis(10),
-        backoff_cap: Duration::from_millis(50),
-        ..HttpOptions::default()
-    }
+    HttpOptions::fast_for_tests(2)
 }
 
 fn client(server: &MockServer) -> Client {

@@ -4,21 +4,13 @@
 use super::*;
 use chrono::TimeDelta;
 use serde_json::json;
-use std::time::Duration;
 use wiremock::matchers::{header, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 const KEY: &str = "lr-Secret-Key-0123456789";
 
 fn opts() -> HttpOptions {
-    HttpOptions {
-        connect_timeout: Duration::from_secs(1),
-        timeout: Duration::from_secs(3),
-        max_retries: 2,
-        backoff_base: Duration::from_millis(10),
-        backoff_cap: Duration::from_millis(50),
-        ..HttpOptions::default()
-    }
+    HttpOptions::fast_for_tests(2)
 }
 
 fn client(server: &MockServer) -> Client {
