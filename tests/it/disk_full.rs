@@ -7,7 +7,7 @@
 //! Needs `unshare -m` and `mount` (root, or an unprivileged user namespace); where
 //! neither works the test says SKIPPED and passes.
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::SimConfig;

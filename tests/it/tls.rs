@@ -5,7 +5,7 @@
 //! runs against both. Every failing case must exit 78 with one `error:` line and
 //! leave the HTTPS simulator with zero completed LogRhythm requests.
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::{self, SimConfig, TlsPem};

@@ -1,7 +1,7 @@
 //! The simulator's admin routes, fault injection, latency, and the real `lrci sim`
 //! binary (first stdout line, clean SIGTERM exit, loopback-only listen).
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::{self, SimConfig};

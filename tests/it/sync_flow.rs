@@ -3,7 +3,7 @@
 //! computed from the simulator's ground truth (`/_sim/alarms`) by an oracle that
 //! shares no code with lrci's extraction or policy (see `common`).
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::gen::Scenario;

@@ -3,7 +3,7 @@
 //! submits a detection, never changes the ledger, makes no request with
 //! `--offline`, and never prints a secret.
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::SimConfig;

@@ -13,7 +13,7 @@
 //! the documented escape (policy `safe_raw`); and no control, bidi or zero-width
 //! character reaches a log line, each of which starts with a timestamp.
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::gen::{hostile_item, hostile_len, Place, Scenario, HOSTILE_EVERY};

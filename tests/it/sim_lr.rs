@@ -2,7 +2,7 @@
 //! parameter, paging modes, shapes of details/events/summary, date rendering, and
 //! the generator's scenarios.
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::gen::{self, Scenario};

@@ -5,7 +5,7 @@
 //! `ledger prune` followed by `backfill --refetch` re-sending nothing. The real
 //! binary runs against the in-process simulator over a fixed past window.
 
-mod common;
+use crate::harness as common;
 
 use chrono::{DateTime, Duration as Span, Utc};
 use common::*;

@@ -8,7 +8,7 @@
 //! (74), a missing ledger (66, nothing created), reading while another process holds
 //! the run lock and a write transaction, and escaping of hostile values.
 
-mod common;
+use crate::harness as common;
 
 use assert_cmd::Command;
 use chrono::{Duration as Span, DurationRound, Utc};

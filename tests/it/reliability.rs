@@ -16,7 +16,7 @@
 //! cores with each other (timing assertions such as "the loser exits within 1 s"
 //! would otherwise measure the scheduler).
 
-mod common;
+use crate::harness as common;
 
 use common::*;
 use lrci::sim::SimConfig;

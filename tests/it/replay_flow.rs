@@ -3,7 +3,7 @@
 //! select exactly those rows; `--resend`; `--dry-run` changes nothing; the run lock;
 //! a 400 during replay is bisected to the one bad detection.
 
-mod common;
+use crate::harness as common;
 
 use chrono::{DateTime, Duration as Span, Utc};
 use common::*;

@@ -10,10 +10,10 @@ use lrci::model::{Candidate, IndicatorType, Verdict};
 use lrci::policy::{classify, Policy};
 use serde_json::{json, Value};
 
-const VALID: &str = include_str!("fixtures/extract/valid.txt");
-const INVALID: &str = include_str!("fixtures/extract/invalid.txt");
+const VALID: &str = include_str!("../fixtures/extract/valid.txt");
+const INVALID: &str = include_str!("../fixtures/extract/invalid.txt");
 /// A copy of `shared/spec/fixtures/logrhythm/alarm-events.json`.
-const EVENTS: &str = include_str!("fixtures/extract/alarm-events.json");
+const EVENTS: &str = include_str!("../fixtures/extract/alarm-events.json");
 
 /// Decode the corpus escapes `\u{HEX}`, `\t`, `\r`, `\n` in an input column.
 fn unescape(s: &str) -> String {

@@ -1,0 +1,23 @@
+//! The integration tests, in one binary (one link instead of one per file): one
+//! module per area, and `harness` with what they share (the simulator, the `lrci`
+//! binary runner and the independent oracle).
+
+mod harness;
+
+mod backfill_flow;
+mod bad_input;
+mod cli;
+mod disk_full;
+mod doctor;
+mod extract_corpus;
+mod fuzz_regressions;
+mod hostile;
+mod ledger_cli;
+mod permissions;
+mod reliability;
+mod replay_flow;
+mod sim_admin;
+mod sim_ci;
+mod sim_lr;
+mod sync_flow;
+mod tls;
