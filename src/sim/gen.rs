@@ -713,6 +713,8 @@ fn empty_value(field: &str) -> Node {
     }
 }
 
+/// Event `index` of an alarm, drawn from its own seed (so an event never depends on
+/// how many others are served).
 fn event(a: &AlarmMeta, index: u32) -> Node {
     let mut rng = ChaCha8Rng::seed_from_u64(mix(a.seed, a.id, 100 + u64::from(index)));
     let mut e = Node::Obj(
@@ -723,8 +725,39 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
     );
     let log_date = ms_before(a.date_inserted, rng.random_range(1_000..120_000));
     let aie = index == 0 && a.rule_name.starts_with("AIE:");
+    let class_name = set_classification(&mut e, &mut rng, a, index, aie);
+    set_direction_and_entities(&mut e, &mut rng, a, index, aie, log_date);
+    let ind = set_indicators(&mut e, &mut rng);
+    set_mail_and_port(&mut e, &mut rng, &ind.external);
+    e.set(
+        "logMessage",
+        Node::Str(log_message(a, aie, log_date, class_name, &ind)),
+    );
+    set_log_source(&mut e, &mut rng, aie);
+    e.set("impactedIP", ind.impacted_ip);
+    e.set("originIP", ind.origin_ip);
+    e
+}
+
+/// The indicator values of one event that later fields (the log message) repeat.
+struct Indicators {
+    impacted_ip: Node,
+    origin_ip: Node,
+    external: String,
+    url: String,
+    cve: String,
+}
+
+/// Sets the classification and common-event fields; returns the classification name.
+fn set_classification(
+    e: &mut Node,
+    rng: &mut ChaCha8Rng,
+    a: &AlarmMeta,
+    index: u32,
+    aie: bool,
+) -> &'static str {
     let (class_id, class_name) = *pick(
-        &mut rng,
+        rng,
         &[
             (1040, "Attack"),
             (2200, "Suspicious"),
@@ -758,9 +791,21 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
             format!("{class_name} Activity")
         }),
     );
+    class_name
+}
+
+/// Sets the count, direction, entity, log date, message id and priority fields.
+fn set_direction_and_entities(
+    e: &mut Node,
+    rng: &mut ChaCha8Rng,
+    a: &AlarmMeta,
+    index: u32,
+    aie: bool,
+    log_date: DateTime<Utc>,
+) {
     e.set("count", Node::Int(1));
     let (dir_id, dir) = *pick(
-        &mut rng,
+        rng,
         &[
             (0, "Unknown"),
             (1, "Internal"),
@@ -796,75 +841,91 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
             rng.random_range(0..=100)
         }),
     );
+}
 
-    // Indicator fields.
+/// Draws the indicator fields: sets the NAT, host name, name, domain, URL and CVE
+/// fields, and returns the two addresses (set last) with what the message repeats.
+fn set_indicators(e: &mut Node, rng: &mut ChaCha8Rng) -> Indicators {
     let impacted_ip = match rng.random_range(0..20) {
-        0..9 => Node::Str(private_ip(&mut rng)),
-        9..14 => Node::Str(public_v4(&mut rng)),
-        14..16 => Node::Str(public_v6(&mut rng)),
+        0..9 => Node::Str(private_ip(rng)),
+        9..14 => Node::Str(public_v4(rng)),
+        14..16 => Node::Str(public_v6(rng)),
         _ => Node::Null,
     };
     let origin_ip = match rng.random_range(0..20) {
-        0..9 => Node::Str(public_v4(&mut rng)),
-        9..12 => Node::Str(public_v6(&mut rng)),
-        12..15 => Node::Str(private_ip(&mut rng)),
+        0..9 => Node::Str(public_v4(rng)),
+        9..12 => Node::Str(public_v6(rng)),
+        12..15 => Node::Str(private_ip(rng)),
         _ => Node::Null,
     };
     if rng.random_bool(0.15) {
-        e.set("impactedNATIP", Node::Str(public_v4(&mut rng)));
+        e.set("impactedNATIP", Node::Str(public_v4(rng)));
         e.set("impactedNATPort", Node::Int(rng.random_range(1024..65535)));
     }
     if rng.random_bool(0.1) {
-        e.set("originNATIP", Node::Str(private_ip(&mut rng)));
+        e.set("originNATIP", Node::Str(private_ip(rng)));
     }
-    let internal = pick(&mut rng, &INTERNAL_HOSTS).to_string();
-    let external = pick(&mut rng, &EXTERNAL_HOSTS).to_string();
-    if rng.random_bool(0.7) {
-        e.set(
-            "impactedHostName",
-            str_or_sentinel(&mut rng, internal.clone(), 0.85),
-        );
-        e.set("impactedHostId", Node::Int(rng.random_range(1..500)));
-    }
-    match rng.random_range(0..10) {
-        0..4 => e.set("originHostName", Node::s(external.clone())),
-        4 => e.set("originHostName", Node::s(*pick(&mut rng, &INTERNAL_HOSTS))),
-        5 => e.set("originHostName", Node::s(*pick(&mut rng, &SENTINELS))),
-        _ => {}
-    }
-    if rng.random_bool(0.15) {
-        e.set("impactedName", Node::s(*pick(&mut rng, &INTERNAL_HOSTS)));
-    }
-    if rng.random_bool(0.15) {
-        e.set("originName", Node::s(*pick(&mut rng, &EXTERNAL_HOSTS)));
-    }
-    match rng.random_range(0..20) {
-        0..7 => e.set("domain", Node::s(*pick(&mut rng, &EXTERNAL_HOSTS))),
-        7..9 => e.set("domain", Node::s(*pick(&mut rng, &INTERNAL_HOSTS))),
-        9 => e.set("domain", Node::s(*pick(&mut rng, &SENTINELS))),
-        _ => {}
-    }
+    let internal = pick(rng, &INTERNAL_HOSTS).to_string();
+    let external = pick(rng, &EXTERNAL_HOSTS).to_string();
+    set_host_names(e, rng, &internal, &external);
     let url = match rng.random_range(0..20) {
         0..6 => format!(
             "https://{external}/{}?id={}",
-            pick(
-                &mut rng,
-                &["login", "invoice.php", "dl/payload.bin", "a/b/c"]
-            ),
+            pick(rng, &["login", "invoice.php", "dl/payload.bin", "a/b/c"]),
             rng.random_range(1..99999)
         ),
         6..8 => format!("http://admin:hunter2@{external}/panel"),
         8..10 => format!("https://{internal}/admin/"),
-        10 => format!("http://{}:8080/x.sh", public_v4(&mut rng)),
+        10 => format!("http://{}:8080/x.sh", public_v4(rng)),
         _ => String::new(),
     };
     e.set("url", Node::s(url.clone()));
     let cve = match rng.random_range(0..10) {
-        0 | 1 => pick(&mut rng, &CVES).to_string(),
-        2 => format!("{}, {}", pick(&mut rng, &CVES), pick(&mut rng, &CVES)),
+        0 | 1 => pick(rng, &CVES).to_string(),
+        2 => format!("{}, {}", pick(rng, &CVES), pick(rng, &CVES)),
         _ => String::new(),
     };
     e.set("cve", Node::s(cve.clone()));
+    Indicators {
+        impacted_ip,
+        origin_ip,
+        external,
+        url,
+        cve,
+    }
+}
+
+/// Sets the host name, name and domain fields from the drawn hosts.
+fn set_host_names(e: &mut Node, rng: &mut ChaCha8Rng, internal: &str, external: &str) {
+    if rng.random_bool(0.7) {
+        e.set(
+            "impactedHostName",
+            str_or_sentinel(rng, internal.to_string(), 0.85),
+        );
+        e.set("impactedHostId", Node::Int(rng.random_range(1..500)));
+    }
+    match rng.random_range(0..10) {
+        0..4 => e.set("originHostName", Node::s(external.to_string())),
+        4 => e.set("originHostName", Node::s(*pick(rng, &INTERNAL_HOSTS))),
+        5 => e.set("originHostName", Node::s(*pick(rng, &SENTINELS))),
+        _ => {}
+    }
+    if rng.random_bool(0.15) {
+        e.set("impactedName", Node::s(*pick(rng, &INTERNAL_HOSTS)));
+    }
+    if rng.random_bool(0.15) {
+        e.set("originName", Node::s(*pick(rng, &EXTERNAL_HOSTS)));
+    }
+    match rng.random_range(0..20) {
+        0..7 => e.set("domain", Node::s(*pick(rng, &EXTERNAL_HOSTS))),
+        7..9 => e.set("domain", Node::s(*pick(rng, &INTERNAL_HOSTS))),
+        9 => e.set("domain", Node::s(*pick(rng, &SENTINELS))),
+        _ => {}
+    }
+}
+
+/// Sometimes sets the mail fields (sender at `external`) and the port and protocol.
+fn set_mail_and_port(e: &mut Node, rng: &mut ChaCha8Rng, external: &str) {
     if rng.random_bool(0.1) {
         e.set("sender", Node::s(format!("billing@{external}")));
         e.set("recipient", Node::s("alice@corp.example"));
@@ -873,32 +934,46 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
     if rng.random_bool(0.4) {
         e.set(
             "impactedPort",
-            Node::Int(*pick(&mut rng, &[22, 53, 80, 443, 445, 3389, 8443])),
+            Node::Int(*pick(rng, &[22, 53, 80, 443, 445, 3389, 8443])),
         );
         e.set("protocolId", Node::Int(6));
         e.set("protocolName", Node::s("TCP"));
     }
+}
+
+/// The raw log line: an AI Engine XML record or a firewall syslog line.
+fn log_message(
+    a: &AlarmMeta,
+    aie: bool,
+    log_date: DateTime<Utc>,
+    class_name: &str,
+    ind: &Indicators,
+) -> String {
     let ip_text = |n: &Node| match n {
         Node::Str(s) => s.clone(),
         _ => "-".to_string(),
     };
-    let msg = if aie {
+    let (url, cve) = (&ind.url, &ind.cve);
+    if aie {
         format!(
             "<aie v=\"1\"><_0 FactCount=\"1\" NormalMsgDate=\"{}\" RuleBlockType=\"1\" SIP=\"{}\" DIP=\"{}\" /><_ AIERuleID=\"{}\" /></aie>",
             log_date.format("%Y-%m-%d %H:%M:%S"),
-            ip_text(&origin_ip),
-            ip_text(&impacted_ip),
+            ip_text(&ind.origin_ip),
+            ip_text(&ind.impacted_ip),
             a.rule_id
         )
     } else {
         format!(
             "{} sensor01 {class_name} src={} dst={} url={url} cve={cve}",
             log_date.format("%Y-%m-%dT%H:%M:%SZ"),
-            ip_text(&origin_ip),
-            ip_text(&impacted_ip)
+            ip_text(&ind.origin_ip),
+            ip_text(&ind.impacted_ip)
         )
-    };
-    e.set("logMessage", Node::Str(msg));
+    }
+}
+
+/// Sets the log source fields: the AI Engine, or the firewall sensor.
+fn set_log_source(e: &mut Node, rng: &mut ChaCha8Rng, aie: bool) {
     if aie {
         e.set("logSourceHostId", Node::Int(-1000001));
         e.set("logSourceHostName", Node::s("AI Engine Server"));
@@ -915,9 +990,6 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
         );
         e.set("mpeRuleName", Node::s("EXAMPLE-NGFW: Threat"));
     }
-    e.set("impactedIP", impacted_ip);
-    e.set("originIP", origin_ip);
-    e
 }
 
 /// The events of an alarm as structured nodes (before any hostile body surgery).

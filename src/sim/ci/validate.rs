@@ -163,6 +163,7 @@ pub(crate) fn validate_items(
         .collect()
 }
 
+/// Validates item `index` of `data`, checking its parts in document order.
 fn validate_item(index: usize, raw: Value, strict_timestamps: bool) -> Result<Item, Invalid> {
     let at = format!("data[{index}]");
     let Value::Object(obj) = &raw else {
@@ -171,26 +172,58 @@ fn validate_item(index: usize, raw: Value, strict_timestamps: bool) -> Result<It
             format!("must be an object, got {}", kind(&raw)),
         ));
     };
+    let timestamp = item_timestamp(obj, &at, strict_timestamps)?;
+    let (ioc_type, ioc_value, ioc_field) = validate_ioc(obj, &at)?;
+    if let Some(incident) = present(obj.get("incident")) {
+        if !incident.is_object() {
+            return Err(Invalid::field(
+                format!("{at}.incident"),
+                format!("must be an object, got {}", kind(incident)),
+            ));
+        }
+    }
+    opt_strings(obj, &at, "mitre_codes")?;
+    opt_strings(obj, &at, "malwares")?;
+    let detection_type = validate_detection(obj, &at)?;
+    Ok(Item {
+        raw,
+        ioc_type,
+        ioc_value,
+        ioc_field,
+        detection_type,
+        timestamp,
+    })
+}
 
-    let timestamp = match present(obj.get("timestamp")) {
-        None => None,
-        Some(Value::String(text)) => {
-            Some(parse_timestamp(text, strict_timestamps).ok_or_else(|| {
+/// The item's optional `timestamp` (`at` is the item's path, `data[i]`).
+fn item_timestamp(
+    obj: &Map<String, Value>,
+    at: &str,
+    strict_timestamps: bool,
+) -> Result<Option<DateTime<Utc>>, Invalid> {
+    match present(obj.get("timestamp")) {
+        None => Ok(None),
+        Some(Value::String(text)) => Ok(Some(
+            parse_timestamp(text, strict_timestamps).ok_or_else(|| {
                 Invalid::field(
                     format!("{at}.timestamp"),
                     format!("cannot parse {} as a date-time", echo_str(text)),
                 )
-            })?)
-        }
-        Some(other) => {
-            return Err(Invalid::field(
-                format!("{at}.timestamp"),
-                format!("must be a string, got {}", kind(other)),
-            ))
-        }
-    };
+            })?,
+        )),
+        Some(other) => Err(Invalid::field(
+            format!("{at}.timestamp"),
+            format!("must be a string, got {}", kind(other)),
+        )),
+    }
+}
 
-    let ioc = required_object(obj, &at, "ioc")?;
+/// The item's `ioc`: its type, its (non-empty, well-formed) value and its field.
+fn validate_ioc(
+    obj: &Map<String, Value>,
+    at: &str,
+) -> Result<(&'static str, String, Option<String>), Invalid> {
+    let ioc = required_object(obj, at, "ioc")?;
     let ioc_at = format!("{at}.ioc");
     let ioc_type = required_enum(ioc, &ioc_at, "type", &IOC_TYPES)?;
     let ioc_value = required_string(ioc, &ioc_at, "value")?;
@@ -204,19 +237,12 @@ fn validate_item(index: usize, raw: Value, strict_timestamps: bool) -> Result<It
         .map_err(|problem| Invalid::field(format!("{ioc_at}.value"), problem))?;
     opt_string(ioc, &ioc_at, "source_type")?;
     let ioc_field = opt_string(ioc, &ioc_at, "field")?.map(str::to_owned);
+    Ok((ioc_type, ioc_value.to_owned(), ioc_field))
+}
 
-    if let Some(incident) = present(obj.get("incident")) {
-        if !incident.is_object() {
-            return Err(Invalid::field(
-                format!("{at}.incident"),
-                format!("must be an object, got {}", kind(incident)),
-            ));
-        }
-    }
-    opt_strings(obj, &at, "mitre_codes")?;
-    opt_strings(obj, &at, "malwares")?;
-
-    let detection = required_object(obj, &at, "detection")?;
+/// The item's `detection` type; a `detection_rule` also needs `sub_type` and `id`.
+fn validate_detection(obj: &Map<String, Value>, at: &str) -> Result<&'static str, Invalid> {
+    let detection = required_object(obj, at, "detection")?;
     let det_at = format!("{at}.detection");
     let detection_type = required_enum(detection, &det_at, "type", &DETECTION_TYPES)?;
     let sub_type = match present(detection.get("sub_type")) {
@@ -239,16 +265,7 @@ fn validate_item(index: usize, raw: Value, strict_timestamps: bool) -> Result<It
             ));
         }
     }
-
-    let ioc_value = ioc_value.to_owned();
-    Ok(Item {
-        raw,
-        ioc_type,
-        ioc_value,
-        ioc_field,
-        detection_type,
-        timestamp,
-    })
+    Ok(detection_type)
 }
 
 /// Parses a detection timestamp: RFC 3339 with `Z` or an offset, with or without
