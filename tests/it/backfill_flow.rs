@@ -5,10 +5,8 @@
 //! `ledger prune` followed by `backfill --refetch` re-sending nothing. The real
 //! binary runs against the in-process simulator over a fixed past window.
 
-use crate::harness as common;
-
+use crate::harness::*;
 use chrono::{DateTime, Duration as Span, Utc};
-use common::*;
 use lrci::sim::SimConfig;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,11 +19,7 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-/// A fixed past window of `hours` hours ending at `common::end()`.
+/// A fixed past window of `hours` hours ending at `harness::end()`.
 fn sim_config(hours: u32, per_hour: u32, lr_latency_ms: u64) -> SimConfig {
     SimConfig {
         hours,
@@ -87,17 +81,6 @@ fn ledger_keys(ledger: &Path, state: &str) -> BTreeSet<Key> {
         .unwrap()
         .map(Result::unwrap)
         .collect()
-}
-
-/// Asserts no duplicate in what CI stored and returns its key set.
-fn unique_keys(received: &[Value]) -> BTreeSet<Key> {
-    let mut counts: BTreeMap<Key, usize> = BTreeMap::new();
-    for item in received {
-        *counts.entry(received_key(item)).or_default() += 1;
-    }
-    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(10).collect();
-    assert!(dups.is_empty(), "CI received duplicates: {dups:?}");
-    counts.into_keys().collect()
 }
 
 fn truth_ids(truth: &[Value], from: DateTime<Utc>, to: DateTime<Utc>) -> BTreeSet<i64> {

@@ -9,76 +9,15 @@
 //! connections to a loopback trap standing in for both APIs, and the ledger's
 //! files byte-for-byte unchanged and still there.
 
+use crate::harness::*;
 use assert_cmd::Command;
-use lrci::sim::{self, RunningSim, SimConfig};
+use lrci::sim;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A loopback listener that never answers and counts connections.
-struct Trap {
-    listener: TcpListener,
-}
-
-impl Trap {
-    fn new() -> Trap {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        Trap { listener }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.listener.local_addr().unwrap())
-    }
-
-    fn connections(&self) -> usize {
-        let mut n = 0;
-        while self.listener.accept().is_ok() {
-            n += 1;
-        }
-        n
-    }
-}
-
-/// A small simulator on its own runtime.
-struct Sim {
-    rt: tokio::runtime::Runtime,
-    sim: Option<RunningSim>,
-}
-
-impl Sim {
-    fn start() -> Sim {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let cfg = SimConfig {
-            hours: 3,
-            alarms_per_hour: 4,
-            events_per_alarm: 2,
-            ..SimConfig::default()
-        };
-        let sim = rt.block_on(sim::start(cfg)).unwrap();
-        Sim { rt, sim: Some(sim) }
-    }
-
-    fn url(&self) -> String {
-        self.sim.as_ref().unwrap().url()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(s) = self.sim.take() {
-            self.rt.block_on(s.shutdown());
-        }
-    }
-}
 
 /// `lrci` with a clean environment: both APIs at `url`, valid keys, the ledger
 /// and logs under `dir`.
@@ -94,38 +33,6 @@ fn lrci(dir: &Path, url: &str, ledger: &Path) -> Command {
         .env("LRCI_LOG_DIR", dir.join("logs"))
         .timeout(RUN_TIMEOUT);
     c
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn is_log_line(line: &str) -> bool {
-    line.len() > 4 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-}
-
-/// The clear-error rule; returns the error line.
-fn assert_clear_error(out: &Output, code: i32, names: &[&str]) -> String {
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr:\n{stderr:.2000}");
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !is_log_line(l) && l.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one error: line in\n{stderr:.2000}");
-    let line = errors[0];
-    assert!(
-        line.chars().count() <= 300,
-        "error line of {} chars",
-        line.chars().count()
-    );
-    for n in names {
-        assert!(line.contains(n), "error line does not name {n:?}: {line}");
-    }
-    for bad in ["panicked", "Os {", "kind: ", "RUST_BACKTRACE"] {
-        assert!(!stderr.contains(bad), "{bad:?} in stderr:\n{stderr:.2000}");
-    }
-    line.to_string()
 }
 
 fn no_panic(out: &Output) {
@@ -154,7 +61,7 @@ fn ledger_files(ledger: &Path) -> BTreeMap<String, (usize, u64)> {
 
 /// A real ledger made by one sync against a small simulator, in `dir`.
 fn good_ledger(dir: &Path) -> PathBuf {
-    let s = Sim::start();
+    let s = SyncSim::start(small_config());
     let ledger = dir.join("good.sqlite3");
     let out = lrci(dir, &s.url(), &ledger).arg("sync").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -187,7 +94,7 @@ fn a_million_line_exclusion_file_is_accepted() {
     assert!(text.len() >= 10 << 20, "{} bytes", text.len());
     let file = dir.path().join("exclusions.txt");
     std::fs::write(&file, &text).unwrap();
-    let s = Sim::start();
+    let s = SyncSim::start(small_config());
     let ledger = dir.path().join("l.sqlite3");
     let start = std::time::Instant::now();
     let out = lrci(dir.path(), &s.url(), &ledger)
@@ -302,7 +209,7 @@ fn corrupt_ledgers_are_refused_untouched_before_any_request() {
             assert_eq!(ok, "ok", "{name}");
             continue;
         }
-        let line = assert_clear_error(&out, 65, &[ledger.to_str().unwrap()]);
+        let line = assert_clear_error(&out, 65, &[ledger.to_str().unwrap()], &[]);
         assert_eq!(trap.connections(), 0, "{name}: requests were made");
         assert!(ledger.exists(), "{name}: the ledger was deleted");
         assert_eq!(
@@ -345,7 +252,7 @@ fn with_stdout_closed(dir: &Path, url: &str, ledger: &Path, args: &str) -> Outpu
 #[test]
 fn stdout_closed_is_no_panic_and_the_runs_own_exit_code() {
     let dir = tempfile::tempdir().unwrap();
-    let s = Sim::start();
+    let s = SyncSim::start(small_config());
     let ledger = dir.path().join("l.sqlite3");
     // Pinned: Rust's runtime reopens a closed fd 1 on /dev/null at start, so the
     // output is discarded and the exit code is the run's own; nothing lrci
@@ -396,7 +303,7 @@ fn a_100_kb_ledger_path_is_a_clear_error() {
             .unwrap();
         let code = out.status.code().unwrap();
         assert!([66, 73, 74].contains(&code), "{args:?}: exit {code}");
-        let line = assert_clear_error(&out, code, &["aaaaaaaaaaaaaaaaaaaa"]);
+        let line = assert_clear_error(&out, code, &["aaaaaaaaaaaaaaaaaaaa"], &[]);
         assert!(
             line.contains("too long") || line.contains("does not exist"),
             "{args:?}: {line}"
@@ -423,7 +330,7 @@ fn a_clock_in_2100_or_before_1970_never_panics() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let s = Sim::start();
+    let s = SyncSim::start(small_config());
     for (name, when) in [
         ("2100", "@2100-01-01 00:00:00"),
         ("1969", "@1969-07-20 20:17:00"),
@@ -453,7 +360,7 @@ fn a_clock_in_2100_or_before_1970_never_panics() {
             // 2100: the sim's alarms are in the real present, so the window is
             // empty: exit 0. Before 1970: refused at start, 78 (a clear error).
             if name == "1969" {
-                assert_clear_error(&out, 78, &["clock", "1970"]);
+                assert_clear_error(&out, 78, &["clock", "1970"], &[]);
                 continue;
             }
             assert!(
@@ -468,11 +375,6 @@ fn a_clock_in_2100_or_before_1970_never_panics() {
 // ---------------------------------------------------------------------------
 // Row 27: HOME and XDG_* unset
 // ---------------------------------------------------------------------------
-
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
 
 #[test]
 fn no_home_and_no_xdg_use_the_documented_default_or_fail_clearly() {
@@ -506,7 +408,7 @@ fn no_home_and_no_xdg_use_the_documented_default_or_fail_clearly() {
             .env("RF_API_KEY", sim::DEFAULT_RF_KEY)
             .output()
             .unwrap();
-        assert_clear_error(&out, code, names);
+        assert_clear_error(&out, code, names, &[]);
     }
     assert_eq!(trap.connections(), 0);
 }

@@ -8,12 +8,12 @@
 //! for both APIs, and no ledger file created (or the existing one byte-for-byte
 //! unchanged).
 
+use crate::harness::*;
 use assert_cmd::Command;
-use lrci::sim::{self, RunningSim, SimConfig};
+use lrci::sim::{self, SimConfig};
 use rand::distr::{Alphanumeric, SampleString};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
@@ -25,40 +25,6 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(60);
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// A loopback listener that never answers; it counts who connected. Connections
-/// wait in the kernel's backlog, so counting after the run sees all of them.
-struct Trap {
-    listener: TcpListener,
-}
-
-impl Trap {
-    fn new() -> Trap {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        Trap { listener }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.listener.local_addr().unwrap())
-    }
-
-    fn port(&self) -> u16 {
-        self.listener.local_addr().unwrap().port()
-    }
-
-    /// Connections made so far (each counted once).
-    fn connections(&self) -> usize {
-        let mut n = 0;
-        loop {
-            match self.listener.accept() {
-                Ok(_) => n += 1,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return n,
-                Err(e) => panic!("accept on the trap failed: {e}"),
-            }
-        }
-    }
-}
 
 /// One test's world: a temporary directory for the ledger, logs and home, and a
 /// trap listener that both API URLs point at by default.
@@ -138,10 +104,9 @@ impl Case {
     }
 }
 
-/// A simulator running in this test process on its own runtime.
+/// A small simulator (see [`small_config`]) with the keys a run is given.
 struct Sim {
-    rt: tokio::runtime::Runtime,
-    sim: Option<RunningSim>,
+    sim: SyncSim,
     lr_key: String,
     rf_key: String,
 }
@@ -149,23 +114,13 @@ struct Sim {
 impl Sim {
     /// A small simulator with these keys: 3 hours of 4 alarms each, ending now.
     fn start_with_keys(lr_key: &str, rf_key: &str) -> Sim {
-        let cfg = SimConfig {
-            hours: 3,
-            alarms_per_hour: 4,
-            events_per_alarm: 2,
+        let sim = SyncSim::start(SimConfig {
             lr_key: lr_key.to_string(),
             rf_key: rf_key.to_string(),
-            ..SimConfig::default()
-        };
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(sim::start(cfg)).unwrap();
+            ..small_config()
+        });
         Sim {
-            rt,
-            sim: Some(sim),
+            sim,
             lr_key: lr_key.to_string(),
             rf_key: rf_key.to_string(),
         }
@@ -174,84 +129,13 @@ impl Sim {
     fn start() -> Sim {
         Sim::start_with_keys(sim::DEFAULT_LR_KEY, sim::DEFAULT_RF_KEY)
     }
-
-    fn url(&self) -> String {
-        self.sim.as_ref().unwrap().url()
-    }
-
-    fn get(&self, path: &str) -> Value {
-        let url = format!("{}{path}", self.url());
-        self.rt.block_on(async {
-            reqwest::get(url)
-                .await
-                .unwrap()
-                .error_for_status()
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        })
-    }
-
-    /// The detections the simulated CI stored.
-    fn received(&self) -> Vec<Value> {
-        self.get("/_sim/received").as_array().unwrap().clone()
-    }
 }
 
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(s) = self.sim.take() {
-            self.rt.block_on(s.shutdown());
-        }
+impl std::ops::Deref for Sim {
+    type Target = SyncSim;
+    fn deref(&self) -> &SyncSim {
+        &self.sim
     }
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// A tracing log line (fmt layer: starts with an RFC 3339 timestamp).
-fn is_log_line(line: &str) -> bool {
-    line.len() > 4 && line.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-}
-
-/// Checks that `out` is a clear error: the exit code, exactly one `error:` line
-/// (log lines aside) of at most 300 characters containing every one of `names`,
-/// no panic or Debug dump, and none of `hidden` anywhere in stdout or stderr.
-/// Returns the error line.
-fn assert_clear_error(out: &Output, code: i32, names: &[&str], hidden: &[&str]) -> String {
-    let stderr = text(&out.stderr);
-    let stdout = text(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit code; stderr:\n{stderr}\nstdout:\n{stdout}"
-    );
-    let errors: Vec<&str> = stderr
-        .lines()
-        .filter(|l| !is_log_line(l))
-        .filter(|l| l.starts_with("error:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "exactly one error: line in\n{stderr}");
-    let line = errors[0];
-    assert!(line.chars().count() <= 300, "error line too long: {line}");
-    for name in names {
-        assert!(
-            line.contains(name),
-            "error line does not name {name:?}: {line}"
-        );
-    }
-    for bad in ["panicked at", "Os {", "kind: ", "RUST_BACKTRACE"] {
-        assert!(!stderr.contains(bad), "{bad:?} in stderr:\n{stderr}");
-    }
-    for h in hidden {
-        assert!(
-            !stderr.contains(h) && !stdout.contains(h),
-            "{h:?} shown in the output:\n{stderr}\n{stdout}"
-        );
-    }
-    line.to_string()
 }
 
 /// A run that ended well: exit 0, no error line, no panic.
@@ -265,17 +149,6 @@ fn assert_ok(out: &Output) {
     );
     assert!(!stderr.lines().any(|l| l.starts_with("error:")), "{stderr}");
     assert!(!stderr.contains("panicked at"), "{stderr}");
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
-/// Root reads and writes through any permission bits, so the permission tests
-/// only mean something for other users.
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// The trap is what "zero requests" rests on: it must see a connection.
@@ -717,7 +590,7 @@ impl Sim {
     /// `POST /_sim/reset`: forget what CI stored.
     fn get_reset(&self) {
         let url = format!("{}/_sim/reset", self.url());
-        self.rt.block_on(async {
+        self.block_on(async {
             reqwest::Client::new()
                 .post(url)
                 .send()

@@ -7,9 +7,7 @@
 //! Needs `unshare -m` and `mount` (root, or an unprivileged user namespace); where
 //! neither works the test says SKIPPED and passes.
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::SimConfig;
 use serde_json::Value;
 use std::collections::BTreeSet;

@@ -3,9 +3,7 @@
 //! submits a detection, never changes the ledger, makes no request with
 //! `--offline`, and never prints a secret.
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::SimConfig;
 use serde_json::Value;
 use std::path::Path;

@@ -13,9 +13,7 @@
 //! the documented escape (policy `safe_raw`); and no control, bidi or zero-width
 //! character reaches a log line, each of which starts with a timestamp.
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::gen::{hostile_item, hostile_len, Place, Scenario, HOSTILE_EVERY};
 use lrci::sim::SimConfig;
 use serde_json::Value;

@@ -8,11 +8,9 @@
 //! (74), a missing ledger (66, nothing created), reading while another process holds
 //! the run lock and a write transaction, and escaping of hostile values.
 
-use crate::harness as common;
-
+use crate::harness::*;
 use assert_cmd::Command;
 use chrono::{Duration as Span, DurationRound, Utc};
-use common::*;
 use lrci::ledger::{
     AlarmOutcome, AlarmRecord, Ledger, Mode, RunLock, SliceIngest, SubmissionRecord,
 };

@@ -6,7 +6,8 @@
 //! ledger is tightened to 0600; a read-only ledger directory or file is a clear
 //! error (73 or 74) with no request. Not root: the same runs as the current user.
 
-use lrci::sim::{self, RunningSim, SimConfig};
+use crate::harness::*;
+use lrci::sim::{self, SimConfig};
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -15,15 +16,6 @@ use std::time::{Duration, Instant};
 
 const NOBODY: u32 = 65534;
 
-fn running_as_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-fn mode(p: &Path) -> u32 {
-    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-}
-
 /// A temporary directory the unprivileged user owns.
 fn home() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -31,44 +23,6 @@ fn home() -> tempfile::TempDir {
         std::os::unix::fs::chown(dir.path(), Some(NOBODY), Some(NOBODY)).unwrap();
     }
     dir
-}
-
-/// A small simulator whose LogRhythm side is slow enough (per request) that a
-/// sync lasts a few seconds, so its `-wal` and `-shm` can be seen.
-struct Sim {
-    rt: tokio::runtime::Runtime,
-    sim: Option<RunningSim>,
-}
-
-impl Sim {
-    fn start(lr_latency: Duration) -> Sim {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let cfg = SimConfig {
-            hours: 3,
-            alarms_per_hour: 4,
-            events_per_alarm: 2,
-            lr_latency,
-            ..SimConfig::default()
-        };
-        let sim = rt.block_on(sim::start(cfg)).unwrap();
-        Sim { rt, sim: Some(sim) }
-    }
-
-    fn url(&self) -> String {
-        self.sim.as_ref().unwrap().url()
-    }
-}
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        if let Some(s) = self.sim.take() {
-            self.rt.block_on(s.shutdown());
-        }
-    }
 }
 
 /// `lrci ARGS` under `umask`, as uid 65534 when root, with a clean environment.
@@ -133,7 +87,10 @@ fn text(b: &[u8]) -> String {
 
 #[test]
 fn files_are_private_whatever_the_umask() {
-    let s = Sim::start(Duration::from_millis(150));
+    let s = SyncSim::start(SimConfig {
+        lr_latency: Duration::from_millis(150),
+        ..small_config()
+    });
     for umask in ["000", "022"] {
         let dir = home();
         let data = dir.path().join("data/deeper");
@@ -185,7 +142,7 @@ fn files_are_private_whatever_the_umask() {
 
 #[test]
 fn an_existing_0644_ledger_and_log_file_are_tightened_to_0600() {
-    let s = Sim::start(Duration::ZERO);
+    let s = SyncSim::start(small_config());
     let dir = home();
     let ledger = dir.path().join("ledger.sqlite3");
     let logs = dir.path().join("logs");
@@ -215,26 +172,11 @@ fn an_existing_0644_ledger_and_log_file_are_tightened_to_0600() {
     );
 }
 
-/// A listener that never answers and counts connections.
-fn trap() -> std::net::TcpListener {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.set_nonblocking(true).unwrap();
-    l
-}
-
-fn connections(l: &std::net::TcpListener) -> usize {
-    let mut n = 0;
-    while l.accept().is_ok() {
-        n += 1;
-    }
-    n
-}
-
 #[test]
 fn read_only_ledger_directory_or_file_is_a_clear_error() {
-    let s = Sim::start(Duration::ZERO);
-    let t = trap();
-    let url = format!("http://{}", t.local_addr().unwrap());
+    let s = SyncSim::start(small_config());
+    let t = Trap::new();
+    let url = t.url();
     // A ledger made by a normal run, then its directory or itself made read-only.
     for case in ["directory", "file"] {
         let dir = home();
@@ -273,7 +215,7 @@ fn read_only_ledger_directory_or_file_is_a_clear_error() {
             errors[0]
         );
         assert!(!stderr.contains("panicked"), "{stderr}");
-        assert_eq!(connections(&t), 0, "read-only {case}: requests were made");
+        assert_eq!(t.connections(), 0, "read-only {case}: requests were made");
         assert_eq!(
             std::fs::read(&ledger).unwrap(),
             before,

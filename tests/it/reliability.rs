@@ -16,9 +16,7 @@
 //! cores with each other (timing assertions such as "the loser exits within 1 s"
 //! would otherwise measure the scheduler).
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::SimConfig;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -3,10 +3,8 @@
 //! select exactly those rows; `--resend`; `--dry-run` changes nothing; the run lock;
 //! a 400 during replay is bisected to the one bad detection.
 
-use crate::harness as common;
-
-use chrono::{DateTime, Duration as Span, Utc};
-use common::*;
+use crate::harness::*;
+use chrono::Duration as Span;
 use lrci::sim::SimConfig;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,10 +15,6 @@ type Key = (i64, String, String);
 
 fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 fn sim_config() -> SimConfig {
@@ -281,14 +275,6 @@ async fn selections_pick_exactly_those_rows() {
             .collect()
     };
     assert!(old_subs.is_disjoint(&new_subs), "{old_subs:?} {new_subs:?}");
-}
-
-fn ledger_bytes(home: &Home) -> (Vec<u8>, Option<Vec<u8>>) {
-    let wal = home.dir.path().join("ledger.sqlite3-wal");
-    (
-        std::fs::read(home.ledger()).unwrap(),
-        std::fs::read(wal).ok(),
-    )
 }
 
 /// `--dry-run` posts with debug: true, so CI stores nothing, and leaves every

@@ -1,9 +1,7 @@
 //! The simulator's admin routes, fault injection, latency, and the real `lrci sim`
 //! binary (first stdout line, clean SIGTERM exit, loopback-only listen).
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::{self, SimConfig};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
@@ -30,30 +28,8 @@ async fn post_detections(sim: &TestSim, items: Vec<Value>) -> reqwest::Result<re
         .await
 }
 
-async fn admin_get(sim: &TestSim, path: &str) -> Value {
-    sim.http
-        .get(format!("{}{path}", sim.url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn admin_post(sim: &TestSim, path: &str, body: Value) -> (u16, Value) {
-    let r = sim
-        .http
-        .post(format!("{}{path}", sim.url()))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
-}
-
 async fn queue(sim: &TestSim, side: &str, kind: &str, count: usize) {
-    let (s, _) = admin_post(
+    let (s, _) = admin_post_status(
         sim,
         "/_sim/faults",
         json!({"side": side, "kind": kind, "count": count, "retry_after": 7}),
@@ -106,7 +82,7 @@ async fn reset_clears_received_and_stats() {
         .await
         .unwrap();
     lr_get(&sim, LIST).await;
-    let (s, _) = admin_post(&sim, "/_sim/reset", json!({})).await;
+    let (s, _) = admin_post_status(&sim, "/_sim/reset", json!({})).await;
     assert_eq!(s, 200);
     assert_eq!(admin_get(&sim, "/_sim/received").await, json!([]));
     assert_eq!(
@@ -143,7 +119,7 @@ async fn ground_truth_has_the_five_fields() {
 #[tokio::test]
 async fn generate_adds_alarms_with_continuing_ids_at_the_end() {
     let sim = start(config()).await;
-    let (s, v) = admin_post(
+    let (s, v) = admin_post_status(
         &sim,
         "/_sim/generate",
         json!({"count": 3, "at": "2024-05-14T12:30:00Z"}),
@@ -161,7 +137,7 @@ async fn generate_adds_alarms_with_continuing_ids_at_the_end() {
     assert_eq!(rows(&page)[1]["dateInserted"], "2024-05-14T12:30:00.01");
     // Deterministic: another simulator with the same seed generates the same alarms.
     let other = start(config()).await;
-    admin_post(
+    admin_post_status(
         &other,
         "/_sim/generate",
         json!({"count": 3, "at": "2024-05-14T12:30:00Z"}),
@@ -170,7 +146,7 @@ async fn generate_adds_alarms_with_continuing_ids_at_the_end() {
     let (_, a) = lr_get(&sim, "/lr-alarm-api/alarms/1242/events").await;
     let (_, b) = lr_get(&other, "/lr-alarm-api/alarms/1242/events").await;
     assert_eq!(a, b);
-    let (s, _) = admin_post(
+    let (s, _) = admin_post_status(
         &sim,
         "/_sim/generate",
         json!({"count": 1, "at": "not a time"}),
@@ -196,13 +172,7 @@ async fn queued_lr_faults_hit_the_next_requests_then_stop() {
 async fn queued_429_carries_retry_after() {
     let sim = start(config()).await;
     queue(&sim, "lr", "429", 1).await;
-    let r = sim
-        .http
-        .get(format!("{}{LIST}", sim.url()))
-        .bearer_auth(sim::DEFAULT_LR_KEY)
-        .send()
-        .await
-        .unwrap();
+    let r = lr_send(&sim, LIST).await.unwrap();
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "7");
 }
@@ -211,13 +181,7 @@ async fn queued_429_carries_retry_after() {
 async fn queued_html_fault_is_a_502_page() {
     let sim = start(config()).await;
     queue(&sim, "lr", "html", 1).await;
-    let r = sim
-        .http
-        .get(format!("{}{LIST}", sim.url()))
-        .bearer_auth(sim::DEFAULT_LR_KEY)
-        .send()
-        .await
-        .unwrap();
+    let r = lr_send(&sim, LIST).await.unwrap();
     assert_eq!(r.status(), 502);
     assert!(r.headers()["content-type"]
         .to_str()
@@ -248,12 +212,7 @@ async fn queued_faults_apply_only_after_auth() {
 async fn queued_drop_breaks_the_connection() {
     let sim = start(config()).await;
     queue(&sim, "lr", "drop", 1).await;
-    let r = sim
-        .http
-        .get(format!("{}{LIST}", sim.url()))
-        .bearer_auth(sim::DEFAULT_LR_KEY)
-        .send()
-        .await;
+    let r = lr_send(&sim, LIST).await;
     let failed = match r {
         Err(_) => true,
         Ok(resp) => resp.bytes().await.is_err(),
@@ -314,14 +273,14 @@ async fn store_then_drop_stores_but_the_client_sees_a_failure() {
 #[tokio::test]
 async fn store_then_drop_is_refused_on_the_lr_side() {
     let sim = start(config()).await;
-    let (s, _) = admin_post(
+    let (s, _) = admin_post_status(
         &sim,
         "/_sim/faults",
         json!({"side": "lr", "kind": "store-then-drop", "count": 1}),
     )
     .await;
     assert_eq!(s, 400);
-    let (s, _) = admin_post(
+    let (s, _) = admin_post_status(
         &sim,
         "/_sim/faults",
         json!({"side": "lr", "kind": "teapot", "count": 1}),
@@ -364,12 +323,7 @@ async fn faulty_run(seed: u64) -> (Value, usize) {
     .await;
     let mut failures = 0;
     for _ in 0..120 {
-        let r = sim
-            .http
-            .get(format!("{}{LIST}?count=1", sim.url()))
-            .bearer_auth(sim::DEFAULT_LR_KEY)
-            .send()
-            .await;
+        let r = lr_send(&sim, &format!("{LIST}?count=1")).await;
         let ok = match r {
             Ok(resp) => resp.status() == 200 && resp.bytes().await.is_ok(),
             Err(_) => false,

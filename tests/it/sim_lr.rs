@@ -2,9 +2,7 @@
 //! parameter, paging modes, shapes of details/events/summary, date rendering, and
 //! the generator's scenarios.
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::gen::{self, Scenario};
 use lrci::sim::{AlarmsCount, EmptyList, EventsWrapper, OffsetMode, SimConfig};
 use serde_json::Value;

@@ -3,9 +3,7 @@
 //! computed from the simulator's ground truth (`/_sim/alarms`) by an oracle that
 //! shares no code with lrci's extraction or policy (see `common`).
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::gen::Scenario;
 use lrci::sim::SimConfig;
 use serde_json::{json, Value};
@@ -36,17 +34,6 @@ fn oracle(alarms: &[&Value]) -> BTreeSet<Key> {
                 .map(move |(t, v)| (id, t, v))
         })
         .collect()
-}
-
-/// Asserts that `received` holds no duplicate key and returns its key set.
-fn unique_keys(received: &[Value]) -> BTreeSet<Key> {
-    let mut counts: BTreeMap<Key, usize> = BTreeMap::new();
-    for item in received {
-        *counts.entry(received_key(item)).or_default() += 1;
-    }
-    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(10).collect();
-    assert!(dups.is_empty(), "CI received duplicates: {dups:?}");
-    counts.into_keys().collect()
 }
 
 /// Asserts two key sets are equal, showing a sample of each difference.
@@ -383,15 +370,6 @@ async fn ci_outage_leaves_failed_rows_that_the_next_sync_sends_once() {
     );
     let truth = truth(&sim).await;
     assert_same_keys(&keys, &oracle(&in_window(&truth, &s2)), "after recovery");
-}
-
-/// Reads the ledger file and its WAL, if any.
-fn ledger_bytes(home: &Home) -> (Vec<u8>, Option<Vec<u8>>) {
-    let wal = home.dir.path().join("ledger.sqlite3-wal");
-    (
-        std::fs::read(home.ledger()).unwrap(),
-        std::fs::read(wal).ok(),
-    )
 }
 
 /// Issue 3, done-when 5: `--dry-run` changes no ledger byte and CI stores nothing.

@@ -5,9 +5,7 @@
 //! runs against both. Every failing case must exit 78 with one `error:` line and
 //! leave the HTTPS simulator with zero completed LogRhythm requests.
 
-use crate::harness as common;
-
-use common::*;
+use crate::harness::*;
 use lrci::sim::{self, SimConfig, TlsPem};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
