@@ -4,17 +4,18 @@
 //! Module map (dependencies point down; leaves do not import each other):
 //! - [`cli`]: argument types and one module per command; `main` calls [`cli::run`].
 //! - [`config`]: validated settings from flags and environment; [`logging`]: tracing setup.
-//! - [`app`]: the sync engine, the only module that uses every leaf.
+//! - [`engine`]: the sync engine, the only module that uses every leaf: a thin I/O
+//!   driver over pure decisions (plan, triage, submit, failure, report).
 //! - Leaves: [`logrhythm`] and [`ci`] (HTTP clients over [`http`]), [`extract`] and
 //!   [`policy`] (pure indicator extraction and judgement), [`ledger`] (all SQL).
 //! - [`model`]: the domain types everyone shares. [`error`]: exit codes.
 //! - [`sim`]: the simulator of both APIs used by tests, benchmarks and `demo`.
 //! - `fuzzing` (hidden): entry points for the cargo-fuzz targets in `fuzz/`.
 
-pub mod app;
 pub mod ci;
 pub mod cli;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod extract;
 #[doc(hidden)]

@@ -2,9 +2,9 @@
 //! it over HTTP into a fresh ledger in a temporary directory, prints what happened,
 //! then runs a second sync to show that nothing is sent twice.
 
-use crate::app::{self, RunKind, RunOptions, Summary};
 use crate::cli::args::DemoArgs;
 use crate::config::ApiConfig;
+use crate::engine::{self, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Mode, RunLock};
 use crate::sim;
@@ -52,7 +52,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     let now = Utc::now();
     let opts = RunOptions {
         kind: RunKind::Sync,
-        window: app::window(now, Span::days(1), Span::minutes(2)),
+        window: engine::window(now, Span::days(1), Span::minutes(2)),
         refetch: false,
         dry_run: false,
         min_rbp: None,
@@ -87,7 +87,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
 
     let started = Instant::now();
-    let first = app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
+    let first = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
     let took = started.elapsed();
     out.push_str(&format!(
         "first sync ({:.1} s): window {} .. {}\n",
@@ -111,7 +111,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     }
 
     let started = Instant::now();
-    let second = app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
+    let second = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
     out.push_str(&format!(
         "\nsecond sync ({:.1} s): covered slices are skipped, only the open hour is listed again\n",
         started.elapsed().as_secs_f64()
@@ -142,7 +142,8 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(out.as_bytes());
     let _ = stdout.flush();
-    Ok(first.exit_code.max(second.exit_code))
+    let codes = [&first, &second].map(|s| crate::cli::outcome::exit_code(&s.outcome));
+    Ok(crate::cli::outcome::worst(&codes))
 }
 
 fn describe(out: &mut String, s: &Summary) {

@@ -17,6 +17,7 @@
 use crate::cli::args::{ApiArgs, GlobalArgs, RunArgs, SyncArgs};
 use crate::cli::ledger::escape;
 use crate::config::{self, LR_KEY_VAR, RF_KEY_VAR};
+use crate::engine::failure;
 use crate::error::{code, Fatal};
 use crate::http::HttpOptions;
 use crate::ledger::{self, migrate, Ledger, Mode, RunLock};
@@ -863,7 +864,9 @@ async fn lr_check(lr: LrSettings, opts: HttpOptions) -> Check {
             started.elapsed(),
             format!("{base} reachable, {tls}, LOGRHYTHM_API_KEY accepted (alarm list read)"),
         ),
-        Err(e) if e.is_auth() => Check::fail(NAME, code::NO_PERM, e.to_string()),
+        Err(e) if failure::of_lr(&e) == failure::Class::Auth => {
+            Check::fail(NAME, code::NO_PERM, e.to_string())
+        }
         Err(e) => match e.tls_advice() {
             Some(advice) => Check::fail(NAME, code::CONFIG, advice),
             None => {
@@ -919,13 +922,15 @@ async fn ci_check(url: Url, key: SecretString, opts: HttpOptions) -> Check {
                 "{origin} reachable, RF_API_KEY accepted (a one-result search; nothing submitted)"
             ),
         ),
-        Err(e) if e.is_auth() => Check::fail(NAME, code::NO_PERM, e.to_string()),
+        Err(e) if failure::of_ci(&e) == failure::Class::Auth => {
+            Check::fail(NAME, code::NO_PERM, e.to_string())
+        }
         Err(e) => {
             let what = match &e {
                 ci::Error::Http(h) => format!("{origin}: {}", describe_http(h)),
                 other => chain(other),
             };
-            if e.tls_failure().is_some() {
+            if failure::of_ci(&e) == failure::Class::Tls {
                 return Check::fail(
                     NAME,
                     code::CONFIG,

@@ -1,12 +1,12 @@
 //! `replay`: turn the flags into a ledger selection, take the run lock (unless
-//! `--dry-run`), build the Collective Insights client, call [`app::replay`] and
+//! `--dry-run`), build the Collective Insights client, call [`engine::replay`] and
 //! print its summary. `excluded` detections are never replayed: the indicator
 //! policy keeps them on site, and asking for them is a usage error.
 
-use crate::app::{self, ReplayOptions, ReplaySummary};
 use crate::cli::args::{GlobalArgs, ReplayArgs, StateArg};
 use crate::cli::sync::{interrupt_on_signals, parse_time};
 use crate::config;
+use crate::engine::{self, ReplayOptions, ReplaySummary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::select::Selection;
 use crate::ledger::{Ledger, Mode, RunLock};
@@ -60,15 +60,15 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
         // Nothing is written: an existing ledger is read only; without one there
         // is nothing to replay.
         let mut ledger = Ledger::open_or_empty(&path)?;
-        app::replay(&mut ledger, &ci, &opts, Utc::now).await?
+        engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
     } else {
         let _lock = RunLock::acquire(&path)?;
         let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
         ledger.quick_check()?;
-        app::replay(&mut ledger, &ci, &opts, Utc::now).await?
+        engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
     };
     print(&summary, args.json)?;
-    Ok(summary.exit_code)
+    Ok(crate::cli::outcome::exit_code(&summary.outcome))
 }
 
 /// `--alarm ID` naming an alarm the ledger never listed is a usage error (a typo

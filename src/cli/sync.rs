@@ -3,9 +3,9 @@
 //! summary. SIGINT/SIGTERM stop the run gracefully ([`interrupt_on_signals`]);
 //! `backfill` shows a progress bar on a terminal, and progress log lines otherwise.
 
-use crate::app::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::cli::args::{ApiArgs, BackfillArgs, GlobalArgs, RunArgs, SyncArgs};
 use crate::config::{self, ApiConfig};
+use crate::engine::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Mode, RunLock};
 use crate::{ci, http, logrhythm};
@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// `lrci sync` (and `lrci` alone).
 pub async fn sync(global: &GlobalArgs, args: &SyncArgs) -> Result<u8, Fatal> {
     let now = Utc::now();
-    let window = app::window(
+    let window = engine::window(
         now,
         Span::days(i64::from(args.lookback_days)),
         settle(&args.run),
@@ -40,10 +40,10 @@ pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fa
                     "--from must be before --to (and before now minus --settle)",
                 ));
             }
-            (app::floor_hour(from), to)
+            (engine::floor_hour(from), to)
         }
         (None, None, Some(days)) => {
-            app::window(now, Span::days(i64::from(days)), settle(&args.run))
+            engine::window(now, Span::days(i64::from(days)), settle(&args.run))
         }
         _ => {
             return Err(Fatal::msg(
@@ -176,19 +176,19 @@ async fn execute(
         // Nothing is written: an existing ledger is read only, a missing one is
         // replaced by an empty in-memory ledger.
         let mut ledger = Ledger::open_or_empty(&path)?;
-        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
+        engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     } else {
         let _lock = RunLock::acquire(&path)?;
         let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
         ledger.quick_check()?;
-        app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
+        engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     };
     if let Some(bar) = bar.and_then(|(_, b)| b) {
         bar.finish_and_clear();
     }
     let summary = summary?;
     print_summary(&summary, run.json, &path)?;
-    Ok(summary.exit_code)
+    Ok(crate::cli::outcome::exit_code(&summary.outcome))
 }
 
 /// Listens for SIGINT and SIGTERM: the first one raises the returned interrupt, so

@@ -304,6 +304,24 @@ impl Ledger {
         Ok(ledger)
     }
 
+    /// An in-memory copy of this ledger (SQLite's backup API), migrated to the
+    /// current schema. `--dry-run` runs the real code path against the copy, so
+    /// the file stays byte-identical.
+    pub fn copy_to_memory(&self) -> Result<Ledger> {
+        let path = PathBuf::from(":memory:");
+        let mut conn = Connection::open_in_memory().map_err(|source| Error::Open {
+            path: path.clone(),
+            source,
+        })?;
+        rusqlite::backup::Backup::new(&self.conn, &mut conn)
+            .and_then(|b| b.run_to_completion(1024, Duration::ZERO, None))
+            .map_err(|e| self.sql(e))?;
+        let mut ledger = Ledger { conn, path };
+        ledger.set_pragmas()?;
+        migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
+        Ok(ledger)
+    }
+
     /// The path this ledger was opened from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -560,25 +578,21 @@ impl Ledger {
         Ok(out)
     }
 
-    /// Alarms left in `error` with fewer than `max_attempts` fetch attempts whose
-    /// insertion time lies in `[from, to)`: later runs fetch them again.
-    pub fn alarms_to_retry(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        max_attempts: i64,
-    ) -> Result<Vec<AlarmRow>> {
+    /// Alarms left in `error` whose insertion time lies in `[from, to)`: the
+    /// candidates for a retry. Whether one is due is the engine's retry rule
+    /// (`engine::triage::attempts_if_due`), not decided here.
+    pub fn alarms_to_retry(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<AlarmRow>> {
         let mut stmt = self
             .conn
             .prepare_cached(
                 "SELECT alarm_id, rule_name, status, entity_name, date_inserted FROM alarms
-                 WHERE decision = 'error' AND fetch_attempts < ?3
+                 WHERE decision = 'error'
                    AND date_inserted >= ?1 AND date_inserted < ?2
                  ORDER BY date_inserted, alarm_id",
             )
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map(params![ts(from), ts(to), max_attempts], |r| {
+            .query_map(params![ts(from), ts(to)], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, String>(1)?,
@@ -1496,7 +1510,7 @@ mod tests {
         let known = l.known_alarms(&[8]).unwrap();
         assert_eq!(known[&8].decision, "error");
         assert_eq!(known[&8].fetch_attempts, 0);
-        assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0), 1).unwrap().len(), 1);
+        assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0)).unwrap().len(), 1);
     }
 
     #[test]
@@ -1514,8 +1528,8 @@ mod tests {
         let known = l.known_alarms(&[7]).unwrap();
         assert_eq!(known[&7].decision, "error");
         assert_eq!(known[&7].fetch_attempts, 2);
-        assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0), 3).unwrap().len(), 1);
-        assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0), 2).unwrap().len(), 0);
+        assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0)).unwrap().len(), 1);
+        assert_eq!(l.alarms_to_retry(t(0, 0), t(10, 1)).unwrap().len(), 0);
         l.ingest(
             &slice(vec![accepted(
                 7,

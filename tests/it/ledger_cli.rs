@@ -642,7 +642,7 @@ fn gaps_merge_uncovered_hours_and_take_a_window() {
 
     // A window inside what the sync covered has no uncovered hours.
     let from = f.summary["window"]["from"].as_str().unwrap();
-    let to = (lrci::app::floor_hour(instant(from)) + Span::hours(5)).to_rfc3339();
+    let to = (lrci::engine::floor_hour(instant(from)) + Span::hours(5)).to_rfc3339();
     let g = json(
         &l,
         &["ledger", "gaps", "--from", from, "--to", &to, "--json"],

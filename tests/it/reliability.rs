@@ -1068,7 +1068,7 @@ async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
     let gen = admin_post(&sim, "/_sim/generate", json!({"count": 1})).await;
     let id = gen["alarmIds"][0].as_i64().unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let rounds = lrci::app::MAX_FETCH_ATTEMPTS + 1;
+    let rounds = lrci::engine::MAX_FETCH_ATTEMPTS + 1;
     for round in 0..rounds {
         // The open hour's listing gets through; every try of the new alarm's
         // details (one try and two retries) gets a 503.

@@ -1,0 +1,338 @@
+//! The fetch driver of `sync` and `backfill`: walks the plan's slices, lists and
+//! fetches what triage says, writes each slice in one transaction, then hands
+//! the due detections to the submit driver. I/O only; the decisions are in
+//! `plan`, `triage` and `failure`.
+
+use super::report::{DetectionCounts, Summary};
+use super::send::Sink;
+use super::{deadline_passed, failure, plan, race, triage, Progress, RunOptions};
+use crate::error::Fatal;
+use crate::ledger::{AlarmOutcome, AlarmRecord, Coverage, Ledger, SliceIngest};
+use crate::model::AlarmRow;
+use crate::{extract, logrhythm};
+use chrono::{DateTime, Utc};
+use futures::stream::{self, StreamExt};
+use std::collections::BTreeMap;
+
+type Slice = (DateTime<Utc>, DateTime<Utc>);
+
+/// Whether the walk over the slices goes on.
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// Tells the progress callback where the run is.
+fn progress(opts: &RunOptions, s: &Summary, done: u64, sent: u64, submitting: bool) {
+    if let Some(p) = &opts.progress {
+        p(&Progress {
+            slices_done: done,
+            slices_total: s.slices.total,
+            alarms: s.alarms.seen,
+            sent,
+            submitting,
+        });
+    }
+}
+
+/// The whole sync: every slice of the window, then submission.
+pub(super) async fn sync(
+    sink: &mut Sink<'_>,
+    lr: &logrhythm::Client,
+    opts: &RunOptions,
+    s: &mut Summary,
+) -> Result<(), Fatal> {
+    let (from, to) = opts.window;
+    let coverage = sink.ledger.coverage(plan::floor_hour(from), to)?;
+    let slices = plan::slices(from, to);
+    s.slices.total = slices.len() as u64;
+    progress(opts, s, 0, 0, false);
+    let mut done = 0u64;
+    for slice in slices {
+        if done > 0 {
+            progress(opts, s, done, 0, false);
+        }
+        done += 1;
+        if sink.interrupt.is_some_and(super::Interrupt::is_raised) {
+            s.outcome.interrupted();
+            break;
+        }
+        let cov = coverage.get(&plan::floor_hour(slice.0));
+        if let Flow::Stop = one_slice(sink, lr, opts, (slice, cov), s).await? {
+            break;
+        }
+    }
+    progress(opts, s, done, s.detections.submitted, true);
+    if !s.outcome.may_submit() {
+        return Ok(());
+    }
+    let unsent = |l: &Ledger, after: i64, limit: usize| {
+        l.detections_to_submit(&super::submit::DUE_STATES, after, limit)
+    };
+    let (total, seen) = (s.slices.total, s.alarms.seen);
+    let tick = |d: &DetectionCounts| {
+        if let Some(p) = &opts.progress {
+            p(&Progress {
+                slices_done: done,
+                slices_total: total,
+                alarms: seen,
+                sent: d.submitted,
+                submitting: true,
+            });
+        }
+    };
+    sink.submit(&unsent, &mut s.detections, &mut s.outcome, &tick)
+        .await
+}
+
+/// Alarms left in error in this slice that the retry rule says are due.
+fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
+    let candidates = ledger.alarms_to_retry(slice.0, slice.1)?;
+    let ids: Vec<i64> = candidates.iter().map(|r| r.alarm_id).collect();
+    let known = ledger.known_alarms(&ids)?;
+    Ok(candidates
+        .into_iter()
+        .filter(|r| triage::attempts_if_due(known.get(&r.alarm_id), false).is_some())
+        .collect())
+}
+
+/// One slice: plan, list, triage, fetch, record.
+async fn one_slice(
+    sink: &mut Sink<'_>,
+    lr: &logrhythm::Client,
+    opts: &RunOptions,
+    (slice, cov): (Slice, Option<&Coverage>),
+    s: &mut Summary,
+) -> Result<Flow, Fatal> {
+    let slice_start = plan::floor_hour(slice.0);
+    let retry = due_retries(sink.ledger, slice)?;
+    let fetch_from = plan::fetch_from(slice, cov, opts.refetch);
+    let step = plan::step(fetch_from, retry.len(), deadline_passed(sink.deadline));
+    if step.covered {
+        tracing::debug!(slice = %crate::ledger::ts(slice_start), retry = retry.len(), "slice already covered");
+        s.slices.covered += 1;
+    }
+    let listing = match step.action {
+        plan::Action::Skip => return Ok(Flow::Next),
+        plan::Action::OutOfTime => {
+            s.slices.failed += 1;
+            s.outcome
+                .partial("--max-runtime reached before every slice was fetched");
+            return Ok(Flow::Next);
+        }
+        // Covered: only the alarms left in error are fetched again; no listing.
+        plan::Action::RetryOnly => logrhythm::SliceListing::default(),
+        plan::Action::List(at) => match list(sink, lr, opts, (at, slice.1), s).await? {
+            Ok(l) => l,
+            Err(flow) => return Ok(flow),
+        },
+    };
+    note_saturation(&listing, slice_start, s);
+    let saturated_at = listing.saturated_at.clone();
+    let todo = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
+    let Some(records) = race(sink.interrupt, decide_alarms(lr, opts, todo)).await else {
+        // Abandoned before anything of this slice was written: fetched again later.
+        s.outcome.interrupted();
+        return Ok(Flow::Stop);
+    };
+    let records = records?;
+    count_records(&records, s);
+    let batch = SliceIngest {
+        run_id: Some(sink.run_id),
+        slice_start,
+        covered_until: fetch_from.map(|_| slice.1),
+        saturated_at,
+        alarms: records,
+    };
+    let counts = sink.ledger.ingest(&batch, (sink.now)())?;
+    s.detections.new += counts.new_pending;
+    s.detections.excluded += counts.new_excluded;
+    Ok(Flow::Next)
+}
+
+/// Lists `[from, to)`; a failure is counted and says how the walk goes on.
+async fn list(
+    sink: &Sink<'_>,
+    lr: &logrhythm::Client,
+    opts: &RunOptions,
+    (from, to): Slice,
+    s: &mut Summary,
+) -> Result<Result<logrhythm::SliceListing, Flow>, Fatal> {
+    let slice = crate::ledger::ts(plan::floor_hour(from));
+    let Some(listed) = race(sink.interrupt, lr.list_slice(from, to, opts.page_size)).await else {
+        s.outcome.interrupted();
+        return Ok(Err(Flow::Stop));
+    };
+    let e = match listed {
+        Ok(l) => {
+            s.slices.fetched += 1;
+            let from = crate::ledger::ts(from);
+            tracing::debug!(slice = %slice, from = %from, alarms = l.alarms.len(), pages = l.pages, "slice listed");
+            return Ok(Ok(l));
+        }
+        Err(e) => failure::lr(e)?,
+    };
+    s.slices.failed += 1;
+    tracing::warn!(slice = %slice, error = %e.error, "could not list the slice's alarms");
+    if e.transient {
+        s.outcome
+            .unavailable(format!("LogRhythm unavailable: {}", e.error));
+        // The API is down: the remaining slices would fail the same way.
+        s.slices.failed += plan::slices(to, opts.window.1).len() as u64;
+        return Ok(Err(Flow::Stop));
+    }
+    s.outcome
+        .partial(format!("slice {slice} not listed: {}", e.error));
+    Ok(Err(Flow::Next))
+}
+
+fn note_saturation(listing: &logrhythm::SliceListing, slice_start: DateTime<Utc>, s: &mut Summary) {
+    if listing.saturated_at.is_empty() {
+        return;
+    }
+    s.slices.saturated += 1;
+    let at: Vec<String> = listing
+        .saturated_at
+        .iter()
+        .map(|t| crate::ledger::ts(*t))
+        .collect();
+    let slice = crate::ledger::ts(slice_start);
+    tracing::warn!(
+        slice = %slice,
+        timestamps = %at.join(", "),
+        "slice saturated: a full page of alarms shares one dateInserted and the server ignores offset; alarms at that time may be missing"
+    );
+    s.outcome
+        .partial(format!("slice {slice} saturated at {}", at.join(", ")));
+}
+
+/// Alarms to process: listed ones and due retries the retry rule lets through,
+/// with the fetch attempts each has spent.
+fn alarms_todo(
+    ledger: &Ledger,
+    listed: Vec<AlarmRow>,
+    retry: Vec<AlarmRow>,
+    s: &mut Summary,
+) -> Result<Vec<(AlarmRow, i64)>, Fatal> {
+    let mut rows: BTreeMap<i64, AlarmRow> = listed.into_iter().map(|a| (a.alarm_id, a)).collect();
+    s.alarms.seen += rows.len() as u64;
+    for r in retry {
+        rows.entry(r.alarm_id).or_insert(r);
+    }
+    let ids: Vec<i64> = rows.keys().copied().collect();
+    let known = ledger.known_alarms(&ids)?;
+    // A pruned alarm (tombstone) is known: never fetched or recorded again.
+    let pruned = ledger.pruned_alarms(&ids)?;
+    let todo: Vec<(AlarmRow, i64)> = rows
+        .into_values()
+        .filter_map(|row| {
+            let id = row.alarm_id;
+            triage::attempts_if_due(known.get(&id), pruned.contains(&id)).map(|a| (row, a))
+        })
+        .collect();
+    s.alarms.new += todo.iter().filter(|(_, a)| *a == 0).count() as u64;
+    Ok(todo)
+}
+
+fn count_records(records: &[AlarmRecord], s: &mut Summary) {
+    for rec in records {
+        match &rec.outcome {
+            AlarmOutcome::Filtered { .. } => s.alarms.filtered += 1,
+            AlarmOutcome::Error { error } | AlarmOutcome::Unavailable { error } => {
+                s.alarms.errors += 1;
+                tracing::warn!(alarm_id = rec.row.alarm_id, error = %error, "alarm left for a later run");
+            }
+            AlarmOutcome::Accepted { .. } => {}
+        }
+    }
+    if s.alarms.errors > 0 {
+        s.outcome.partial_once(
+            "some alarms' details or events could not be fetched; later runs retry them",
+        );
+    }
+}
+
+/// Rule filters first (no requests), then details and events for the rest with
+/// bounded concurrency.
+async fn decide_alarms(
+    lr: &logrhythm::Client,
+    opts: &RunOptions,
+    todo: Vec<(AlarmRow, i64)>,
+) -> Result<Vec<AlarmRecord>, Fatal> {
+    let mut records = Vec::with_capacity(todo.len());
+    let mut fetch = Vec::new();
+    for (row, attempts) in todo {
+        match triage::rule_filter(&row.rule_name, opts.rf_only, &opts.exclude_rules) {
+            Some(reason) => records.push(record(row, None, AlarmOutcome::Filtered { reason })),
+            None => fetch.push((row, attempts)),
+        }
+    }
+    let mut results = stream::iter(fetch)
+        .map(|(row, attempts)| fetch_alarm(lr, opts, row, attempts))
+        .buffer_unordered(opts.concurrency.max(1));
+    while let Some(r) = results.next().await {
+        records.push(r?);
+    }
+    records.sort_by_key(|r| (r.row.date_inserted, r.row.alarm_id));
+    Ok(records)
+}
+
+fn record(row: AlarmRow, rbp_max: Option<i64>, outcome: AlarmOutcome) -> AlarmRecord {
+    AlarmRecord {
+        row,
+        rbp_max,
+        outcome,
+    }
+}
+
+/// A failed details/events fetch: a transient API failure does not count against
+/// the alarm's fetch attempts (an outage must never get an alarm abandoned).
+fn fetch_error(e: logrhythm::Error) -> Result<AlarmOutcome, Fatal> {
+    let e = failure::lr(e)?;
+    let error = e.error.to_string();
+    Ok(if e.transient {
+        AlarmOutcome::Unavailable { error }
+    } else {
+        AlarmOutcome::Error { error }
+    })
+}
+
+/// Details, `--min-rbp`, events, extraction and the cap for one alarm.
+async fn fetch_alarm(
+    lr: &logrhythm::Client,
+    opts: &RunOptions,
+    row: AlarmRow,
+    attempts: i64,
+) -> Result<AlarmRecord, Fatal> {
+    let details = match lr.details(row.alarm_id).await {
+        Ok(d) => d,
+        Err(e) => return Ok(record(row, None, fetch_error(e)?)),
+    };
+    let rbp = details.rbp_max;
+    if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
+        return Ok(record(row, rbp, AlarmOutcome::Filtered { reason }));
+    }
+    let events = match lr.events(row.alarm_id).await {
+        Ok(ev) => ev,
+        Err(e) => return Ok(record(row, rbp, fetch_error(e)?)),
+    };
+    if let Some(error) = triage::no_events_yet(row.alarm_id, events.len(), attempts) {
+        return Ok(record(row, rbp, AlarmOutcome::Error { error }));
+    }
+    let mut indicators = extract::indicators(&events, &opts.policy);
+    let note = triage::cap_indicators(&mut indicators).map(|(note, found)| {
+        tracing::warn!(
+            alarm_id = row.alarm_id,
+            found,
+            kept = triage::MAX_INDICATORS_PER_ALARM,
+            "alarm holds more indicators than the per-alarm cap; the rest are not recorded"
+        );
+        note
+    });
+    let outcome = AlarmOutcome::Accepted {
+        event_count: events.len(),
+        indicators,
+        note,
+    };
+    Ok(record(row, rbp, outcome))
+}

@@ -1,0 +1,178 @@
+//! The plan: which hourly slices of a window to fetch, from the coverage map and
+//! the clock. Hour slicing is defined here once (the engine and `ledger gaps` use
+//! [`slices`] and [`floor_hour`]). Pure: no I/O, no clock reads.
+
+use crate::ledger::Coverage;
+use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+
+/// A slice is one UTC hour.
+pub fn slice_len() -> Span {
+    Span::hours(1)
+}
+
+/// Rounds down to the UTC hour.
+pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
+    t.duration_trunc(slice_len()).unwrap_or(t)
+}
+
+/// The window of a sync: `[now - lookback, now - settle)`, its start rounded down
+/// to the UTC hour so every slice is listed from its beginning.
+pub fn window(now: DateTime<Utc>, lookback: Span, settle: Span) -> (DateTime<Utc>, DateTime<Utc>) {
+    let to = now - settle;
+    let from = floor_hour(now - lookback);
+    (from, to.max(from))
+}
+
+/// The slices of a window, each `[start, end)` clipped to it.
+pub fn slices(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+    let mut out = Vec::new();
+    let mut start = floor_hour(from);
+    while start < to {
+        let end = start + slice_len();
+        out.push((start.max(from), end.min(to)));
+        start = end;
+    }
+    out
+}
+
+/// Where to list a slice from: `None` when the coverage map says it is complete
+/// (and `--refetch` was not given), else the first instant not yet covered.
+pub fn fetch_from(
+    slice: (DateTime<Utc>, DateTime<Utc>),
+    coverage: Option<&Coverage>,
+    refetch: bool,
+) -> Option<DateTime<Utc>> {
+    let (from, to) = slice;
+    match coverage {
+        Some(c) if !refetch && c.covered_until >= to => None,
+        Some(c) if !refetch => Some(c.covered_until.max(from)),
+        _ => Some(from),
+    }
+}
+
+/// What to do with one slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Covered and nothing to retry.
+    Skip,
+    /// The run's `--max-runtime` is spent: count the slice failed.
+    OutOfTime,
+    /// Covered, but alarms left in error are due again: fetch only those.
+    RetryOnly,
+    /// List the slice's alarms from this instant (and retry the due ones).
+    List(DateTime<Utc>),
+}
+
+/// The decision for one slice, and whether it counts as already covered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step {
+    pub covered: bool,
+    pub action: Action,
+}
+
+/// Decides one slice from where it should be listed from ([`fetch_from`]), the
+/// number of alarms due for a retry in it and whether the deadline has passed.
+pub fn step(fetch_from: Option<DateTime<Utc>>, retries_due: usize, out_of_time: bool) -> Step {
+    let covered = fetch_from.is_none();
+    let action = match fetch_from {
+        None if retries_due == 0 => Action::Skip,
+        _ if out_of_time => Action::OutOfTime,
+        None => Action::RetryOnly,
+        Some(t) => Action::List(t),
+    };
+    Step { covered, action }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(d: u32, h: u32, m: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, d, h, m, 0).unwrap()
+    }
+
+    #[test]
+    fn window_starts_on_the_hour_and_ends_settle_before_now() {
+        let (f, to) = window(t(27, 20, 53), Span::days(1), Span::minutes(2));
+        assert_eq!(f, t(26, 20, 0));
+        assert_eq!(to, t(27, 20, 51));
+        // A settle longer than the lookback gives an empty window, never a reversed one.
+        let (f, to) = window(t(27, 20, 53), Span::hours(1), Span::hours(3));
+        assert_eq!((f, to), (t(27, 19, 0), t(27, 19, 0)));
+    }
+
+    #[test]
+    fn slices_are_utc_hours_clipped_to_the_window() {
+        for (from, to, want) in [
+            (
+                t(27, 10, 0),
+                t(27, 12, 30),
+                vec![
+                    (t(27, 10, 0), t(27, 11, 0)),
+                    (t(27, 11, 0), t(27, 12, 0)),
+                    (t(27, 12, 0), t(27, 12, 30)),
+                ],
+            ),
+            (t(27, 10, 0), t(27, 10, 0), vec![]),
+            (
+                t(27, 10, 15),
+                t(27, 10, 45),
+                vec![(t(27, 10, 15), t(27, 10, 45))],
+            ),
+            (
+                t(27, 23, 30),
+                t(28, 0, 30),
+                vec![(t(27, 23, 30), t(28, 0, 0)), (t(28, 0, 0), t(28, 0, 30))],
+            ),
+        ] {
+            assert_eq!(slices(from, to), want, "{from} .. {to}");
+        }
+    }
+
+    #[test]
+    fn where_a_slice_is_listed_from() {
+        let slice = (t(27, 10, 0), t(27, 11, 0));
+        let cov = |until| Coverage {
+            covered_until: until,
+            saturated_at: vec![],
+        };
+        let full = cov(t(27, 11, 0));
+        let half = cov(t(27, 10, 30));
+        let before = cov(t(27, 9, 0));
+        for (coverage, refetch, want) in [
+            (None, false, Some(t(27, 10, 0))),
+            (Some(&full), false, None),
+            (Some(&full), true, Some(t(27, 10, 0))),
+            (Some(&half), false, Some(t(27, 10, 30))),
+            (Some(&half), true, Some(t(27, 10, 0))),
+            (Some(&before), false, Some(t(27, 10, 0))),
+        ] {
+            assert_eq!(
+                fetch_from(slice, coverage, refetch),
+                want,
+                "{coverage:?} {refetch}"
+            );
+        }
+    }
+
+    #[test]
+    fn slice_steps() {
+        let at = Some(t(27, 10, 30));
+        for (from, retries, late, covered, action) in [
+            (None, 0, false, true, Action::Skip),
+            (None, 0, true, true, Action::Skip),
+            (None, 2, false, true, Action::RetryOnly),
+            (None, 2, true, true, Action::OutOfTime),
+            (at, 0, false, false, Action::List(t(27, 10, 30))),
+            (at, 3, false, false, Action::List(t(27, 10, 30))),
+            (at, 0, true, false, Action::OutOfTime),
+        ] {
+            assert_eq!(
+                step(from, retries, late),
+                Step { covered, action },
+                "{from:?} retries={retries} late={late}"
+            );
+        }
+    }
+}

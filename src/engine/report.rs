@@ -1,0 +1,168 @@
+//! The run report: what a run counted, the problems it met, and whether it was
+//! partial, interrupted or found an API unavailable. The exit code is not
+//! decided here: `cli::outcome::exit_code` derives it from the [`Outcome`].
+//! No I/O here.
+
+use serde::Serialize;
+
+/// How a run ended, gathered while it runs; the exit code is derived from it once.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome {
+    /// An API was unavailable (transient failures): the work is left for later.
+    pub unavailable: bool,
+    /// Some work was not done (saturated slice, budget, deadline, failures).
+    pub partial: bool,
+    /// A signal stopped the run.
+    pub interrupted: bool,
+    /// The exit code of the failure that stopped the run, if one did.
+    pub fatal: Option<u8>,
+    /// Short reasons the run is not a clean success, in the order met.
+    pub problems: Vec<String>,
+}
+
+impl Outcome {
+    /// The run was interrupted (recorded once).
+    pub fn interrupted(&mut self) {
+        if !self.interrupted {
+            self.interrupted = true;
+            self.partial("interrupted: stopped before the work was done; the next run continues");
+        }
+    }
+
+    /// Some work was left undone, and why.
+    pub fn partial(&mut self, why: impl Into<String>) {
+        self.partial = true;
+        self.problems.push(why.into());
+    }
+
+    /// Records `why` once, however many times it happens (per-alarm failures).
+    pub fn partial_once(&mut self, why: &str) {
+        if !self.problems.iter().any(|p| p == why) {
+            self.partial(why);
+        }
+    }
+
+    /// An API was unavailable, and which.
+    pub fn unavailable(&mut self, why: impl Into<String>) {
+        self.unavailable = true;
+        self.problems.push(why.into());
+    }
+
+    /// A failure stopped the run.
+    pub fn fatal(&mut self, code: u8, why: String) {
+        self.fatal = Some(code);
+        self.problems.push(why);
+    }
+
+    /// Whether submission may start: not after an outage or an interrupt.
+    pub fn may_submit(&self) -> bool {
+        !self.unavailable && !self.interrupted
+    }
+}
+
+/// The `--json` summary of `sync` and `backfill` (DESIGN.md section 2).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Summary {
+    pub run_id: Option<i64>,
+    pub command: &'static str,
+    pub window: WindowOut,
+    pub slices: SliceCounts,
+    pub alarms: AlarmCounts,
+    pub detections: DetectionCounts,
+    pub budget: BudgetOut,
+    pub dry_run: bool,
+    pub exit_code: u8,
+    /// Short reasons the exit code is not 0.
+    pub problems: Vec<String>,
+    /// What the exit code is derived from.
+    #[serde(skip)]
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WindowOut {
+    pub from: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SliceCounts {
+    pub total: u64,
+    pub fetched: u64,
+    pub covered: u64,
+    pub saturated: u64,
+    pub failed: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AlarmCounts {
+    pub seen: u64,
+    pub new: u64,
+    pub filtered: u64,
+    /// Alarms whose details or events could not be fetched this run.
+    pub errors: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DetectionCounts {
+    pub new: u64,
+    pub submitted: u64,
+    pub failed: u64,
+    pub rejected: u64,
+    pub excluded: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BudgetOut {
+    pub day: String,
+    pub used: u64,
+    pub limit: u64,
+}
+
+/// The `--json` summary of `replay`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplaySummary {
+    pub run_id: Option<i64>,
+    pub command: &'static str,
+    /// The states selected.
+    pub states: Vec<String>,
+    pub detections: ReplayCounts,
+    pub budget: BudgetOut,
+    pub dry_run: bool,
+    pub exit_code: u8,
+    /// Short reasons the exit code is not 0.
+    pub problems: Vec<String>,
+    /// What the exit code is derived from.
+    #[serde(skip)]
+    pub outcome: Outcome,
+}
+
+/// Detection counts of a replay.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReplayCounts {
+    /// Chosen by the selection when the replay started.
+    pub selected: u64,
+    pub submitted: u64,
+    pub failed: u64,
+    pub rejected: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_records() {
+        let mut o = Outcome::default();
+        assert!(o.may_submit());
+        o.partial_once("some alarms");
+        o.partial_once("some alarms");
+        o.interrupted();
+        o.interrupted();
+        assert_eq!(o.problems.len(), 2, "{:?}", o.problems);
+        assert!(o.partial && o.interrupted && !o.may_submit());
+        let mut o = Outcome::default();
+        o.unavailable("LogRhythm unavailable");
+        assert!(!o.may_submit() && !o.partial);
+    }
+}
