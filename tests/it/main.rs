@@ -9,6 +9,7 @@ mod bad_input;
 mod cli;
 mod disk_full;
 mod doctor;
+mod engine_flow;
 mod extract_corpus;
 mod fuzz_regressions;
 mod hostile;

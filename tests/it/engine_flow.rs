@@ -2,12 +2,10 @@
 //! clients pointed at the in-process simulator on 127.0.0.1, against a fixed
 //! window (no wall clock involved in what is fetched). What a correct run sent is
 //! computed from the simulator's ground truth (`/_sim/alarms`) by the oracle in
-//! `common`, which shares no code with lrci's extraction or policy.
+//! `harness`, which shares no code with lrci's extraction or policy.
 
-mod common;
-
+use crate::harness::*;
 use chrono::{DateTime, Duration as Span, Utc};
-use common::*;
 use lrci::cli::outcome::exit_code;
 use lrci::engine::{self, RunKind, RunOptions, Summary};
 use lrci::error::code;
