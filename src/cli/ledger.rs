@@ -22,7 +22,7 @@ use crate::ledger::query::{
 };
 use crate::ledger::{self, Ledger, Mode};
 use crate::model::{AlarmId, DetectionState, IndicatorType};
-use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+use chrono::{DateTime, Duration as Span, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::Table;
 use serde::Serialize;
@@ -362,8 +362,9 @@ fn parse_opt(flag: &str, raw: Option<&String>) -> Result<Option<DateTime<Utc>>, 
     raw.map(|s| parse_time(flag, s)).transpose()
 }
 
+/// Hour slicing is the engine plan's (one definition for sync and `ledger gaps`).
 fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(Span::hours(1)).unwrap_or(t)
+    crate::engine::plan::floor_hour(t)
 }
 
 /// The last `days` whole UTC hours before the current one: `[from, to)`.

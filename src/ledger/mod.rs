@@ -1495,6 +1495,29 @@ mod tests {
     }
 
     #[test]
+    fn a_memory_copy_holds_the_rows_and_writes_to_it_stay_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.sqlite3");
+        let mut file = Ledger::open(&path, Mode::ReadWrite).unwrap();
+        let err = |id| AlarmRecord {
+            row: row(id, t(10, 1)),
+            rbp_max: None,
+            outcome: AlarmOutcome::Error { error: "x".into() },
+        };
+        file.ingest(&slice(vec![err(1)]), t(12, 0)).unwrap();
+        drop(file);
+        let before = std::fs::read(&path).unwrap();
+        let ro = Ledger::open(&path, Mode::ReadOnly).unwrap();
+        let mut copy = ro.copy_to_memory().unwrap();
+        assert_eq!(copy.alarm_count().unwrap(), 1);
+        copy.ingest(&slice(vec![err(2)]), t(12, 0)).unwrap();
+        assert_eq!(copy.alarm_count().unwrap(), 2);
+        assert_eq!(ro.alarm_count().unwrap(), 1);
+        drop((ro, copy));
+        assert!(std::fs::read(&path).unwrap() == before, "the file changed");
+    }
+
+    #[test]
     fn unavailable_fetches_never_use_up_an_alarms_attempts() {
         let mut l = Ledger::open_in_memory().unwrap();
         let down = AlarmRecord {
