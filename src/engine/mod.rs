@@ -206,7 +206,7 @@ pub async fn run(
         Err(f) => Err(f),
     };
     let failed = close(&mut s.outcome, result);
-    s.exit_code = crate::cli::outcome::exit_code(&s.outcome);
+    s.exit_code = s.outcome.exit_code();
     s.problems = s.outcome.problems.clone();
     tracing::info!(
         exit_code = s.exit_code,
@@ -265,7 +265,7 @@ pub async fn replay(
     };
     let result = replay_selected(&mut sink, opts, &mut s).await;
     let failed = close(&mut s.outcome, result);
-    s.exit_code = crate::cli::outcome::exit_code(&s.outcome);
+    s.exit_code = s.outcome.exit_code();
     s.problems = s.outcome.problems.clone();
     let d = &s.detections;
     tracing::info!(

@@ -1,8 +1,8 @@
 //! The run report: what a run counted, the problems it met, and whether it was
-//! partial, interrupted or found an API unavailable. The exit code is not
-//! decided here: `cli::outcome::exit_code` derives it from the [`Outcome`].
-//! No I/O here.
+//! partial, interrupted or found an API unavailable, and the one rule that turns
+//! that into an exit code ([`Outcome::exit_code`]). No I/O here.
 
+use crate::error::code;
 use serde::Serialize;
 
 /// How a run ended, gathered while it runs; the exit code is derived from it once.
@@ -21,6 +21,21 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// The exit code of a run that ended so (DESIGN.md section 2): a failure that
+    /// stopped the run keeps its own code; else 69 when an API was unavailable,
+    /// else 75 when the run was partial or interrupted, else 0.
+    pub fn exit_code(&self) -> u8 {
+        if let Some(fatal) = self.fatal {
+            fatal
+        } else if self.unavailable {
+            code::UNAVAILABLE
+        } else if self.partial || self.interrupted {
+            code::PARTIAL
+        } else {
+            code::OK
+        }
+    }
+
     /// The run was interrupted (recorded once).
     pub fn interrupted(&mut self) {
         if !self.interrupted {
@@ -149,6 +164,29 @@ pub struct ReplayCounts {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exit_codes() {
+        let o = |unavailable, partial, interrupted, fatal| Outcome {
+            unavailable,
+            partial,
+            interrupted,
+            fatal,
+            problems: Vec::new(),
+        };
+        for (outcome, want) in [
+            (o(false, false, false, None), code::OK),
+            (o(false, true, false, None), code::PARTIAL),
+            (o(false, false, true, None), code::PARTIAL),
+            (o(true, false, false, None), code::UNAVAILABLE),
+            (o(true, true, true, None), code::UNAVAILABLE),
+            (o(false, false, false, Some(code::NO_PERM)), code::NO_PERM),
+            (o(true, true, false, Some(code::CONFIG)), code::CONFIG),
+            (o(false, false, false, Some(code::DATA)), code::DATA),
+        ] {
+            assert_eq!(outcome.exit_code(), want, "{outcome:?}");
+        }
+    }
+
     use super::*;
 
     #[test]
