@@ -21,9 +21,12 @@
 //! are marked `sent` only after CI's 2xx.
 
 use crate::error::{code, Fatal};
-use crate::ledger::select::Selection;
-use crate::ledger::{AlarmOutcome, AlarmRecord, Ledger, SliceIngest, SubmissionRecord};
-use crate::model::{AlarmRow, Detection, DetectionState, Verdict};
+use crate::ledger::{
+    AlarmOutcome, AlarmRecord, Ledger, Selection, SliceIngest, SubmissionRecord, Writer,
+};
+use crate::model::{
+    AlarmDecision, AlarmId, AlarmRow, Detection, DetectionId, DetectionState, Verdict,
+};
 use crate::{ci, extract, logrhythm, policy};
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use futures::stream::{self, StreamExt};
@@ -270,7 +273,7 @@ pub fn rule_decision(row: &AlarmRow, rf_only: bool, exclude_rules: &[String]) ->
 /// Runs one sync or backfill. Errors are returned only for what stops the whole run
 /// (credentials rejected, ledger failure); everything else is counted in the summary.
 pub async fn run(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     lr: &logrhythm::Client,
     ci: &ci::Client,
     opts: &RunOptions,
@@ -333,7 +336,7 @@ pub async fn run(
 
 #[allow(clippy::too_many_arguments)]
 async fn run_inner(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     lr: &logrhythm::Client,
     ci: &ci::Client,
     opts: &RunOptions,
@@ -346,7 +349,7 @@ async fn run_inner(
     let coverage = ledger.coverage(floor_hour(from), to)?;
     // In --dry-run nothing is written, so what this run would add is kept here.
     let mut dry_pending: Vec<Detection> = Vec::new();
-    let mut dry_seen: HashSet<(i64, crate::model::IndicatorType, String)> = HashSet::new();
+    let mut dry_seen: HashSet<(AlarmId, crate::model::IndicatorType, String)> = HashSet::new();
     let plan = slices(from, to);
     s.slices.total = plan.len() as u64;
     let mut done = 0u64;
@@ -461,7 +464,7 @@ async fn run_inner(
         }
 
         // Alarms to process: listed ones not yet decided, plus earlier errors to retry.
-        let mut rows: BTreeMap<i64, AlarmRow> = listing
+        let mut rows: BTreeMap<AlarmId, AlarmRow> = listing
             .alarms
             .into_iter()
             .map(|a| (a.alarm_id, a))
@@ -470,7 +473,7 @@ async fn run_inner(
         for r in retry {
             rows.entry(r.alarm_id).or_insert(r);
         }
-        let ids: Vec<i64> = rows.keys().copied().collect();
+        let ids: Vec<AlarmId> = rows.keys().copied().collect();
         let known = ledger.known_alarms(&ids)?;
         // A pruned alarm (tombstone) is known: never fetched or recorded again.
         let pruned = ledger.pruned_alarms(&ids)?;
@@ -479,7 +482,10 @@ async fn run_inner(
             .filter(|row| !pruned.contains(&row.alarm_id))
             .filter_map(|row| match known.get(&row.alarm_id) {
                 None => Some((row, 0)),
-                Some(k) if k.decision == "error" && k.fetch_attempts < MAX_FETCH_ATTEMPTS => {
+                Some(k)
+                    if k.decision == AlarmDecision::Error
+                        && k.fetch_attempts < MAX_FETCH_ATTEMPTS =>
+                {
                     Some((row, k.fetch_attempts))
                 }
                 Some(_) => None,
@@ -498,7 +504,7 @@ async fn run_inner(
                 AlarmOutcome::Filtered { .. } => s.alarms.filtered += 1,
                 AlarmOutcome::Error { error } | AlarmOutcome::Unavailable { error } => {
                     s.alarms.errors += 1;
-                    tracing::warn!(alarm_id = rec.row.alarm_id, error = %error, "alarm left for a later run");
+                    tracing::warn!(alarm_id = %rec.row.alarm_id, error = %error, "alarm left for a later run");
                 }
                 AlarmOutcome::Accepted { .. } => {}
             }
@@ -523,7 +529,7 @@ async fn run_inner(
                             Verdict::Send => {
                                 s.detections.new += 1;
                                 dry_pending.push(Detection {
-                                    id: 0,
+                                    id: DetectionId::from(0),
                                     alarm_id: rec.row.alarm_id,
                                     rule_name: rec.row.rule_name.clone(),
                                     timestamp: rec.row.date_inserted,
@@ -556,7 +562,7 @@ async fn run_inner(
     report(s, done, true);
     if !out.unavailable && !out.interrupted {
         let knobs = Knobs::of(opts);
-        let unsent = |l: &Ledger, after: i64, limit: usize| {
+        let unsent = |l: &Ledger, after: DetectionId, limit: usize| {
             l.detections_to_submit(
                 &[DetectionState::Pending, DetectionState::Failed],
                 after,
@@ -732,7 +738,7 @@ async fn fetch_alarm(
         let found = indicators.len();
         indicators.truncate(MAX_INDICATORS_PER_ALARM);
         tracing::warn!(
-            alarm_id = row.alarm_id,
+            alarm_id = %row.alarm_id,
             found,
             kept = MAX_INDICATORS_PER_ALARM,
             "alarm holds more indicators than the per-alarm cap; the rest are not recorded"
@@ -794,7 +800,7 @@ pub struct ReplayCounts {
 /// `failed`). A resent `sent` row stays `sent` with its new submission recorded.
 /// Records a run of kind `replay` unless `dry_run`.
 pub async fn replay(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     ci: &ci::Client,
     opts: &ReplayOptions,
     now: impl Fn() -> DateTime<Utc>,
@@ -831,7 +837,8 @@ pub async fn replay(
         interrupt: opts.interrupt.as_ref(),
     };
     let sel = &opts.selection;
-    let source = |l: &Ledger, after: i64, limit: usize| l.select_detections(sel, after, limit);
+    let source =
+        |l: &Ledger, after: DetectionId, limit: usize| l.select_detections(sel, after, limit);
     let mut d = DetectionCounts::default();
     let result = if s.detections.selected == 0 {
         Ok(())
@@ -906,7 +913,7 @@ impl<'a> Knobs<'a> {
 }
 
 /// Pages through the detections to submit: `(ledger, after_id, limit)`, ids ascending.
-type Source<'a> = dyn Fn(&Ledger, i64, usize) -> crate::ledger::Result<Vec<Detection>> + 'a;
+type Source<'a> = dyn Fn(&Ledger, DetectionId, usize) -> crate::ledger::Result<Vec<Detection>> + 'a;
 
 /// Submits what `source` yields, in batches, within the daily budget. A 400 is
 /// narrowed to the offending detection by splitting the batch; a 413 splits it. In
@@ -914,7 +921,7 @@ type Source<'a> = dyn Fn(&Ledger, i64, usize) -> crate::ledger::Result<Vec<Detec
 /// posted with `debug: true` and nothing is recorded.
 #[allow(clippy::too_many_arguments)]
 async fn submit(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     ci: &ci::Client,
     k: &Knobs<'_>,
     now: &impl Fn() -> DateTime<Utc>,
@@ -939,7 +946,7 @@ async fn submit(
     };
     if k.dry_run {
         // Debug submissions are validated by CI and not stored; nothing is recorded.
-        let mut after_id = 0;
+        let mut after_id = DetectionId::from(0);
         let mut extra = Some(extra);
         loop {
             if stop(out) {
@@ -975,7 +982,7 @@ async fn submit(
 
     let today = now().date_naive();
     let mut used = ledger.budget_used(today)?;
-    let mut after_id = 0;
+    let mut after_id = DetectionId::from(0);
     loop {
         let todo = source(ledger, after_id, batch)?;
         let Some(last) = todo.last() else { break };
@@ -1065,7 +1072,7 @@ fn ci_auth(e: ci::Error) -> Fatal {
 /// One batch, split on 400/413 until each part is accepted or a single detection is
 /// rejected. A transient failure marks what is left `failed` and stops.
 async fn submit_batch(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     ci: &ci::Client,
     now: &impl Fn() -> DateTime<Utc>,
     run_id: Option<i64>,
@@ -1076,7 +1083,7 @@ async fn submit_batch(
     let mut failed = None;
     let mut stack: Vec<&[Detection]> = vec![items];
     while let Some(part) = stack.pop() {
-        let ids: Vec<i64> = part.iter().map(|d| d.id).collect();
+        let ids: Vec<DetectionId> = part.iter().map(|d| d.id).collect();
         let record = |status: Option<u16>, processed: Option<String>| SubmissionRecord {
             run_id,
             at: now(),
@@ -1098,7 +1105,7 @@ async fn submit_batch(
             Err(e) if e.tls_failure().is_some() => return Err(rf_tls(&e)),
             Err(e) if e.is_auth() => return Err(ci_auth(e)),
             Err(ci::Error::Rejected { message, .. }) if part.len() == 1 => {
-                tracing::warn!(detection = ids[0], reason = %message, "Collective Insights rejected a detection");
+                tracing::warn!(detection = %ids[0], reason = %message, "Collective Insights rejected a detection");
                 ledger.mark_rejected(ids[0], &record(Some(400), None), &message)?;
                 d.rejected += 1;
             }
@@ -1113,7 +1120,7 @@ async fn submit_batch(
             }
             Err(e) => {
                 let msg = e.to_string();
-                let mut left: Vec<i64> = ids;
+                let mut left: Vec<DetectionId> = ids;
                 for p in &stack {
                     left.extend(p.iter().map(|d| d.id));
                 }
@@ -1163,7 +1170,7 @@ mod tests {
     #[test]
     fn rule_filters() {
         let row = |name: &str| AlarmRow {
-            alarm_id: 1,
+            alarm_id: 1.into(),
             rule_name: name.into(),
             status: 0,
             entity_name: String::new(),

@@ -19,7 +19,7 @@ use crate::cli::ledger::escape;
 use crate::config::{self, LR_KEY_VAR, RF_KEY_VAR};
 use crate::error::{code, Fatal};
 use crate::http::HttpOptions;
-use crate::ledger::{self, migrate, Ledger, Mode, RunLock};
+use crate::ledger::{self, migrate, Ledger, RunLock};
 use crate::{ci, logrhythm};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
@@ -497,7 +497,7 @@ fn ledger_checks(global: &GlobalArgs, out: &mut Vec<Check>) -> Option<PathBuf> {
 
     const OPEN: &str = "ledger: open";
     const INTEGRITY: &str = "ledger: integrity";
-    match Ledger::open(&path, Mode::ReadOnly) {
+    match Ledger::open(&path) {
         Ok(l) => {
             match l.schema_version() {
                 Ok(v) => out.push(Check::ok(

@@ -12,8 +12,7 @@
 use crate::cli::sync::parse_time;
 use crate::config;
 use crate::error::{code, Fatal};
-use crate::ledger::select::PruneCounts;
-use crate::ledger::{self, Ledger, Mode, RunLock};
+use crate::ledger::{self, Ledger, PruneCounts, Writer};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
@@ -60,9 +59,7 @@ pub async fn run(global: &crate::cli::args::GlobalArgs, args: &PruneArgs) -> Res
         let counts = Ledger::open_or_empty(&path)?.prune_counts(before)?;
         (counts, false)
     } else {
-        let _lock = RunLock::acquire(&path)?;
-        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
-        ledger.quick_check()?;
+        let mut ledger = Writer::open(&path)?;
         let (counts, done) = ledger.prune(before, now, args.force)?;
         if !done {
             return Err(Fatal::msg(

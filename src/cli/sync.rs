@@ -7,7 +7,7 @@ use crate::app::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Sum
 use crate::cli::args::{ApiArgs, BackfillArgs, GlobalArgs, RunArgs, SyncArgs};
 use crate::config::{self, ApiConfig};
 use crate::error::{code, Fatal, WithCode};
-use crate::ledger::{Ledger, Mode, RunLock};
+use crate::ledger::Writer;
 use crate::{ci, http, logrhythm};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use std::io::{IsTerminal, Write};
@@ -175,12 +175,10 @@ async fn execute(
     let summary = if run.dry_run {
         // Nothing is written: an existing ledger is read only, a missing one is
         // replaced by an empty in-memory ledger.
-        let mut ledger = Ledger::open_or_empty(&path)?;
+        let mut ledger = Writer::scratch_copy(&path)?;
         app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     } else {
-        let _lock = RunLock::acquire(&path)?;
-        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
-        ledger.quick_check()?;
+        let mut ledger = Writer::open(&path)?;
         app::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     };
     if let Some(bar) = bar.and_then(|(_, b)| b) {
