@@ -389,3 +389,43 @@ fn every_name_of_one_ledger_shares_its_lock() {
     drop(l);
     assert!(real.is_file() && link.is_symlink());
 }
+
+#[test]
+fn a_stored_value_that_does_not_parse_is_error_65_never_skipped() {
+    let mut l = Writer::open_in_memory().unwrap();
+    let ip = ind(IndicatorType::Ip, "1.1.1.1", Verdict::Send);
+    l.ingest(&slice(vec![accepted(1, t(10, 1), vec![ip])]), t(12, 0))
+        .unwrap();
+    // (statement that corrupts one value, read that must refuse it, named column)
+    type Read = fn(&Writer) -> Result<()>;
+    let cases: &[(&str, Read, &str)] = &[
+        (
+            "UPDATE detections SET state = 'sen'",
+            |l| l.state_counts().map(drop),
+            "detections.state: unknown state \"sen\"",
+        ),
+        (
+            "UPDATE detections SET state = 'pending'; UPDATE alarms SET date_inserted = 'soon'",
+            |l| {
+                l.detections_to_submit(&[DetectionState::Pending], 0.into(), 10)
+                    .map(drop)
+            },
+            "alarms.date_inserted: \"soon\" is not an RFC 3339 time",
+        ),
+        (
+            "UPDATE alarms SET decision = 'maybe'",
+            |l| l.known_alarms(&[1.into()]).map(drop),
+            "alarms.decision: unknown decision \"maybe\"",
+        ),
+    ];
+    for (corrupt, read, want) in cases {
+        l.conn
+            .execute_batch("PRAGMA ignore_check_constraints = ON")
+            .unwrap();
+        l.conn.execute_batch(corrupt).unwrap();
+        let e = read(&l).unwrap_err();
+        assert!(matches!(e, Error::BadValue { .. }), "{corrupt}: {e:?}");
+        assert_eq!(e.exit_code(), 65, "{corrupt}");
+        assert!(e.to_string().contains(want), "{corrupt}: {e}");
+    }
+}
