@@ -153,14 +153,8 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, Fatal> {
         human(&checks, exit)
     };
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(exit),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit),
-        Err(e) => Err(Fatal::new(
-            code::IO,
-            anyhow::Error::new(e).context("cannot write to stdout"),
-        )),
-    }
+    super::output::pipe_exit(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+        .map(|()| exit)
 }
 
 fn human(checks: &[Check], exit: u8) -> String {

@@ -331,11 +331,7 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
     match result {
         Ok(()) => Ok(code::OK),
         // `lrci ledger ... | head`: the reader has what it wanted.
-        Err(Failure::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(code::OK),
-        Err(Failure::Write(e)) => Err(Fatal::new(
-            code::IO,
-            anyhow::Error::new(e).context("cannot write to stdout"),
-        )),
+        Err(Failure::Write(e)) => super::output::pipe_exit(Err(e)).map(|()| code::OK),
         Err(Failure::Fatal(f)) => Err(f),
     }
 }

@@ -5,6 +5,7 @@ pub mod args;
 pub mod demo;
 pub mod doctor;
 pub mod ledger;
+pub mod output;
 pub mod prune;
 pub mod replay;
 pub mod sim;

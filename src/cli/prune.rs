@@ -16,7 +16,6 @@ use crate::ledger::{self, Ledger, PruneCounts, Writer};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
-use std::io::Write;
 
 /// Flags of `ledger prune`.
 #[derive(Debug, Args, Clone)]
@@ -130,12 +129,7 @@ fn print(s: &PruneSummary, json: bool) -> Result<(), Fatal> {
         }
         t
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
-    }
+    super::output::print(&text)
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use crate::model::AlarmId;
 use crate::model::DetectionState;
 use crate::{ci, http};
 use chrono::Utc;
-use std::io::Write;
 
 /// `lrci replay`.
 pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
@@ -142,12 +141,7 @@ fn print(s: &ReplaySummary, json: bool) -> Result<(), Fatal> {
     } else {
         human(s)
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
-    }
+    super::output::print(&text)
 }
 
 fn human(s: &ReplaySummary) -> String {

@@ -288,11 +288,7 @@ pub fn print_summary(s: &Summary, json: bool, ledger: &Path) -> Result<(), Fatal
     } else {
         human_summary(s, ledger)
     };
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
-    }
+    super::output::pipe_exit(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
 fn human_summary(s: &Summary, ledger: &Path) -> String {
