@@ -992,21 +992,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// An error and its causes on one line, without repeating a cause whose text
-/// the message before it already shows (transparent wrappers).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cur = s.source();
-    }
-    text
-}
+use super::output::error_chain as chain;
 
 #[cfg(test)]
 mod tests {
