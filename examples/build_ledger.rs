@@ -12,7 +12,7 @@
 //! (`mark_rejected`). The work is recorded as ten sync runs.
 
 use chrono::{Duration as Span, DurationRound, Utc};
-use lrci::ledger::{AlarmOutcome, AlarmRecord, Ledger, Mode, SliceIngest, SubmissionRecord};
+use lrci::ledger::{AlarmOutcome, AlarmRecord, SliceIngest, SubmissionRecord, Writer};
 use lrci::model::{AlarmRow, DetectionState, Indicator, IndicatorType, Verdict};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -81,7 +81,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err(format!("{} exists; remove it first", out.display()).into());
     }
     let started = Instant::now();
-    let mut ledger = Ledger::open(&out, Mode::ReadWrite)?;
+    let mut ledger = Writer::open(&out)?;
     let now = Utc::now();
     let end = now.duration_trunc(Span::hours(1))?;
     let slices = alarms.div_ceil(ALARMS_PER_SLICE);
@@ -89,7 +89,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let slices_per_run = slices.div_ceil(RUNS);
 
     let mut next_alarm = 1;
-    let mut after_id = 0;
+    let mut after_id = lrci::model::DetectionId::from(0);
     let mut batches = 0u64;
     let mut slice = 0u64;
     for run in 0..RUNS {
@@ -107,7 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 next_alarm += 1;
                 records.push(AlarmRecord {
                     row: AlarmRow {
-                        alarm_id: i64::try_from(id)?,
+                        alarm_id: i64::try_from(id)?.into(),
                         rule_name: format!("Recorded Future: Risk List Match - rule {}", id % 37),
                         status: 1,
                         entity_name: "Primary Site".into(),
@@ -146,10 +146,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 http_status: Some(200),
                 processed: None,
             };
-            let mut ids: Vec<i64> = todo.iter().map(|d| d.id).collect();
+            let mut ids: Vec<lrci::model::DetectionId> = todo.iter().map(|d| d.id).collect();
             // One detection in a thousand: CI answered 400 for it.
-            let rejected: Vec<i64> = ids.iter().copied().filter(|id| id % 1000 == 7).collect();
-            ids.retain(|id| id % 1000 != 7);
+            let rejected: Vec<lrci::model::DetectionId> = ids
+                .iter()
+                .copied()
+                .filter(|id| id.get() % 1000 == 7)
+                .collect();
+            ids.retain(|id| id.get() % 1000 != 7);
             if batches.is_multiple_of(50) {
                 let failed = SubmissionRecord {
                     http_status: Some(503),

@@ -29,8 +29,8 @@ fn at(s: &str) -> DateTime<Utc> {
 fn detections() -> Vec<Detection> {
     vec![
         Detection {
-            id: 1,
-            alarm_id: 48212,
+            id: 1.into(),
+            alarm_id: 48212.into(),
             rule_name: "AIE: Exploit Attempt Detected".into(),
             timestamp: at("2024-05-14T09:12:41.387Z"),
             kind: IndicatorType::Ip,
@@ -38,8 +38,8 @@ fn detections() -> Vec<Detection> {
             field: "originIP".into(),
         },
         Detection {
-            id: 2,
-            alarm_id: 48211,
+            id: 2.into(),
+            alarm_id: 48211.into(),
             rule_name: "Recorded Future: C2".into(),
             timestamp: at("2024-05-14T09:12:00Z"),
             kind: IndicatorType::Vulnerability,

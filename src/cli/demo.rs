@@ -6,7 +6,7 @@ use crate::cli::args::DemoArgs;
 use crate::config::ApiConfig;
 use crate::engine::{self, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
-use crate::ledger::{Ledger, Mode, RunLock};
+use crate::ledger::Writer;
 use crate::sim;
 use chrono::{Duration as Span, Utc};
 use secrecy::SecretString;
@@ -83,8 +83,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         "internal domains: {DEMO_INTERNAL_DOMAIN} (as --internal-domains FILE would say)\n\n"
     ));
 
-    let _lock = RunLock::acquire(&path)?;
-    let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
+    let mut ledger = Writer::open(&path)?;
 
     let started = Instant::now();
     let first = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;

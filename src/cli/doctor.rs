@@ -20,7 +20,7 @@ use crate::config::{self, LR_KEY_VAR, RF_KEY_VAR};
 use crate::engine::failure;
 use crate::error::{code, Fatal};
 use crate::http::HttpOptions;
-use crate::ledger::{self, migrate, Ledger, Mode, RunLock};
+use crate::ledger::{self, migrate, Ledger, RunLock};
 use crate::{ci, logrhythm};
 use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
@@ -154,14 +154,8 @@ pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, Fatal> {
         human(&checks, exit)
     };
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(exit),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(exit),
-        Err(e) => Err(Fatal::new(
-            code::IO,
-            anyhow::Error::new(e).context("cannot write to stdout"),
-        )),
-    }
+    super::output::pipe_exit(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+        .map(|()| exit)
 }
 
 fn human(checks: &[Check], exit: u8) -> String {
@@ -498,7 +492,7 @@ fn ledger_checks(global: &GlobalArgs, out: &mut Vec<Check>) -> Option<PathBuf> {
 
     const OPEN: &str = "ledger: open";
     const INTEGRITY: &str = "ledger: integrity";
-    match Ledger::open(&path, Mode::ReadOnly) {
+    match Ledger::open(&path) {
         Ok(l) => {
             match l.schema_version() {
                 Ok(v) => out.push(Check::ok(
@@ -1003,21 +997,7 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-/// An error and its causes on one line, without repeating a cause whose text
-/// the message before it already shows (transparent wrappers).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cur = s.source();
-    }
-    text
-}
+use super::output::error_chain as chain;
 
 #[cfg(test)]
 mod tests {

@@ -10,18 +10,18 @@
 //! characters escaped so ledger values that came from LogRhythm cannot drive the
 //! terminal), or `--json` for machines (the same characters escaped as `\uXXXX`).
 //! A closed pipe (`| head`) ends the command quietly with exit 0; any other write
-//! error is exit 74. All SQL is in [`crate::ledger::query`].
+//! error is exit 74. All SQL is in [`crate::ledger::audit`].
 
 use crate::cli::args::GlobalArgs;
 use crate::cli::sync::parse_time;
 use crate::config;
 use crate::error::{code, Fatal};
-use crate::ledger::query::{
+use crate::ledger::audit::{
     self, AlarmDetail, AlarmFilter, AlarmIndicator, ExportError, ExportFilter, ExportRow, GapRange,
     IndicatorFilter, RunRow,
 };
-use crate::ledger::{self, Ledger, Mode};
-use crate::model::{AlarmId, DetectionState, IndicatorType};
+use crate::ledger::{self, Ledger};
+use crate::model::{AlarmDecision, AlarmId, DetectionState, IndicatorType};
 use chrono::{DateTime, Duration as Span, Utc};
 use clap::{Args, Subcommand, ValueEnum};
 use comfy_table::Table;
@@ -81,11 +81,11 @@ pub enum DecisionArg {
 }
 
 impl DecisionArg {
-    fn as_str(self) -> &'static str {
+    fn decision(self) -> AlarmDecision {
         match self {
-            DecisionArg::Accepted => "accepted",
-            DecisionArg::Filtered => "filtered",
-            DecisionArg::Error => "error",
+            DecisionArg::Accepted => AlarmDecision::Accepted,
+            DecisionArg::Filtered => AlarmDecision::Filtered,
+            DecisionArg::Error => AlarmDecision::Error,
         }
     }
 }
@@ -331,11 +331,7 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
     match result {
         Ok(()) => Ok(code::OK),
         // `lrci ledger ... | head`: the reader has what it wanted.
-        Err(Failure::Write(e)) if e.kind() == io::ErrorKind::BrokenPipe => Ok(code::OK),
-        Err(Failure::Write(e)) => Err(Fatal::new(
-            code::IO,
-            anyhow::Error::new(e).context("cannot write to stdout"),
-        )),
+        Err(Failure::Write(e)) => super::output::pipe_exit(Err(e)).map(|()| code::OK),
         Err(Failure::Fatal(f)) => Err(f),
     }
 }
@@ -343,7 +339,7 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
 /// Opens an existing ledger read-only; a missing one is exit 66 and is not created.
 fn open(path: &Path) -> Result<Ledger, Fatal> {
     match path.try_exists() {
-        Ok(true) => Ok(Ledger::open(path, Mode::ReadOnly)?),
+        Ok(true) => Ok(Ledger::open(path)?),
         Ok(false) => Err(Fatal::msg(
             code::NO_INPUT,
             format!(
@@ -423,7 +419,7 @@ fn opt_cell(s: Option<&str>, max: usize) -> String {
 
 /// A stored RFC 3339 time as `YYYY-MM-DD HH:MM:SS` (UTC); anything else escaped.
 pub fn when(s: &str) -> String {
-    match query::parse_stored(s) {
+    match audit::parse_stored(s) {
         Some(t) => human_time(t),
         None => escape(s),
     }
@@ -492,8 +488,8 @@ fn write_json(out: &mut dyn Write, v: &impl Serialize) -> io::Result<()> {
 }
 
 fn duration_secs(r: &RunRow) -> Option<f64> {
-    let start = query::parse_stored(&r.started_at)?;
-    let end = query::parse_stored(r.finished_at.as_deref()?)?;
+    let start = audit::parse_stored(&r.started_at)?;
+    let end = audit::parse_stored(r.finished_at.as_deref()?)?;
     let ms = (end - start).num_milliseconds();
     #[allow(clippy::cast_precision_loss)]
     Some(ms as f64 / 1000.0)
@@ -607,8 +603,8 @@ fn status(path: &Path, a: &StatusArgs, now: DateTime<Utc>, out: &mut dyn Write) 
     let det = l.state_counts()?;
     let (from, to) = last_days(now, a.days);
     let slices = l.slice_states(from, to)?;
-    let cov = query::summarise_coverage(from, to, &slices);
-    let gaps = query::merge_gaps(&slices);
+    let cov = audit::summarise_coverage(from, to, &slices);
+    let gaps = audit::merge_gaps(&slices);
     let runs = l.recent_runs(5)?;
     let day = now.date_naive();
     let used = l.budget_used(day)?;
@@ -694,7 +690,7 @@ fn alarms(path: &Path, a: &AlarmsArgs, out: &mut dyn Write) -> Outcome {
         from: parse_opt("--from", a.from.as_ref())?,
         to: parse_opt("--to", a.to.as_ref())?,
         rule: a.rule.clone(),
-        decision: a.decision.map(|d| d.as_str().to_string()),
+        decision: a.decision.map(DecisionArg::decision),
         limit: usize::try_from(a.limit).unwrap_or(usize::MAX),
     };
     let l = open(path)?;
@@ -719,7 +715,7 @@ fn alarms(path: &Path, a: &AlarmsArgs, out: &mut dyn Write) -> Outcome {
             when(&r.date_inserted),
             cell(&r.rule_name, 40),
             opt_num(r.rbp_max),
-            r.decision.clone(),
+            r.decision.to_string(),
             opt_cell(why, 40),
             r.detections.to_string(),
             r.sent.to_string(),
@@ -767,7 +763,7 @@ fn indicators(path: &Path, a: &IndicatorsArgs, out: &mut dyn Write) -> Outcome {
             r.ioc_type.clone(),
             cell(&r.value, 60),
             cell(&r.field, 20),
-            r.state.clone(),
+            r.state.to_string(),
             r.attempts.to_string(),
             opt_when(r.sent_at.as_deref()),
             opt_cell(why, 40),
@@ -785,7 +781,10 @@ fn indicators(path: &Path, a: &IndicatorsArgs, out: &mut dyn Write) -> Outcome {
 
 /// The one-line answer to "did this alarm reach Recorded Future?".
 fn verdict(a: &AlarmDetail, inds: &[AlarmIndicator]) -> String {
-    let sent: Vec<&AlarmIndicator> = inds.iter().filter(|i| i.state == "sent").collect();
+    let sent: Vec<&AlarmIndicator> = inds
+        .iter()
+        .filter(|i| i.state == DetectionState::Sent)
+        .collect();
     if !sent.is_empty() {
         let mut times: Vec<&str> = sent.iter().filter_map(|i| i.sent_at.as_deref()).collect();
         times.sort_unstable();
@@ -812,14 +811,14 @@ fn verdict(a: &AlarmDetail, inds: &[AlarmIndicator]) -> String {
         ),
         _ if inds.is_empty() => "no: it held no indicators".into(),
         _ => {
-            let count = |s: &str| inds.iter().filter(|i| i.state == s).count();
+            let count = |s: DetectionState| inds.iter().filter(|i| i.state == s).count();
             format!(
                 "no: none of its {} indicators was sent ({} excluded by policy, {} rejected by CI, {} failed, {} pending)",
                 inds.len(),
-                count("excluded"),
-                count("rejected"),
-                count("failed"),
-                count("pending")
+                count(DetectionState::Excluded),
+                count(DetectionState::Rejected),
+                count(DetectionState::Failed),
+                count(DetectionState::Pending)
             )
         }
     }
@@ -837,7 +836,7 @@ fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
                     path.display(),
                     when(&p.pruned_at),
                     when(&p.date_inserted),
-                    escape(&p.decision),
+                    escape(p.decision.as_str()),
                     p.sent,
                     p.detections
                 ),
@@ -855,7 +854,10 @@ fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
         .into());
     };
     let inds = l.alarm_indicators(a.alarm_id)?;
-    let sent = inds.iter().filter(|i| i.state == "sent").count();
+    let sent = inds
+        .iter()
+        .filter(|i| i.state == DetectionState::Sent)
+        .count();
     if a.json {
         let doc = json!({
             "alarm": alarm,
@@ -934,7 +936,7 @@ fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
             i.ioc_type.clone(),
             cell(&i.value, 60),
             cell(&i.field, 20),
-            i.state.clone(),
+            i.state.to_string(),
             i.attempts.to_string(),
             opt_when(i.sent_at.as_deref()),
             sub,
@@ -995,8 +997,8 @@ fn gaps(path: &Path, a: &GapsArgs, now: DateTime<Utc>, out: &mut dyn Write) -> O
     };
     let l = open(path)?;
     let slices = l.slice_states(from, to)?;
-    let gaps = query::merge_gaps(&slices);
-    let cov = query::summarise_coverage(from, to, &slices);
+    let gaps = audit::merge_gaps(&slices);
+    let cov = audit::summarise_coverage(from, to, &slices);
     if a.json {
         let doc = json!({
             "from": ledger::ts(from),
@@ -1123,16 +1125,16 @@ mod tests {
     fn csv_columns_match_the_export_row() {
         let row = ExportRow {
             detection_id: 1,
-            alarm_id: 2,
+            alarm_id: 2.into(),
             rule_name: "r".into(),
             date_inserted: "d".into(),
             entity_name: None,
             rbp_max: Some(3),
-            decision: "accepted".into(),
+            decision: "accepted".parse().unwrap(),
             ioc_type: "ip".into(),
             value: "8.8.8.8".into(),
             field: "originIP".into(),
-            state: "sent".into(),
+            state: "sent".parse().unwrap(),
             reason: None,
             attempts: 1,
             last_error: None,

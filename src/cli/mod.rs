@@ -6,6 +6,7 @@ pub mod demo;
 pub mod doctor;
 pub mod ledger;
 pub mod outcome;
+pub mod output;
 pub mod prune;
 pub mod replay;
 pub mod sim;

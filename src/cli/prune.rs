@@ -12,12 +12,10 @@
 use crate::cli::sync::parse_time;
 use crate::config;
 use crate::error::{code, Fatal};
-use crate::ledger::select::PruneCounts;
-use crate::ledger::{self, Ledger, Mode, RunLock};
+use crate::ledger::{self, Ledger, PruneCounts, Writer};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use serde::Serialize;
-use std::io::Write;
 
 /// Flags of `ledger prune`.
 #[derive(Debug, Args, Clone)]
@@ -60,9 +58,7 @@ pub async fn run(global: &crate::cli::args::GlobalArgs, args: &PruneArgs) -> Res
         let counts = Ledger::open_or_empty(&path)?.prune_counts(before)?;
         (counts, false)
     } else {
-        let _lock = RunLock::acquire(&path)?;
-        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
-        ledger.quick_check()?;
+        let mut ledger = Writer::open(&path)?;
         let (counts, done) = ledger.prune(before, now, args.force)?;
         if !done {
             return Err(Fatal::msg(
@@ -133,12 +129,7 @@ fn print(s: &PruneSummary, json: bool) -> Result<(), Fatal> {
         }
         t
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
-    }
+    super::output::print(&text)
 }
 
 #[cfg(test)]

@@ -8,12 +8,11 @@ use crate::cli::sync::{interrupt_on_signals, parse_time};
 use crate::config;
 use crate::engine::{self, ReplayOptions, ReplaySummary};
 use crate::error::{code, Fatal, WithCode};
-use crate::ledger::select::Selection;
-use crate::ledger::{Ledger, Mode, RunLock};
+use crate::ledger::{Ledger, Selection, Writer};
+use crate::model::AlarmId;
 use crate::model::DetectionState;
 use crate::{ci, http};
 use chrono::Utc;
-use std::io::Write;
 
 /// `lrci replay`.
 pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
@@ -48,32 +47,35 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
     )
     .code(code::CONFIG)?;
     let opts = ReplayOptions {
-        selection: Selection::new(&states, &args.alarms, from, to),
+        selection: Selection::new(&states, &alarm_ids(&args.alarms), from, to),
         dry_run: args.dry_run,
         batch_size: usize::try_from(args.batch_size).unwrap_or(500),
         daily_budget: args.daily_budget,
         interrupt: Some(interrupt_on_signals()?),
     };
     // Read only, so a typo in --alarm changes nothing.
-    check_alarms_known(&Ledger::open_or_empty(&path)?, &args.alarms)?;
+    check_alarms_known(&Ledger::open_or_empty(&path)?, &alarm_ids(&args.alarms))?;
     let summary = if args.dry_run {
         // Nothing is written: an existing ledger is read only; without one there
         // is nothing to replay.
-        let mut ledger = Ledger::open_or_empty(&path)?;
+        let mut ledger = Writer::scratch_copy(&path)?;
         engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
     } else {
-        let _lock = RunLock::acquire(&path)?;
-        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
-        ledger.quick_check()?;
+        let mut ledger = Writer::open(&path)?;
         engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
     };
     print(&summary, args.json)?;
     Ok(crate::cli::outcome::exit_code(&summary.outcome))
 }
 
+/// The `--alarm` values as alarm ids.
+fn alarm_ids(ids: &[i64]) -> Vec<AlarmId> {
+    ids.iter().copied().map(AlarmId::from).collect()
+}
+
 /// `--alarm ID` naming an alarm the ledger never listed is a usage error (a typo
 /// would otherwise replay nothing and exit 0). Pruned alarms count as known.
-fn check_alarms_known(ledger: &Ledger, ids: &[i64]) -> Result<(), Fatal> {
+fn check_alarms_known(ledger: &Ledger, ids: &[AlarmId]) -> Result<(), Fatal> {
     if ids.is_empty() {
         return Ok(());
     }
@@ -82,7 +84,7 @@ fn check_alarms_known(ledger: &Ledger, ids: &[i64]) -> Result<(), Fatal> {
     let unknown: Vec<String> = ids
         .iter()
         .filter(|id| !known.contains_key(id) && !pruned.contains(id))
-        .map(i64::to_string)
+        .map(AlarmId::to_string)
         .collect();
     if unknown.is_empty() {
         return Ok(());
@@ -139,12 +141,7 @@ fn print(s: &ReplaySummary, json: bool) -> Result<(), Fatal> {
     } else {
         human(s)
     };
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
-    }
+    super::output::print(&text)
 }
 
 fn human(s: &ReplaySummary) -> String {

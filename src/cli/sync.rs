@@ -7,7 +7,7 @@ use crate::cli::args::{ApiArgs, BackfillArgs, GlobalArgs, RunArgs, SyncArgs};
 use crate::config::{self, ApiConfig};
 use crate::engine::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
-use crate::ledger::{Ledger, Mode, RunLock};
+use crate::ledger::Writer;
 use crate::{ci, http, logrhythm};
 use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
 use std::io::{IsTerminal, Write};
@@ -175,12 +175,10 @@ async fn execute(
     let summary = if run.dry_run {
         // Nothing is written: an existing ledger is read only, a missing one is
         // replaced by an empty in-memory ledger.
-        let mut ledger = Ledger::open_or_empty(&path)?;
+        let mut ledger = Writer::scratch_copy(&path)?;
         engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     } else {
-        let _lock = RunLock::acquire(&path)?;
-        let mut ledger = Ledger::open(&path, Mode::ReadWrite)?;
-        ledger.quick_check()?;
+        let mut ledger = Writer::open(&path)?;
         engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
     };
     if let Some(bar) = bar.and_then(|(_, b)| b) {
@@ -290,11 +288,7 @@ pub fn print_summary(s: &Summary, json: bool, ledger: &Path) -> Result<(), Fatal
     } else {
         human_summary(s, ledger)
     };
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
-    }
+    super::output::pipe_exit(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
 fn human_summary(s: &Summary, ledger: &Path) -> String {

@@ -257,7 +257,7 @@ mod tests {
             ),
             (
                 logrhythm::Error::NotFound {
-                    id: 7,
+                    id: 7.into(),
                     source: boxed(404),
                 },
                 Class::Permanent,

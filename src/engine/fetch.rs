@@ -9,6 +9,7 @@ use super::{deadline_passed, failure, plan, race, triage, Progress, RunOptions};
 use crate::error::Fatal;
 use crate::ledger::{AlarmOutcome, AlarmRecord, Coverage, Ledger, SliceIngest};
 use crate::model::AlarmRow;
+use crate::model::{AlarmId, DetectionId};
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -66,7 +67,7 @@ pub(super) async fn sync(
     if !s.outcome.may_submit() {
         return Ok(());
     }
-    let unsent = |l: &Ledger, after: i64, limit: usize| {
+    let unsent = |l: &Ledger, after: DetectionId, limit: usize| {
         l.detections_to_submit(&super::submit::DUE_STATES, after, limit)
     };
     let (total, seen) = (s.slices.total, s.alarms.seen);
@@ -88,7 +89,7 @@ pub(super) async fn sync(
 /// Alarms left in error in this slice that the retry rule says are due.
 fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
     let candidates = ledger.alarms_to_retry(slice.0, slice.1)?;
-    let ids: Vec<i64> = candidates.iter().map(|r| r.alarm_id).collect();
+    let ids: Vec<AlarmId> = candidates.iter().map(|r| r.alarm_id).collect();
     let known = ledger.known_alarms(&ids)?;
     Ok(candidates
         .into_iter()
@@ -214,12 +215,13 @@ fn alarms_todo(
     retry: Vec<AlarmRow>,
     s: &mut Summary,
 ) -> Result<Vec<(AlarmRow, i64)>, Fatal> {
-    let mut rows: BTreeMap<i64, AlarmRow> = listed.into_iter().map(|a| (a.alarm_id, a)).collect();
+    let mut rows: BTreeMap<AlarmId, AlarmRow> =
+        listed.into_iter().map(|a| (a.alarm_id, a)).collect();
     s.alarms.seen += rows.len() as u64;
     for r in retry {
         rows.entry(r.alarm_id).or_insert(r);
     }
-    let ids: Vec<i64> = rows.keys().copied().collect();
+    let ids: Vec<AlarmId> = rows.keys().copied().collect();
     let known = ledger.known_alarms(&ids)?;
     // A pruned alarm (tombstone) is known: never fetched or recorded again.
     let pruned = ledger.pruned_alarms(&ids)?;
@@ -240,7 +242,7 @@ fn count_records(records: &[AlarmRecord], s: &mut Summary) {
             AlarmOutcome::Filtered { .. } => s.alarms.filtered += 1,
             AlarmOutcome::Error { error } | AlarmOutcome::Unavailable { error } => {
                 s.alarms.errors += 1;
-                tracing::warn!(alarm_id = rec.row.alarm_id, error = %error, "alarm left for a later run");
+                tracing::warn!(alarm_id = %rec.row.alarm_id, error = %error, "alarm left for a later run");
             }
             AlarmOutcome::Accepted { .. } => {}
         }
@@ -322,7 +324,7 @@ async fn fetch_alarm(
     let mut indicators = extract::indicators(&events, &opts.policy);
     let note = triage::cap_indicators(&mut indicators).map(|(note, found)| {
         tracing::warn!(
-            alarm_id = row.alarm_id,
+            alarm_id = %row.alarm_id,
             found,
             kept = triage::MAX_INDICATORS_PER_ALARM,
             "alarm holds more indicators than the per-alarm cap; the rest are not recorded"

@@ -17,9 +17,9 @@
 //! decide exit codes.
 //!
 //! # Dry run
-//! A dry run takes the same path against an in-memory copy of the ledger
-//! ([`Ledger::copy_to_memory`]) and posts with `debug: true`; the file is never
-//! written.
+//! A dry run takes the same path against an in-memory copy of the ledger (the
+//! caller opens it with [`Writer::scratch_copy`]) and posts with `debug: true`;
+//! the file is never written.
 //!
 //! # Interruption
 //! A run given an [`Interrupt`] stops starting new slices and batches once it is
@@ -47,8 +47,9 @@ pub use report::{
 pub use triage::{MAX_FETCH_ATTEMPTS, MAX_INDICATORS_PER_ALARM};
 
 use crate::error::Fatal;
-use crate::ledger::select::Selection;
-use crate::ledger::Ledger;
+use crate::ledger::Selection;
+use crate::ledger::{Ledger, Writer};
+use crate::model::DetectionId;
 use crate::{ci, logrhythm, policy};
 use chrono::{DateTime, Utc};
 use send::Sink;
@@ -163,19 +164,12 @@ pub struct ReplayOptions {
 /// Runs one sync or backfill. Errors are returned only for what stops the whole run
 /// (credentials rejected, ledger failure); everything else is counted in the summary.
 pub async fn run(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     lr: &logrhythm::Client,
     ci: &ci::Client,
     opts: &RunOptions,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<Summary, Fatal> {
-    let mut copy;
-    let ledger = if opts.dry_run {
-        copy = ledger.copy_to_memory()?;
-        &mut copy
-    } else {
-        ledger
-    };
     let (from, to) = opts.window;
     let run_id = ledger.begin_run(opts.kind.as_str(), now(), Some((from, to)))?;
     let mut s = Summary {
@@ -225,18 +219,11 @@ pub async fn run(
 /// `failed`). A resent `sent` row stays `sent` with its new submission recorded.
 /// Records a run of kind `replay`; a dry run does so in an in-memory copy.
 pub async fn replay(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     ci: &ci::Client,
     opts: &ReplayOptions,
     now: impl Fn() -> DateTime<Utc>,
 ) -> Result<ReplaySummary, Fatal> {
-    let mut copy;
-    let ledger = if opts.dry_run {
-        copy = ledger.copy_to_memory()?;
-        &mut copy
-    } else {
-        ledger
-    };
     let states = opts.selection.states().iter();
     let mut s = ReplaySummary {
         command: "replay",
@@ -285,7 +272,8 @@ async fn replay_selected(
 ) -> Result<(), Fatal> {
     if s.detections.selected > 0 {
         let sel = &opts.selection;
-        let source = |l: &Ledger, after: i64, limit: usize| l.select_detections(sel, after, limit);
+        let source =
+            |l: &Ledger, after: DetectionId, limit: usize| l.select_detections(sel, after, limit);
         let mut d = DetectionCounts::default();
         let r = sink.submit(&source, &mut d, &mut s.outcome, &|_| {}).await;
         s.detections.submitted = d.submitted;
@@ -307,7 +295,7 @@ fn close(outcome: &mut Outcome, result: Result<(), Fatal>) -> Option<Fatal> {
 /// Records the end of the run; a run that failed returns its failure (a ledger
 /// that fails here already failed the run, so the first error is the one told).
 fn record<S: Serialize>(
-    ledger: &mut Ledger,
+    ledger: &mut Writer,
     run_id: i64,
     now: &dyn Fn() -> DateTime<Utc>,
     exit_code: u8,

@@ -7,19 +7,20 @@ use super::submit::{Answer, End, Mark, Step, Submitter};
 use super::{deadline_passed, Interrupt};
 use crate::ci;
 use crate::error::Fatal;
-use crate::ledger::{Ledger, SubmissionRecord};
+use crate::ledger::{Ledger, SubmissionRecord, Writer};
 use crate::model::Detection;
+use crate::model::DetectionId;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 
 /// Pages through the detections to submit: `(ledger, after_id, limit)`, ids ascending.
 pub(super) type Source<'a> =
-    dyn Fn(&Ledger, i64, usize) -> crate::ledger::Result<Vec<Detection>> + 'a;
+    dyn Fn(&Ledger, DetectionId, usize) -> crate::ledger::Result<Vec<Detection>> + 'a;
 
 /// Where a run's submissions go and how they are recorded.
 pub(super) struct Sink<'a> {
     /// The ledger written: the file, or its in-memory copy in a dry run.
-    pub ledger: &'a mut Ledger,
+    pub ledger: &'a mut Writer,
     pub ci: &'a ci::Client,
     pub now: &'a dyn Fn() -> DateTime<Utc>,
     pub run_id: i64,
@@ -137,7 +138,7 @@ impl Sink<'_> {
                 d.submitted += ids.len() as u64;
             }
             Mark::Rejected { id, reason } => {
-                tracing::warn!(detection = id, reason = %reason, "Collective Insights rejected a detection");
+                tracing::warn!(detection = %id, reason = %reason, "Collective Insights rejected a detection");
                 self.ledger
                     .mark_rejected(id, &record(Some(400), None), &reason)?;
                 d.rejected += 1;

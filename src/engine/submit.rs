@@ -5,7 +5,7 @@
 //! bisection of a rejected (400) or too large (413) batch down to the offending
 //! detection. No I/O and no clock here.
 
-use crate::model::{Detection, DetectionState};
+use crate::model::{Detection, DetectionId, DetectionState};
 
 /// The states a sync submits: new detections and those a failure left behind.
 /// The ledger selects rows in these states; nothing else decides what is due.
@@ -16,7 +16,7 @@ pub const DUE_STATES: [DetectionState; 2] = [DetectionState::Pending, DetectionS
 pub enum Step<'a> {
     /// Read up to `limit` detections with ids above `after_id`, ascending, and
     /// hand them to [`Submitter::page`].
-    Page { after_id: i64, limit: usize },
+    Page { after_id: DetectionId, limit: usize },
     /// Post these and hand the answer to [`Submitter::answer`].
     Post(&'a [Detection]),
     /// A batch (everything taken from one page) is answered; `failed` is the
@@ -61,15 +61,15 @@ pub enum Mark {
     /// Nothing (the part was split and goes out again in halves).
     Nothing,
     Sent {
-        ids: Vec<i64>,
+        ids: Vec<DetectionId>,
         processed: Option<String>,
     },
     Rejected {
-        id: i64,
+        id: DetectionId,
         reason: String,
     },
     Failed {
-        ids: Vec<i64>,
+        ids: Vec<DetectionId>,
         status: Option<u16>,
         error: String,
     },
@@ -81,7 +81,7 @@ pub struct Submitter {
     batch: usize,
     budget: u64,
     used: u64,
-    after_id: i64,
+    after_id: DetectionId,
     /// The current batch's parts still to post; the last is posted next.
     parts: Vec<Vec<Detection>>,
     in_flight: Option<Vec<Detection>>,
@@ -99,7 +99,7 @@ impl Submitter {
             batch: batch.max(1),
             budget,
             used,
-            after_id: 0,
+            after_id: DetectionId::from(0),
             parts: Vec::new(),
             in_flight: None,
             batch_open: false,
@@ -154,7 +154,7 @@ impl Submitter {
     /// CI's answer to the last [`Step::Post`].
     pub fn answer(&mut self, answer: Answer) -> Mark {
         let part = self.in_flight.take().unwrap_or_default();
-        let ids: Vec<i64> = part.iter().map(|d| d.id).collect();
+        let ids: Vec<DetectionId> = part.iter().map(|d| d.id).collect();
         match answer {
             Answer::Accepted { processed } => {
                 self.batch_sent += ids.len() as u64;
@@ -185,7 +185,7 @@ impl Submitter {
     /// A failure marks the part and everything left of its batch `failed`.
     fn fail(
         &mut self,
-        mut ids: Vec<i64>,
+        mut ids: Vec<DetectionId>,
         transient: bool,
         status: Option<u16>,
         error: String,
@@ -210,8 +210,8 @@ mod tests {
 
     fn det(id: i64) -> Detection {
         Detection {
-            id,
-            alarm_id: id,
+            id: id.into(),
+            alarm_id: id.into(),
             rule_name: "r".into(),
             timestamp: Utc.with_ymd_and_hms(2026, 11, 27, 1, 0, 0).unwrap(),
             kind: IndicatorType::Ip,
@@ -234,20 +234,22 @@ mod tests {
                 Step::Page { after_id, limit } => {
                     let page = due
                         .iter()
-                        .filter(|id| **id > after_id)
+                        .filter(|id| **id > after_id.get())
                         .take(limit)
                         .map(|id| det(*id))
                         .collect();
                     sub.page(page);
                 }
                 Step::Post(items) => {
-                    let ids: Vec<i64> = items.iter().map(|d| d.id).collect();
+                    let ids: Vec<i64> = items.iter().map(|d| d.id.get()).collect();
                     let answer = ci(&ids);
                     posts.push(ids);
                     let mark = sub.answer(answer);
                     match &mark {
-                        Mark::Sent { ids, .. } => due.retain(|d| !ids.contains(d)),
-                        Mark::Rejected { id, .. } => due.retain(|d| d != id),
+                        Mark::Sent { ids, .. } => {
+                            due.retain(|d| !ids.contains(&DetectionId::from(*d)))
+                        }
+                        Mark::Rejected { id, .. } => due.retain(|d| *d != id.get()),
                         _ => {}
                     }
                     marks.push(mark);
@@ -264,7 +266,7 @@ mod tests {
 
     fn sent(ids: &[i64]) -> Mark {
         Mark::Sent {
-            ids: ids.to_vec(),
+            ids: ids.iter().map(|&i| i.into()).collect(),
             processed: None,
         }
     }
@@ -333,7 +335,7 @@ mod tests {
                 sent(&[1, 2]),
                 Mark::Nothing,
                 Mark::Rejected {
-                    id: 3,
+                    id: 3.into(),
                     reason: "invalid ip".into()
                 },
                 sent(&[4]),
@@ -367,7 +369,7 @@ mod tests {
         assert_eq!(
             marks[2],
             Mark::Failed {
-                ids: vec![3, 4],
+                ids: vec![3.into(), 4.into()],
                 status: Some(503),
                 error: "HTTP 503".into()
             }
@@ -396,7 +398,7 @@ mod tests {
         assert_eq!(
             marks,
             vec![Mark::Failed {
-                ids: vec![7],
+                ids: vec![7.into()],
                 status: Some(413),
                 error: "HTTP 413".into()
             }]

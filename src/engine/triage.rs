@@ -3,7 +3,7 @@
 //! cap. Pure: the driver (`super`) fetches; this module only decides.
 
 use crate::ledger::KnownAlarm;
-use crate::model::Indicator;
+use crate::model::{AlarmDecision, AlarmId, Indicator};
 
 /// Fetch attempts for an alarm's details and events before it is left in `error`
 /// for an operator (visible in the ledger; `backfill --refetch` tries again).
@@ -13,29 +13,6 @@ pub const MAX_FETCH_ATTEMPTS: i64 = 3;
 /// stuffed with thousands of values is hostile or broken, and must not flood CI.
 /// The alarm's reason in the ledger says when the cap cut it.
 pub const MAX_INDICATORS_PER_ALARM: usize = 1000;
-
-/// The decision recorded for an alarm (the ledger's `alarms.decision`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlarmDecision {
-    /// Details and events fetched, indicators recorded.
-    Accepted,
-    /// A rule filter or `--min-rbp` said no.
-    Filtered,
-    /// Details or events could not be fetched yet; a later run tries again.
-    Error,
-}
-
-impl AlarmDecision {
-    /// The decision stored as `text`; `None` for text the schema does not allow.
-    pub fn parse(text: &str) -> Option<AlarmDecision> {
-        match text {
-            "accepted" => Some(AlarmDecision::Accepted),
-            "filtered" => Some(AlarmDecision::Filtered),
-            "error" => Some(AlarmDecision::Error),
-            _ => None,
-        }
-    }
-}
 
 /// The retry rule, the only one: whether a listed alarm is fetched this run, and
 /// with how many attempts already spent. New alarms are fetched; alarms left in
@@ -48,10 +25,8 @@ pub fn attempts_if_due(known: Option<&KnownAlarm>, pruned: bool) -> Option<i64> 
     }
     match known {
         None => Some(0),
-        Some(k) => match AlarmDecision::parse(&k.decision) {
-            Some(AlarmDecision::Error) if k.fetch_attempts < MAX_FETCH_ATTEMPTS => {
-                Some(k.fetch_attempts)
-            }
+        Some(k) => match k.decision {
+            AlarmDecision::Error if k.fetch_attempts < MAX_FETCH_ATTEMPTS => Some(k.fetch_attempts),
             _ => None,
         },
     }
@@ -80,7 +55,7 @@ pub fn rbp_filter(min_rbp: Option<i64>, rbp_max: Option<i64>) -> Option<String> 
 
 /// Events can be empty right after an alarm fires: give them a few runs to appear
 /// (the alarm stays in `error`), then accept the alarm with no indicators.
-pub fn no_events_yet(alarm_id: i64, events: usize, attempts: i64) -> Option<String> {
+pub fn no_events_yet(alarm_id: AlarmId, events: usize, attempts: i64) -> Option<String> {
     (events == 0 && attempts + 1 < MAX_FETCH_ATTEMPTS)
         .then(|| format!("events of alarm {alarm_id}: none yet"))
 }
@@ -126,7 +101,7 @@ mod tests {
     #[test]
     fn the_retry_rule() {
         let k = |decision: &str, fetch_attempts| KnownAlarm {
-            decision: decision.into(),
+            decision: decision.parse().unwrap(),
             fetch_attempts,
         };
         for (known, pruned, want) in [
@@ -138,26 +113,12 @@ mod tests {
             (Some(k("error", 1)), true, None),
             (Some(k("accepted", 0)), false, None),
             (Some(k("filtered", 0)), false, None),
-            (Some(k("bogus", 0)), false, None),
         ] {
             assert_eq!(
                 attempts_if_due(known.as_ref(), pruned),
                 want,
                 "{known:?} {pruned}"
             );
-        }
-    }
-
-    #[test]
-    fn decisions_parse_from_the_ledger() {
-        for (text, want) in [
-            ("accepted", Some(AlarmDecision::Accepted)),
-            ("filtered", Some(AlarmDecision::Filtered)),
-            ("error", Some(AlarmDecision::Error)),
-            ("Error", None),
-            ("", None),
-        ] {
-            assert_eq!(AlarmDecision::parse(text), want, "{text:?}");
         }
     }
 
@@ -189,7 +150,7 @@ mod tests {
             (5, 2, false),
         ] {
             assert_eq!(
-                no_events_yet(9, events, attempts).is_some(),
+                no_events_yet(AlarmId::from(9), events, attempts).is_some(),
                 wait,
                 "events={events} attempts={attempts}"
             );

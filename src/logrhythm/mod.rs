@@ -304,7 +304,7 @@ impl Client {
     }
 
     /// `GET /alarms/{id}`: RBP and event count (`rbpMax`, falling back to `rBPMax`).
-    #[tracing::instrument(skip_all, fields(alarm_id = id), err(level = "debug"))]
+    #[tracing::instrument(skip_all, fields(alarm_id = id.get()), err(level = "debug"))]
     pub async fn details(&self, id: AlarmId) -> Result<AlarmDetails> {
         let body = self
             .get(self.url(&format!("alarms/{id}"))?, Some(id))
@@ -317,7 +317,7 @@ impl Client {
     /// are skipped. A body that is not valid JSON (lone surrogate, invalid
     /// UTF-8, nesting deeper than 128) is [`Error::Parse`] for this alarm only;
     /// 404 is [`Error::NotFound`].
-    #[tracing::instrument(skip_all, fields(alarm_id = id), err(level = "debug"))]
+    #[tracing::instrument(skip_all, fields(alarm_id = id.get()), err(level = "debug"))]
     pub async fn events(&self, id: AlarmId) -> Result<Vec<Value>> {
         let body = self
             .get(self.url(&format!("alarms/{id}/events"))?, Some(id))

@@ -213,7 +213,7 @@ async fn auth_failures_map_to_auth_without_retry() {
         assert!(!err.is_transient());
         let text = format!("{err} {err:?}");
         assert!(!text.contains(KEY), "{text}");
-        let err = c.events(4).await.unwrap_err();
+        let err = c.events(4.into()).await.unwrap_err();
         assert!(matches!(err, Error::Auth { .. }), "{err:?}");
     }
 }
@@ -226,7 +226,7 @@ async fn server_errors_are_retried_then_transient() {
         .expect(3)
         .mount(&server)
         .await;
-    let err = client(&server).details(1).await.unwrap_err();
+    let err = client(&server).details(1.into()).await.unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
 
@@ -263,14 +263,17 @@ async fn details_read_rbp_and_404_is_not_found() {
         serde_json::from_str(include_str!("testdata/alarm-details.json")).unwrap();
     let want_rbp = fixture["alarmDetails"]["rbpMax"].as_i64();
     assert!(want_rbp.is_some());
-    assert_eq!(c.details(48212).await.unwrap().rbp_max, want_rbp);
-    assert_eq!(c.details(7).await.unwrap().rbp_max, Some(88));
+    assert_eq!(c.details(48212.into()).await.unwrap().rbp_max, want_rbp);
+    assert_eq!(c.details(7.into()).await.unwrap().rbp_max, Some(88));
     assert!(matches!(
-        c.details(8).await.unwrap_err(),
+        c.details(8.into()).await.unwrap_err(),
         Error::Shape { .. }
     ));
-    let err = c.details(9).await.unwrap_err();
-    assert!(matches!(err, Error::NotFound { id: 9, .. }), "{err:?}");
+    let err = c.details(9.into()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { id, .. } if id == 9),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -299,13 +302,13 @@ async fn events_accept_both_wrappers_and_null() {
             .await;
     }
     let c = client(&server);
-    assert_eq!(c.events(1).await.unwrap(), vec![event.clone()]);
-    assert_eq!(c.events(2).await.unwrap().len(), 2);
-    assert!(c.events(3).await.unwrap().is_empty());
-    assert!(c.events(4).await.unwrap().is_empty());
-    assert_eq!(c.events(5).await.unwrap(), vec![event.clone()]);
+    assert_eq!(c.events(1.into()).await.unwrap(), vec![event.clone()]);
+    assert_eq!(c.events(2.into()).await.unwrap().len(), 2);
+    assert!(c.events(3.into()).await.unwrap().is_empty());
+    assert!(c.events(4.into()).await.unwrap().is_empty());
+    assert_eq!(c.events(5.into()).await.unwrap(), vec![event.clone()]);
     assert!(matches!(
-        c.events(6).await.unwrap_err(),
+        c.events(6.into()).await.unwrap_err(),
         Error::Shape { .. }
     ));
 
@@ -317,7 +320,7 @@ async fn events_accept_both_wrappers_and_null() {
         )
         .mount(&server)
         .await;
-    let events = c.events(48212).await.unwrap();
+    let events = c.events(48212.into()).await.unwrap();
     assert_eq!(events.len(), 3);
     assert!(events.iter().all(|e| e.is_object()));
 }
@@ -366,21 +369,21 @@ async fn invalid_json_events_fail_for_that_alarm_only() {
         .await;
     let c = client(&server);
     for (id, _) in &bad {
-        let err = c.events(*id).await.unwrap_err();
+        let err = c.events((*id).into()).await.unwrap_err();
         assert!(matches!(err, Error::Parse { .. }), "alarm {id}: {err:?}");
         assert!(err.to_string().contains(&format!("alarm {id}")), "{err}");
     }
-    assert_eq!(c.events(5).await.unwrap().len(), 1);
+    assert_eq!(c.events(5.into()).await.unwrap().len(), 1);
     assert!(matches!(
-        c.events(6).await.unwrap_err(),
-        Error::NotFound { id: 6, .. }
+        c.events(6.into()).await.unwrap_err(),
+        Error::NotFound { id, .. } if id == 6
     ));
 }
 
 /// A paging Alarm API: rows sorted by (t, id), `dateInserted` as inclusive
 /// lower bound, a silent page cap, and an offset mode.
 struct PagingSim {
-    alarms: Vec<(AlarmId, DateTime<Utc>)>,
+    alarms: Vec<(i64, DateTime<Utc>)>,
     cap: usize,
     mode: OffsetMode,
     /// Swap two rows of every page to break the ordering.
@@ -388,7 +391,7 @@ struct PagingSim {
 }
 
 impl PagingSim {
-    fn new(mut alarms: Vec<(AlarmId, DateTime<Utc>)>, cap: usize, mode: OffsetMode) -> Self {
+    fn new(mut alarms: Vec<(i64, DateTime<Utc>)>, cap: usize, mode: OffsetMode) -> Self {
         alarms.sort_by_key(|&(id, t)| (t, id));
         PagingSim {
             alarms,
@@ -495,7 +498,7 @@ async fn capped_server_ignoring_offset_yields_all_250_alarms_of_an_hour() {
 }
 
 /// 30 alarms before T, 150 sharing T, 40 after: the ties exceed the page cap.
-fn ties_workload(from: DateTime<Utc>) -> (Vec<(AlarmId, DateTime<Utc>)>, DateTime<Utc>) {
+fn ties_workload(from: DateTime<Utc>) -> (Vec<(i64, DateTime<Utc>)>, DateTime<Utc>) {
     let tie = from + TimeDelta::minutes(30);
     let mut alarms = Vec::new();
     for i in 0..30 {
@@ -543,7 +546,13 @@ async fn full_page_of_one_timestamp_with_offset_ignored_is_saturated_then_contin
     assert_eq!(out.offset_mode, OffsetMode::Ignored);
     // Everything but the 50 unreachable ties: the rest of the slice was fetched.
     assert_eq!(out.alarms.len(), 30 + 100 + 40);
-    assert_eq!(out.alarms.iter().filter(|a| a.alarm_id >= 900).count(), 40);
+    assert_eq!(
+        out.alarms
+            .iter()
+            .filter(|a| a.alarm_id.get() >= 900)
+            .count(),
+        40
+    );
 }
 
 #[tokio::test]

@@ -98,7 +98,7 @@ fn str_of(obj: &serde_json::Map<String, Value>, key: &str) -> String {
 
 /// The `alarmId` of a raw row, if it has a usable one (for log messages).
 pub(super) fn row_id(row: &Value) -> Option<AlarmId> {
-    row.get("alarmId").and_then(int_of)
+    row.get("alarmId").and_then(int_of).map(AlarmId::from)
 }
 
 /// Converts one raw `alarmsSearchDetails` element.
@@ -115,7 +115,7 @@ pub(super) fn to_row(row: &Value) -> Result<AlarmRow, RowProblem> {
         .and_then(parse_lr_date)
         .ok_or(RowProblem::BadDate)?;
     Ok(AlarmRow {
-        alarm_id,
+        alarm_id: alarm_id.into(),
         rule_name: str_of(obj, "alarmRuleName"),
         status: obj.get("alarmStatus").and_then(int_of).unwrap_or(-1),
         entity_name: str_of(obj, "entityName"),
@@ -266,7 +266,7 @@ mod tests {
             "entityName": 5, "dateInserted": "2024-05-14"});
         let row = to_row(&nulls).unwrap();
         assert_eq!(
-            (row.alarm_id, row.rule_name.as_str(), row.status),
+            (row.alarm_id.get(), row.rule_name.as_str(), row.status),
             (7, "", -1)
         );
 
@@ -289,7 +289,7 @@ mod tests {
         );
         assert_eq!(
             row_id(&json!({"alarmId": 9, "dateInserted": "soon"})),
-            Some(9)
+            Some(AlarmId::from(9))
         );
     }
 

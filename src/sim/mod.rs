@@ -20,7 +20,6 @@ pub mod json;
 mod lr;
 pub mod time;
 
-use crate::model::AlarmId;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -329,8 +328,8 @@ pub enum Error {
 #[derive(Debug, Default)]
 pub(crate) struct AlarmStore {
     pub(crate) by_time: Vec<Arc<AlarmMeta>>,
-    pub(crate) by_id: HashMap<AlarmId, Arc<AlarmMeta>>,
-    next_id: AlarmId,
+    pub(crate) by_id: HashMap<i64, Arc<AlarmMeta>>,
+    next_id: i64,
 }
 
 impl AlarmStore {
@@ -468,7 +467,7 @@ impl SimState {
     /// Adds `count` new alarms, deterministically for the seed and the first new id:
     /// ids continue after the highest so far; the i-th is inserted at `at` (on a
     /// tick) + 10 ms × i. Returns the new ids.
-    pub fn generate(&self, count: usize, at: DateTime<Utc>) -> Vec<AlarmId> {
+    pub fn generate(&self, count: usize, at: DateTime<Utc>) -> Vec<i64> {
         let mut store = self.alarms_mut();
         let new = gen::generate_more(
             self.cfg.seed,

@@ -271,7 +271,7 @@ fn max_runtime_shorter_than_the_timeout_exits_2() {
 #[test]
 fn replay_of_an_unknown_alarm_exits_2_naming_it() {
     let case = Case::new();
-    lrci::ledger::Ledger::open(&case.ledger(), lrci::ledger::Mode::ReadWrite).unwrap();
+    lrci::ledger::Writer::open(&case.ledger()).unwrap();
     let before = std::fs::read(case.ledger()).unwrap();
     let out = case
         .cmd()

@@ -9,7 +9,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use lrci::cli::outcome::exit_code;
 use lrci::engine::{self, RunKind, RunOptions, Summary};
 use lrci::error::code;
-use lrci::ledger::{Ledger, Mode, StateCounts};
+use lrci::ledger::{StateCounts, Writer};
 use lrci::sim::{self, FaultKind, Side, SimConfig};
 use lrci::{ci, http, logrhythm, policy};
 use secrecy::SecretString;
@@ -75,7 +75,7 @@ fn options(window: (DateTime<Utc>, DateTime<Utc>), dry_run: bool) -> RunOptions 
     }
 }
 
-async fn run(sim: &TestSim, ledger: &mut Ledger, opts: &RunOptions) -> Summary {
+async fn run(sim: &TestSim, ledger: &mut Writer, opts: &RunOptions) -> Summary {
     let (lr, ci) = clients(sim);
     engine::run(ledger, &lr, &ci, opts, Utc::now)
         .await
@@ -109,14 +109,14 @@ async fn ci_posts(sim: &TestSim) -> u64 {
     route_count(&admin_get(sim, "/_sim/stats").await, CI_ROUTE)
 }
 
-fn file_ledger(dir: &Path) -> Ledger {
-    Ledger::open(&dir.join("ledger.sqlite3"), Mode::ReadWrite).unwrap()
+fn file_ledger(dir: &Path) -> Writer {
+    Writer::open(&dir.join("ledger.sqlite3")).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_sync_sends_what_the_oracle_says_and_a_second_run_posts_nothing() {
     let sim = start(sim_config()).await;
-    let mut ledger = Ledger::open_in_memory().unwrap();
+    let mut ledger = Writer::open_in_memory().unwrap();
     let opts = options(window(), false);
 
     let first = run(&sim, &mut ledger, &opts).await;
@@ -161,8 +161,8 @@ async fn a_dry_run_takes_the_same_path_and_leaves_the_ledger_file_unchanged() {
     let before = std::fs::read(&path).unwrap();
     let posts = ci_posts(&sim).await;
 
-    // The CLI opens the file read-only for a dry run.
-    let mut ro = Ledger::open(&path, Mode::ReadOnly).unwrap();
+    // The CLI gives a dry run an in-memory copy of the file.
+    let mut ro = Writer::scratch_copy(&path).unwrap();
     let dry = run(&sim, &mut ro, &options(window(), true)).await;
     drop(ro);
     assert_eq!(exit_code(&dry.outcome), code::OK, "{:?}", dry.problems);
@@ -197,7 +197,7 @@ async fn a_dry_run_takes_the_same_path_and_leaves_the_ledger_file_unchanged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ci_503_leaves_detections_failed_and_the_next_run_sends_them_once() {
     let sim = start(sim_config()).await;
-    let mut ledger = Ledger::open_in_memory().unwrap();
+    let mut ledger = Writer::open_in_memory().unwrap();
     let opts = options(window(), false);
     sim.state()
         .queue_faults(Side::Rf, FaultKind::Unavailable, 1, 0);

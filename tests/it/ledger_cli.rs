@@ -11,9 +11,7 @@
 use crate::harness::*;
 use assert_cmd::Command;
 use chrono::{Duration as Span, DurationRound, Utc};
-use lrci::ledger::{
-    AlarmOutcome, AlarmRecord, Ledger, Mode, RunLock, SliceIngest, SubmissionRecord,
-};
+use lrci::ledger::{AlarmOutcome, AlarmRecord, RunLock, SliceIngest, SubmissionRecord, Writer};
 use lrci::model::{AlarmRow, DetectionState, Indicator, IndicatorType, Verdict};
 use lrci::sim::gen::Scenario;
 use lrci::sim::SimConfig;
@@ -89,7 +87,7 @@ fn add_synthetic_alarm(path: &Path) {
         field: "domain",
         verdict,
     };
-    let mut l = Ledger::open(path, Mode::ReadWrite).unwrap();
+    let mut l = Writer::open(path).unwrap();
     l.ingest(
         &SliceIngest {
             run_id: None,
@@ -98,7 +96,7 @@ fn add_synthetic_alarm(path: &Path) {
             saturated_at: vec![],
             alarms: vec![AlarmRecord {
                 row: AlarmRow {
-                    alarm_id: SYNTHETIC,
+                    alarm_id: SYNTHETIC.into(),
                     rule_name: SYNTHETIC_RULE.into(),
                     status: 1,
                     entity_name: "Test Entity".into(),
@@ -125,7 +123,7 @@ fn add_synthetic_alarm(path: &Path) {
     )
     .unwrap();
     let todo = l
-        .detections_to_submit(&[DetectionState::Pending], 0, 1_000_000)
+        .detections_to_submit(&[DetectionState::Pending], 0.into(), 1_000_000)
         .unwrap();
     let id = |v: &str| {
         todo.iter()
@@ -903,7 +901,7 @@ async fn hostile_values_are_escaped_in_tables() {
 fn show_of_a_pruned_alarm_names_the_prune() {
     let dir = tempfile::tempdir().unwrap();
     let l = dir.path().join("ledger.sqlite3");
-    drop(Ledger::open(&l, Mode::ReadWrite).unwrap());
+    drop(Writer::open(&l).unwrap());
     rusqlite::Connection::open(&l)
         .unwrap()
         .execute(

@@ -1,5 +1,7 @@
 //! Domain types shared by every module: alarms as lrci understands them,
-//! indicators, detections and their states.
+//! indicators, detections and their states; the id newtypes ([`AlarmId`],
+//! [`DetectionId`]), the state enums ([`DetectionState`], [`AlarmDecision`]) and
+//! the hour [`Slice`] that the engine and `ledger gaps` share.
 //!
 //! No I/O here and no knowledge of either API's wire format: the client modules
 //! convert their wire structs into these types at the edge.
@@ -9,8 +11,13 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// A LogRhythm alarm id (`alarmId`). Always a positive integer on a real system.
-pub type AlarmId = i64;
+mod ids;
+mod slice;
+mod state;
+
+pub use ids::{AlarmId, DetectionId};
+pub use slice::Slice;
+pub use state::{AlarmDecision, DetectionState, UnknownValue};
 
 /// One row of `GET /alarms`, with its insertion time parsed as UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,63 +118,12 @@ pub struct Indicator {
     pub verdict: Verdict,
 }
 
-/// Detection state in the ledger (DESIGN.md section 3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DetectionState {
-    Pending,
-    Sent,
-    Failed,
-    Rejected,
-    Excluded,
-}
-
-impl DetectionState {
-    pub const ALL: [DetectionState; 5] = [
-        DetectionState::Pending,
-        DetectionState::Sent,
-        DetectionState::Failed,
-        DetectionState::Rejected,
-        DetectionState::Excluded,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DetectionState::Pending => "pending",
-            DetectionState::Sent => "sent",
-            DetectionState::Failed => "failed",
-            DetectionState::Rejected => "rejected",
-            DetectionState::Excluded => "excluded",
-        }
-    }
-}
-
-impl fmt::Display for DetectionState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DetectionState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DetectionState::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown state {s:?} (expected pending, sent, failed, rejected or excluded)"
-                )
-            })
-    }
-}
-
 /// One detection ready to be posted to Collective Insights: one per
 /// (alarm, indicator type, normalised value).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Detection {
     /// Ledger row id; lets the submitter report outcomes per item.
-    pub id: i64,
+    pub id: DetectionId,
     pub alarm_id: AlarmId,
     pub rule_name: String,
     /// The alarm's `dateInserted`, sent as `timestamp`.

@@ -1,80 +1,14 @@
-//! The ledger's SQL for `replay` (choosing detections to resubmit) and for
-//! `ledger prune` (removing old detail while keeping tombstones), plus the
+//! `ledger prune`: removing old detail while keeping tombstones, and the
 //! tombstone lookup the engine uses so a pruned alarm is never recorded again.
 //!
 //! Like the rest of `ledger`, values are always bound; the only text built at run
-//! time is the fixed SQL itself. `excluded` detections are never selected: the
-//! indicator policy said they must not leave the site.
+//! time is the fixed SQL itself.
 
-use super::{parse_ts, ts, Ledger, Result};
-use crate::model::{AlarmId, Detection, DetectionState};
+use super::{ts, Ledger, Result, Writer};
+use crate::model::AlarmId;
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, TransactionBehavior};
 use std::collections::HashSet;
-
-/// Which detections a `replay` picks. Every filter narrows the choice.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selection {
-    /// States to pick; `excluded` is dropped by [`Selection::new`].
-    states: Vec<DetectionState>,
-    /// Only these alarms (empty: any alarm).
-    alarms: Vec<AlarmId>,
-    /// Only alarms inserted at or after this time.
-    from: Option<DateTime<Utc>>,
-    /// Only alarms inserted before this time.
-    to: Option<DateTime<Utc>>,
-}
-
-impl Selection {
-    /// A selection of the given states (never `excluded`, which the policy keeps
-    /// on site), alarms and alarm insertion window `[from, to)`.
-    pub fn new(
-        states: &[DetectionState],
-        alarms: &[AlarmId],
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Selection {
-        let mut st: Vec<DetectionState> = Vec::new();
-        for s in states {
-            if *s != DetectionState::Excluded && !st.contains(s) {
-                st.push(*s);
-            }
-        }
-        let mut al = alarms.to_vec();
-        al.sort_unstable();
-        al.dedup();
-        Selection {
-            states: st,
-            alarms: al,
-            from,
-            to,
-        }
-    }
-
-    /// The states this selection picks.
-    pub fn states(&self) -> &[DetectionState] {
-        &self.states
-    }
-
-    /// Bound parameters `?2..?5` of the selection queries: states and alarms as
-    /// JSON arrays (read with `json_each`), then the window bounds.
-    fn params(&self) -> (String, Option<String>, Option<String>, Option<String>) {
-        let states: Vec<&str> = self.states.iter().map(|s| s.as_str()).collect();
-        let states = serde_json::to_string(&states).unwrap_or_else(|_| "[]".into());
-        let alarms = if self.alarms.is_empty() {
-            None
-        } else {
-            serde_json::to_string(&self.alarms).ok()
-        };
-        (states, alarms, self.from.map(ts), self.to.map(ts))
-    }
-}
-
-const SELECT_WHERE: &str = "d.state <> 'excluded'
-    AND d.state IN (SELECT value FROM json_each(?2))
-    AND (?3 IS NULL OR d.alarm_id IN (SELECT value FROM json_each(?3)))
-    AND (?4 IS NULL OR a.date_inserted >= ?4)
-    AND (?5 IS NULL OR a.date_inserted < ?5)";
 
 /// What `ledger prune` removed (or, in a dry run, would remove).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -92,64 +26,6 @@ pub struct PruneCounts {
 }
 
 impl Ledger {
-    /// Up to `limit` detections of `sel` with ids above `after_id`, oldest first,
-    /// joined with their alarm for the CI payload.
-    pub fn select_detections(
-        &self,
-        sel: &Selection,
-        after_id: i64,
-        limit: usize,
-    ) -> Result<Vec<Detection>> {
-        let sql = format!(
-            "SELECT d.id, d.alarm_id, a.rule_name, a.date_inserted, d.ioc_type, d.value, d.field
-             FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
-             WHERE d.id > ?1 AND {SELECT_WHERE}
-             ORDER BY d.id LIMIT ?6"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
-        let (states, alarms, from, to) = sel.params();
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = stmt
-            .query(params![after_id, states, alarms, from, to, limit])
-            .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| self.sql(e))? {
-            let get = |i| r.get::<_, String>(i).map_err(|e| self.sql(e));
-            let (Some(timestamp), Ok(kind)) = (parse_ts(&get(3)?), get(4)?.parse()) else {
-                // A row this build cannot read is left alone, as the sync does.
-                continue;
-            };
-            out.push(Detection {
-                id: r.get(0).map_err(|e| self.sql(e))?,
-                alarm_id: r.get(1).map_err(|e| self.sql(e))?,
-                rule_name: get(2)?,
-                timestamp,
-                kind,
-                value: get(5)?,
-                field: get(6)?,
-            });
-        }
-        Ok(out)
-    }
-
-    /// How many detections `sel` picks.
-    pub fn count_selected(&self, sel: &Selection) -> Result<u64> {
-        let sql = format!(
-            "SELECT count(*) FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
-             WHERE ?1 IS NULL AND {SELECT_WHERE}"
-        );
-        let (states, alarms, from, to) = sel.params();
-        let n: i64 = self
-            .conn
-            .query_row(
-                &sql,
-                params![Option::<i64>::None, states, alarms, from, to],
-                |r| r.get(0),
-            )
-            .map_err(|e| self.sql(e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-
     /// Which of these alarms were pruned (have a tombstone): the engine treats
     /// them as known and never fetches or records them again.
     pub fn pruned_alarms(&self, ids: &[AlarmId]) -> Result<HashSet<AlarmId>> {
@@ -170,7 +46,9 @@ impl Ledger {
     pub fn prune_counts(&self, before: DateTime<Utc>) -> Result<PruneCounts> {
         counts(&self.conn, &ts(before)).map_err(|e| self.sql(e))
     }
+}
 
+impl Writer {
     /// Removes the detail of alarms inserted before `before`: the alarms and their
     /// detections (each alarm leaves a tombstone in `pruned_alarms`), submissions
     /// older than the cut that no remaining detection refers to, and runs started
@@ -228,7 +106,7 @@ impl Ledger {
             tx.commit()?;
             Ok((c, true))
         };
-        run(&mut self.conn).map_err(sql)
+        run(&mut self.ledger.conn).map_err(sql)
     }
 
     /// `VACUUM`: gives the space of pruned rows back to the file system.
@@ -277,8 +155,10 @@ fn counts(conn: &Connection, cut: &str) -> rusqlite::Result<PruneCounts> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ledger::{AlarmOutcome, AlarmRecord, SliceIngest, SubmissionRecord};
-    use crate::model::{AlarmRow, Indicator, IndicatorType, Verdict};
+    use crate::ledger::{AlarmOutcome, AlarmRecord, Selection, SliceIngest, SubmissionRecord};
+    use crate::model::{
+        AlarmRow, Detection, DetectionId, DetectionState, Indicator, IndicatorType, Verdict,
+    };
     use chrono::TimeZone;
 
     fn t(d: u32, h: u32) -> DateTime<Utc> {
@@ -286,7 +166,7 @@ mod tests {
     }
 
     /// Alarm `id` inserted at `at` with public IPs `1.1.1.<id*10+k>` for k < n.
-    fn ingest(l: &mut Ledger, run: Option<i64>, id: i64, at: DateTime<Utc>, n: u8) {
+    fn ingest(l: &mut Writer, run: Option<i64>, id: i64, at: DateTime<Utc>, n: u8) {
         let indicators = (0..n)
             .map(|k| Indicator {
                 kind: IndicatorType::Ip,
@@ -309,7 +189,7 @@ mod tests {
                 saturated_at: vec![],
                 alarms: vec![AlarmRecord {
                     row: AlarmRow {
-                        alarm_id: id,
+                        alarm_id: id.into(),
                         rule_name: format!("Rule {id}"),
                         status: 0,
                         entity_name: String::new(),
@@ -339,19 +219,21 @@ mod tests {
     }
 
     fn ids(v: &[Detection]) -> Vec<(i64, String)> {
-        v.iter().map(|d| (d.alarm_id, d.value.clone())).collect()
+        v.iter()
+            .map(|d| (d.alarm_id.get(), d.value.clone()))
+            .collect()
     }
 
     #[test]
     fn selection_filters_by_state_alarm_and_window_and_never_excluded() {
-        let mut l = Ledger::open_in_memory().unwrap();
+        let mut l = Writer::open_in_memory().unwrap();
         ingest(&mut l, None, 1, t(1, 0), 2);
         ingest(&mut l, None, 2, t(2, 0), 2);
         ingest(&mut l, None, 3, t(3, 0), 2);
         let all = l
             .select_detections(
-                &Selection::new(&DetectionState::ALL, &[], None, None),
-                0,
+                &Selection::new(DetectionState::ALL, &[], None, None),
+                DetectionId::from(0),
                 100,
             )
             .unwrap();
@@ -366,9 +248,16 @@ mod tests {
             None,
         );
         assert_eq!(l.count_selected(&unsent).unwrap(), 5);
-        let by_alarm = Selection::new(&[DetectionState::Pending], &[3, 3, 1], None, None);
+        let by_alarm = Selection::new(
+            &[DetectionState::Pending],
+            &[3, 3, 1].map(AlarmId::from),
+            None,
+            None,
+        );
         assert_eq!(
-            ids(&l.select_detections(&by_alarm, 0, 100).unwrap()),
+            ids(&l
+                .select_detections(&by_alarm, DetectionId::from(0), 100)
+                .unwrap()),
             vec![
                 (1, "1.1.1.1".into()),
                 (3, "1.1.3.0".into()),
@@ -382,13 +271,17 @@ mod tests {
             Some(t(3, 0)),
         );
         assert_eq!(
-            ids(&l.select_detections(&window, 0, 100).unwrap()),
+            ids(&l
+                .select_detections(&window, DetectionId::from(0), 100)
+                .unwrap()),
             vec![(2, "1.1.2.0".into()), (2, "1.1.2.1".into())]
         );
         let sent = Selection::new(&[DetectionState::Sent], &[], None, None);
         assert_eq!(l.count_selected(&sent).unwrap(), 1);
         // Paging by id.
-        let page = l.select_detections(&unsent, 0, 2).unwrap();
+        let page = l
+            .select_detections(&unsent, DetectionId::from(0), 2)
+            .unwrap();
         assert_eq!(page.len(), 2);
         let rest = l.select_detections(&unsent, page[1].id, 100).unwrap();
         assert_eq!(rest.len(), 3);
@@ -399,13 +292,13 @@ mod tests {
 
     #[test]
     fn prune_refuses_unsent_then_keeps_tombstones_and_coverage() {
-        let mut l = Ledger::open_in_memory().unwrap();
+        let mut l = Writer::open_in_memory().unwrap();
         let old_run = l.begin_run("sync", t(1, 0), None).unwrap();
         ingest(&mut l, Some(old_run), 1, t(1, 0), 2);
         let new_run = l.begin_run("sync", t(5, 0), None).unwrap();
         ingest(&mut l, Some(new_run), 2, t(5, 0), 1);
         let todo = l
-            .detections_to_submit(&[DetectionState::Pending], 0, 100)
+            .detections_to_submit(&[DetectionState::Pending], DetectionId::from(0), 100)
             .unwrap();
         // Alarm 1's first detection sent by the old run; alarm 2's by the new one.
         l.mark_sent(&[todo[0].id], &sub(Some(old_run), t(1, 1)))
@@ -436,7 +329,10 @@ mod tests {
         // The submission of 5:02 carried alarm 1's detection, but it is not old.
         assert_eq!(c.submissions, 1);
         assert_eq!(l.alarm_count().unwrap(), 1);
-        assert_eq!(l.pruned_alarms(&[1, 2]).unwrap(), HashSet::from([1]));
+        assert_eq!(
+            l.pruned_alarms(&[1, 2].map(AlarmId::from)).unwrap(),
+            HashSet::from([1].map(AlarmId::from))
+        );
         let (dets, sent): (i64, i64) = l
             .conn
             .query_row(
@@ -463,7 +359,7 @@ mod tests {
 
     #[test]
     fn forced_prune_drops_unsent_and_records_them() {
-        let mut l = Ledger::open_in_memory().unwrap();
+        let mut l = Writer::open_in_memory().unwrap();
         ingest(&mut l, None, 1, t(1, 0), 2);
         let (c, done) = l.prune(t(3, 0), t(6, 0), true).unwrap();
         assert!(done);

@@ -11,8 +11,8 @@
 //! The coverage arithmetic ([`classify_slices`], [`summarise_coverage`],
 //! [`merge_gaps`]) is pure and has no SQL.
 
-use super::{parse_ts, ts, Coverage, Ledger, Result};
-use crate::model::{AlarmId, DetectionState, IndicatorType};
+use super::{parse_ts, sql, ts, Coverage, Ledger, Result, StateCounts};
+use crate::model::{AlarmDecision, AlarmId, DetectionState, IndicatorType};
 use chrono::{DateTime, Duration as Span, DurationRound, Utc};
 use rusqlite::types::ToSql;
 use rusqlite::{OptionalExtension, Row};
@@ -59,7 +59,7 @@ pub struct AlarmFilter {
     /// Case-insensitive (ASCII) substring of the rule name.
     pub rule: Option<String>,
     /// `accepted`, `filtered` or `error`.
-    pub decision: Option<String>,
+    pub decision: Option<AlarmDecision>,
     pub limit: usize,
 }
 
@@ -70,7 +70,7 @@ pub struct AlarmListRow {
     pub rule_name: String,
     pub date_inserted: String,
     pub rbp_max: Option<i64>,
-    pub decision: String,
+    pub decision: AlarmDecision,
     pub reason: Option<String>,
     pub fetch_attempts: i64,
     pub last_error: Option<String>,
@@ -100,7 +100,7 @@ pub struct IndicatorRow {
     pub ioc_type: String,
     pub value: String,
     pub field: String,
-    pub state: String,
+    pub state: DetectionState,
     pub reason: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -117,7 +117,7 @@ pub struct AlarmDetail {
     pub entity_name: Option<String>,
     pub date_inserted: String,
     pub rbp_max: Option<i64>,
-    pub decision: String,
+    pub decision: AlarmDecision,
     pub reason: Option<String>,
     pub event_count: Option<i64>,
     pub fetch_attempts: i64,
@@ -148,7 +148,7 @@ pub struct AlarmIndicator {
     pub ioc_type: String,
     pub value: String,
     pub field: String,
-    pub state: String,
+    pub state: DetectionState,
     pub reason: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -163,7 +163,7 @@ pub struct AlarmIndicator {
 pub struct PrunedAlarm {
     pub alarm_id: AlarmId,
     pub date_inserted: String,
-    pub decision: String,
+    pub decision: AlarmDecision,
     pub detections: u64,
     pub sent: u64,
     pub unsent: u64,
@@ -190,12 +190,12 @@ pub struct ExportRow {
     pub date_inserted: String,
     pub entity_name: Option<String>,
     pub rbp_max: Option<i64>,
-    pub decision: String,
+    pub decision: AlarmDecision,
     #[serde(rename = "type")]
     pub ioc_type: String,
     pub value: String,
     pub field: String,
-    pub state: String,
+    pub state: DetectionState,
     pub reason: Option<String>,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -437,7 +437,7 @@ fn map_alarm_list(r: &Row<'_>) -> rusqlite::Result<AlarmListRow> {
         rule_name: r.get("rule_name")?,
         date_inserted: r.get("date_inserted")?,
         rbp_max: r.get("rbp_max")?,
-        decision: r.get("decision")?,
+        decision: sql::get(r, "decision", "alarms.decision")?,
         reason: r.get("reason")?,
         fetch_attempts: r.get("fetch_attempts")?,
         last_error: r.get("last_error")?,
@@ -455,7 +455,7 @@ fn map_indicator(r: &Row<'_>) -> rusqlite::Result<IndicatorRow> {
         ioc_type: r.get("ioc_type")?,
         value: r.get("value")?,
         field: r.get("field")?,
-        state: r.get("state")?,
+        state: sql::get(r, "state", "detections.state")?,
         reason: r.get("reason")?,
         attempts: r.get("attempts")?,
         last_error: r.get("last_error")?,
@@ -472,7 +472,7 @@ fn map_alarm_detail(r: &Row<'_>) -> rusqlite::Result<AlarmDetail> {
         entity_name: r.get("entity_name")?,
         date_inserted: r.get("date_inserted")?,
         rbp_max: r.get("rbp_max")?,
-        decision: r.get("decision")?,
+        decision: sql::get(r, "decision", "alarms.decision")?,
         reason: r.get("reason")?,
         event_count: r.get("event_count")?,
         fetch_attempts: r.get("fetch_attempts")?,
@@ -501,7 +501,7 @@ fn map_alarm_indicator(r: &Row<'_>) -> rusqlite::Result<AlarmIndicator> {
         ioc_type: r.get("ioc_type")?,
         value: r.get("value")?,
         field: r.get("field")?,
-        state: r.get("state")?,
+        state: sql::get(r, "state", "detections.state")?,
         reason: r.get("reason")?,
         attempts: r.get("attempts")?,
         last_error: r.get("last_error")?,
@@ -520,11 +520,11 @@ fn map_export(r: &Row<'_>) -> rusqlite::Result<ExportRow> {
         date_inserted: r.get("date_inserted")?,
         entity_name: r.get("entity_name")?,
         rbp_max: r.get("rbp_max")?,
-        decision: r.get("decision")?,
+        decision: sql::get(r, "decision", "alarms.decision")?,
         ioc_type: r.get("ioc_type")?,
         value: r.get("value")?,
         field: r.get("field")?,
-        state: r.get("state")?,
+        state: sql::get(r, "state", "detections.state")?,
         reason: r.get("reason")?,
         attempts: r.get("attempts")?,
         last_error: r.get("last_error")?,
@@ -543,18 +543,20 @@ impl Ledger {
             .prepare_cached("SELECT decision, count(*) FROM alarms GROUP BY decision")
             .map_err(|e| self.sql(e))?;
         let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+            .query_map([], |r| {
+                let d: AlarmDecision = sql::get(r, 0, "alarms.decision")?;
+                Ok((d, r.get::<_, i64>(1)?))
+            })
             .map_err(|e| self.sql(e))?;
         let mut c = AlarmCounts::default();
         for row in rows {
             let (decision, n) = row.map_err(|e| self.sql(e))?;
             let n = count(n);
             c.total += n;
-            match decision.as_str() {
-                "accepted" => c.accepted = n,
-                "filtered" => c.filtered = n,
-                "error" => c.error = n,
-                _ => {}
+            match decision {
+                AlarmDecision::Accepted => c.accepted = n,
+                AlarmDecision::Filtered => c.filtered = n,
+                AlarmDecision::Error => c.error = n,
             }
         }
         Ok(c)
@@ -602,7 +604,7 @@ impl Ledger {
         if let Some(d) = &f.decision {
             // `+`: walk the date index (order and limit) rather than every alarm with
             // this decision and then sort them.
-            w.add("+a.decision = :decision", ":decision", Box::new(d.clone()));
+            w.add("+a.decision = :decision", ":decision", Box::new(*d));
         }
         w.bind(":limit", Box::new(limit(f.limit)));
         // `+d.state`: without it SQLite counts an alarm's sent rows by walking the
@@ -695,7 +697,7 @@ impl Ledger {
             Ok(PrunedAlarm {
                 alarm_id: r.get(0)?,
                 date_inserted: r.get(1)?,
-                decision: r.get(2)?,
+                decision: sql::get(r, 2, "pruned_alarms.decision")?,
                 detections: count(r.get(3)?),
                 sent: count(r.get(4)?),
                 unsent: count(r.get(5)?),
@@ -777,6 +779,65 @@ impl Ledger {
     }
 }
 
+impl Ledger {
+    /// Detections by state.
+    pub fn state_counts(&self) -> Result<StateCounts> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT state, count(*) FROM detections GROUP BY state")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                let s: DetectionState = sql::get(r, 0, "detections.state")?;
+                Ok((s, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut c = StateCounts::default();
+        for row in rows {
+            let (state, n) = row.map_err(|e| self.sql(e))?;
+            let n = u64::try_from(n).unwrap_or(0);
+            match state {
+                DetectionState::Pending => c.pending = n,
+                DetectionState::Sent => c.sent = n,
+                DetectionState::Failed => c.failed = n,
+                DetectionState::Rejected => c.rejected = n,
+                DetectionState::Excluded => c.excluded = n,
+            }
+        }
+        Ok(c)
+    }
+
+    /// The most frequent exclusion reasons, most frequent first.
+    pub fn top_exclusion_reasons(&self, limit: usize) -> Result<Vec<(String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT coalesce(reason, '?'), count(*) AS n FROM detections
+                 WHERE state = 'excluded' GROUP BY 1 ORDER BY n DESC, 1 LIMIT ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.map(|r| {
+            r.map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+                .map_err(|e| self.sql(e))
+        })
+        .collect()
+    }
+
+    /// Number of alarms in the ledger.
+    pub fn alarm_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM alarms", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
 /// Parses a stored timestamp (for callers that format times for people).
 pub fn parse_stored(s: &str) -> Option<DateTime<Utc>> {
     parse_ts(s)
@@ -784,7 +845,7 @@ pub fn parse_stored(s: &str) -> Option<DateTime<Utc>> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{AlarmOutcome, AlarmRecord, SliceIngest, SubmissionRecord};
+    use super::super::{AlarmOutcome, AlarmRecord, SliceIngest, SubmissionRecord, Writer};
     use super::*;
     use crate::model::{AlarmRow, Indicator, Verdict};
     use chrono::TimeZone;
@@ -805,7 +866,7 @@ mod tests {
     fn record(id: i64, rule: &str, at: DateTime<Utc>, outcome: AlarmOutcome) -> AlarmRecord {
         AlarmRecord {
             row: AlarmRow {
-                alarm_id: id,
+                alarm_id: id.into(),
                 rule_name: rule.into(),
                 status: 1,
                 entity_name: "Global Entity".into(),
@@ -837,8 +898,8 @@ mod tests {
     /// Alarm 1 (RF rule, 10:05): 8.8.8.8 sent, evil.example failed, 10.0.0.1 excluded.
     /// Alarm 2 (other rule, 10:30): filtered. Alarm 3 (11:10): bad.example rejected.
     /// Coverage: 10:00 full, 11:00 partial to 11:30. One finished run.
-    fn fixture() -> (Ledger, i64) {
-        let mut l = Ledger::open_in_memory().unwrap();
+    fn fixture() -> (Writer, i64) {
+        let mut l = Writer::open_in_memory().unwrap();
         let run = l.begin_run("sync", t(27, 12, 0), None).unwrap();
         l.ingest(
             &SliceIngest {
@@ -913,12 +974,20 @@ mod tests {
             id_of(&l, "evil.example"),
             id_of(&l, "bad.example"),
         );
-        l.mark_sent(&[ip], &sub(t(27, 12, 1), Some(run), 200))
+        l.mark_sent(&[ip.into()], &sub(t(27, 12, 1), Some(run), 200))
             .unwrap();
-        l.mark_failed(&[dom], &sub(t(27, 12, 2), Some(run), 503), "HTTP 503")
-            .unwrap();
-        l.mark_rejected(bad, &sub(t(27, 12, 3), Some(run), 400), "invalid domain")
-            .unwrap();
+        l.mark_failed(
+            &[dom.into()],
+            &sub(t(27, 12, 2), Some(run), 503),
+            "HTTP 503",
+        )
+        .unwrap();
+        l.mark_rejected(
+            bad.into(),
+            &sub(t(27, 12, 3), Some(run), 400),
+            "invalid domain",
+        )
+        .unwrap();
         l.finish_run(run, t(27, 12, 4), 75, "{\"exit_code\":75}")
             .unwrap();
         (l, run)
@@ -936,7 +1005,7 @@ mod tests {
                 error: 0
             }
         );
-        let empty = Ledger::open_in_memory().unwrap();
+        let empty = Writer::open_in_memory().unwrap();
         assert_eq!(empty.alarm_counts().unwrap(), AlarmCounts::default());
     }
 
@@ -954,7 +1023,7 @@ mod tests {
             .unwrap();
         let mut debug = sub(t(27, 12, 5), Some(run), 200);
         debug.debug = true;
-        l.mark_sent(&[id], &debug).unwrap();
+        l.mark_sent(&[id.into()], &debug).unwrap();
         let second = l.begin_run("replay", t(27, 13, 0), None).unwrap();
         let runs = l.recent_runs(5).unwrap();
         assert_eq!(runs.len(), 2);
@@ -1010,7 +1079,7 @@ mod tests {
         );
         let filtered = l
             .list_alarms(&AlarmFilter {
-                decision: Some("filtered".into()),
+                decision: Some("filtered".parse().unwrap()),
                 limit: 10,
                 ..AlarmFilter::default()
             })
@@ -1059,7 +1128,7 @@ mod tests {
             .list_indicators(&f(None, Some("EVIL"), None, None))
             .unwrap();
         assert_eq!(evil.len(), 1);
-        assert_eq!(evil[0].state, "failed");
+        assert_eq!(evil[0].state.as_str(), "failed");
         assert_eq!(evil[0].last_error.as_deref(), Some("HTTP 503"));
         assert_eq!(evil[0].rule_name, "Recorded Future: Malware C2");
         let excluded = l
@@ -1067,11 +1136,13 @@ mod tests {
             .unwrap();
         assert_eq!(excluded.len(), 1);
         assert_eq!(excluded[0].reason.as_deref(), Some("private ip (rfc1918)"));
-        let of3 = l.list_indicators(&f(None, None, None, Some(3))).unwrap();
+        let of3 = l
+            .list_indicators(&f(None, None, None, Some(3.into())))
+            .unwrap();
         assert_eq!(of3.len(), 1);
-        assert_eq!(of3[0].state, "rejected");
+        assert_eq!(of3[0].state.as_str(), "rejected");
         let none = l
-            .list_indicators(&f(Some(IndicatorType::Url), None, None, Some(1)))
+            .list_indicators(&f(Some(IndicatorType::Url), None, None, Some(1.into())))
             .unwrap();
         assert!(none.is_empty());
         let mut lim = f(None, None, None, None);
@@ -1082,18 +1153,18 @@ mod tests {
     #[test]
     fn show_answers_what_reached_rf_and_why_not() {
         let (l, run) = fixture();
-        assert_eq!(l.alarm_detail(999).unwrap(), None);
-        assert_eq!(l.pruned_alarm(999).unwrap(), None);
-        let a = l.alarm_detail(1).unwrap().unwrap();
+        assert_eq!(l.alarm_detail(999.into()).unwrap(), None);
+        assert_eq!(l.pruned_alarm(999.into()).unwrap(), None);
+        let a = l.alarm_detail(1.into()).unwrap().unwrap();
         assert_eq!(a.rule_name, "Recorded Future: Malware C2");
-        assert_eq!(a.decision, "accepted");
+        assert_eq!(a.decision.as_str(), "accepted");
         assert_eq!(a.rbp_max, Some(60));
         assert_eq!(a.event_count, Some(2));
         assert_eq!(a.first_run_id, Some(run));
-        let inds = l.alarm_indicators(1).unwrap();
+        let inds = l.alarm_indicators(1.into()).unwrap();
         let by = |v: &str| inds.iter().find(|i| i.value == v).unwrap();
         let sent = by("8.8.8.8");
-        assert_eq!(sent.state, "sent");
+        assert_eq!(sent.state.as_str(), "sent");
         assert_eq!(sent.field, "originIP");
         assert_eq!(sent.sent_at.as_deref(), Some("2026-11-27T12:01:00.000Z"));
         let s = sent.submission.as_ref().unwrap();
@@ -1103,20 +1174,20 @@ mod tests {
         );
         assert_eq!(s.run_id, Some(run));
         let failed = by("evil.example");
-        assert_eq!(failed.state, "failed");
+        assert_eq!(failed.state.as_str(), "failed");
         assert_eq!(failed.attempts, 1);
         assert_eq!(failed.sent_at, None);
         assert_eq!(failed.submission.as_ref().unwrap().http_status, Some(503));
         let excluded = by("10.0.0.1");
         assert_eq!(excluded.reason.as_deref(), Some("private ip (rfc1918)"));
         assert_eq!(excluded.submission, None);
-        let rejected = l.alarm_indicators(3).unwrap();
-        assert_eq!(rejected[0].state, "rejected");
+        let rejected = l.alarm_indicators(3.into()).unwrap();
+        assert_eq!(rejected[0].state.as_str(), "rejected");
         assert_eq!(rejected[0].reason.as_deref(), Some("invalid domain"));
         assert_eq!(rejected[0].submission.as_ref().unwrap().outcome, "rejected");
-        let filtered = l.alarm_detail(2).unwrap().unwrap();
-        assert_eq!(filtered.decision, "filtered");
-        assert!(l.alarm_indicators(2).unwrap().is_empty());
+        let filtered = l.alarm_detail(2.into()).unwrap().unwrap();
+        assert_eq!(filtered.decision.as_str(), "filtered");
+        assert!(l.alarm_indicators(2.into()).unwrap().is_empty());
     }
 
     #[test]
@@ -1130,11 +1201,11 @@ mod tests {
                 [],
             )
             .unwrap();
-        let p = l.pruned_alarm(42).unwrap().unwrap();
+        let p = l.pruned_alarm(42.into()).unwrap().unwrap();
         assert_eq!((p.detections, p.sent, p.unsent), (5, 4, 0));
-        assert_eq!(p.decision, "accepted");
+        assert_eq!(p.decision.as_str(), "accepted");
         assert_eq!(p.pruned_at, "2026-11-27T00:00:00.000Z");
-        assert_eq!(l.pruned_alarm(1).unwrap(), None);
+        assert_eq!(l.pruned_alarm(1.into()).unwrap(), None);
     }
 
     #[test]
@@ -1143,7 +1214,7 @@ mod tests {
         let mut seen = Vec::new();
         let n = l
             .export(&ExportFilter::default(), |r| {
-                seen.push((r.detection_id, r.alarm_id, r.state.clone()));
+                seen.push((r.detection_id, r.alarm_id, r.state));
                 Ok(())
             })
             .unwrap();

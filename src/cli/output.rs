@@ -1,0 +1,57 @@
+//! What every command shares when it writes its result to stdout: a broken pipe
+//! (`lrci ... | head`) is a quiet success, any other write error is exit 74.
+
+use crate::error::{code, Fatal};
+use std::io::{self, Write};
+
+/// The outcome of writing a command's result: a broken pipe means the reader
+/// has what it wanted (quiet success); any other error is exit 74.
+pub fn pipe_exit(written: io::Result<()>) -> Result<(), Fatal> {
+    match written {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Fatal::msg(code::IO, format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Writes `text` to stdout and flushes it, through [`pipe_exit`].
+pub fn print(text: &str) -> Result<(), Fatal> {
+    let mut out = io::stdout().lock();
+    pipe_exit(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+}
+
+/// An error and its causes on one line, without repeating a cause whose text
+/// the message before it already shows (transparent wrappers).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = s.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_quiet_success_other_errors_are_74() {
+        // (write result, expected exit code on error)
+        let cases: Vec<(io::Result<()>, Option<u8>)> = vec![
+            (Ok(()), None),
+            (Err(io::ErrorKind::BrokenPipe.into()), None),
+            (Err(io::ErrorKind::StorageFull.into()), Some(code::IO)),
+            (Err(io::ErrorKind::PermissionDenied.into()), Some(code::IO)),
+        ];
+        for (written, want) in cases {
+            let got = pipe_exit(written).err().map(|f| f.code);
+            assert_eq!(got, want);
+        }
+    }
+}

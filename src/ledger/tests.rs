@@ -1,0 +1,431 @@
+use super::*;
+use crate::model::{
+    AlarmId, AlarmRow, DetectionId, DetectionState, Indicator, IndicatorType, Verdict,
+};
+use chrono::TimeZone;
+
+fn t(h: u32, m: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 27, h, m, 0).unwrap()
+}
+
+fn row(id: i64, at: DateTime<Utc>) -> AlarmRow {
+    AlarmRow {
+        alarm_id: id.into(),
+        rule_name: format!("Rule {id}"),
+        status: 0,
+        entity_name: "Global Entity".into(),
+        date_inserted: at,
+    }
+}
+
+fn ind(kind: IndicatorType, value: &str, verdict: Verdict) -> Indicator {
+    Indicator {
+        kind,
+        value: value.into(),
+        field: "originIP",
+        verdict,
+    }
+}
+
+fn accepted(id: i64, at: DateTime<Utc>, inds: Vec<Indicator>) -> AlarmRecord {
+    AlarmRecord {
+        row: row(id, at),
+        rbp_max: Some(50),
+        outcome: AlarmOutcome::Accepted {
+            event_count: 1,
+            indicators: inds,
+            note: None,
+        },
+    }
+}
+
+fn slice(alarms: Vec<AlarmRecord>) -> SliceIngest {
+    SliceIngest {
+        run_id: None,
+        slice_start: t(10, 0),
+        covered_until: Some(t(11, 0)),
+        saturated_at: vec![],
+        alarms,
+    }
+}
+
+#[test]
+fn pragmas_are_set_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let l = Writer::open(&dir.path().join("l.sqlite3")).unwrap();
+    let get = |p: &str| -> String {
+        l.conn
+            .pragma_query_value(None, p, |r| r.get::<_, rusqlite::types::Value>(0))
+            .map(|v| format!("{v:?}"))
+            .unwrap()
+    };
+    assert_eq!(get("journal_mode"), "Text(\"wal\")");
+    assert_eq!(get("synchronous"), "Integer(2)");
+    assert_eq!(get("foreign_keys"), "Integer(1)");
+    assert_eq!(get("busy_timeout"), "Integer(10000)");
+    assert_eq!(get("application_id"), format!("Integer({APPLICATION_ID})"));
+    assert_eq!(
+        get("user_version"),
+        format!("Integer({})", migrate::CURRENT_VERSION)
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn new_ledger_and_directory_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/dir/l.sqlite3");
+    Writer::open(&path).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+}
+
+#[test]
+fn empty_file_is_a_new_ledger_for_writers_and_an_error_for_readers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    std::fs::write(&path, b"").unwrap();
+    let err = Ledger::open(&path).err().unwrap();
+    assert!(matches!(err, Error::Empty { .. }), "{err}");
+    assert_eq!(err.exit_code(), 66);
+    assert_eq!(std::fs::read(&path).unwrap(), b"");
+    Writer::open(&path).unwrap();
+    Ledger::open(&path).unwrap();
+}
+
+/// REGRESSION (kill -9 test in CI): a run killed while a new ledger was being
+/// switched to WAL left a hot rollback journal that read-only opens refused
+/// ("attempt to write a readonly database"). Creation is now build-then-rename.
+#[test]
+fn a_killed_creation_leaves_no_ledger_and_its_leftovers_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    // What a creation killed half-way leaves behind.
+    std::fs::write(dir.path().join(".l.sqlite3.new-99999"), b"half").unwrap();
+    std::fs::write(dir.path().join(".l.sqlite3.new-99999-journal"), b"x").unwrap();
+    assert!(matches!(
+        Ledger::open(&path).err(),
+        Some(Error::Open { .. })
+    ));
+    Writer::open(&path).unwrap();
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".l.sqlite3.new-"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+    // A fresh ledger is whole at once: readable read-only, in WAL mode.
+    let ro = Ledger::open(&path).unwrap();
+    let mode: String = ro
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[test]
+fn newer_ledger_is_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    drop(Writer::open(&path).unwrap());
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", migrate::CURRENT_VERSION + 1)
+            .unwrap();
+        c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    let err = Writer::open(&path).err().unwrap();
+    assert!(matches!(err, Error::TooNew { .. }), "{err}");
+    assert_eq!(err.exit_code(), 65);
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+#[test]
+fn foreign_files_are_refused_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("passwd");
+    std::fs::write(&text, "root:x:0:0:root:/root:/bin/bash\n".repeat(50)).unwrap();
+    let err = Writer::open(&text).err().unwrap();
+    assert_eq!(err.exit_code(), 65, "{err}");
+    assert!(std::fs::read_to_string(&text).unwrap().starts_with("root:"));
+
+    let other = dir.path().join("other.db");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (x)")
+        .unwrap();
+    let err = Writer::open(&other).err().unwrap();
+    assert!(matches!(err, Error::Foreign { .. }), "{err}");
+}
+
+#[test]
+fn ingest_is_idempotent_and_counts_new_rows() {
+    let mut l = Writer::open_in_memory().unwrap();
+    let recs = vec![
+        accepted(
+            1,
+            t(10, 5),
+            vec![
+                ind(IndicatorType::Ip, "8.8.8.8", Verdict::Send),
+                ind(
+                    IndicatorType::Ip,
+                    "10.0.0.1",
+                    Verdict::Exclude("private ip".into()),
+                ),
+            ],
+        ),
+        AlarmRecord {
+            row: row(2, t(10, 6)),
+            rbp_max: Some(3),
+            outcome: AlarmOutcome::Filtered {
+                reason: "rbp 3 < 40".into(),
+            },
+        },
+    ];
+    let c = l.ingest(&slice(recs.clone()), t(12, 0)).unwrap();
+    assert_eq!(
+        c,
+        IngestCounts {
+            new_alarms: 2,
+            new_pending: 1,
+            new_excluded: 1
+        }
+    );
+    let c = l.ingest(&slice(recs), t(12, 0)).unwrap();
+    assert_eq!(c.new_alarms, 0);
+    assert_eq!(c.new_pending + c.new_excluded, 0);
+    assert_eq!(l.state_counts().unwrap().pending, 1);
+    let cov = l.coverage(t(0, 0), t(23, 0)).unwrap();
+    assert_eq!(cov[&t(10, 0)].covered_until, t(11, 0));
+}
+
+#[test]
+fn unavailable_fetches_never_use_up_an_alarms_attempts() {
+    let mut l = Writer::open_in_memory().unwrap();
+    let down = AlarmRecord {
+        row: row(8, t(10, 2)),
+        rbp_max: None,
+        outcome: AlarmOutcome::Unavailable {
+            error: "details: HTTP 503".into(),
+        },
+    };
+    for _ in 0..5 {
+        l.ingest(&slice(vec![down.clone()]), t(12, 0)).unwrap();
+    }
+    let known = l.known_alarms(&[8.into()]).unwrap();
+    assert_eq!(known[&AlarmId::from(8)].decision.as_str(), "error");
+    assert_eq!(known[&AlarmId::from(8)].fetch_attempts, 0);
+    assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0)).unwrap().len(), 1);
+}
+
+#[test]
+fn error_alarms_are_retried_then_accepted() {
+    let mut l = Writer::open_in_memory().unwrap();
+    let err = AlarmRecord {
+        row: row(7, t(10, 1)),
+        rbp_max: None,
+        outcome: AlarmOutcome::Error {
+            error: "events: 503".into(),
+        },
+    };
+    l.ingest(&slice(vec![err.clone()]), t(12, 0)).unwrap();
+    l.ingest(&slice(vec![err]), t(12, 0)).unwrap();
+    let known = l.known_alarms(&[7.into()]).unwrap();
+    assert_eq!(known[&AlarmId::from(7)].decision.as_str(), "error");
+    assert_eq!(known[&AlarmId::from(7)].fetch_attempts, 2);
+    assert_eq!(l.alarms_to_retry(t(0, 0), t(23, 0)).unwrap().len(), 1);
+    assert_eq!(l.alarms_to_retry(t(0, 0), t(10, 1)).unwrap().len(), 0);
+    l.ingest(
+        &slice(vec![accepted(
+            7,
+            t(10, 1),
+            vec![ind(IndicatorType::Ip, "1.1.1.1", Verdict::Send)],
+        )]),
+        t(12, 0),
+    )
+    .unwrap();
+    assert_eq!(
+        l.known_alarms(&[7.into()]).unwrap()[&AlarmId::from(7)]
+            .decision
+            .as_str(),
+        "accepted"
+    );
+    assert_eq!(l.state_counts().unwrap().pending, 1);
+}
+
+#[test]
+fn accepted_alarm_is_never_overwritten() {
+    let mut l = Writer::open_in_memory().unwrap();
+    l.ingest(&slice(vec![accepted(3, t(10, 1), vec![])]), t(12, 0))
+        .unwrap();
+    let err = AlarmRecord {
+        row: row(3, t(10, 1)),
+        rbp_max: None,
+        outcome: AlarmOutcome::Error { error: "x".into() },
+    };
+    l.ingest(&slice(vec![err]), t(12, 0)).unwrap();
+    assert_eq!(
+        l.known_alarms(&[3.into()]).unwrap()[&AlarmId::from(3)]
+            .decision
+            .as_str(),
+        "accepted"
+    );
+}
+
+#[test]
+fn sent_is_terminal_and_budget_counts_real_sends() {
+    let mut l = Writer::open_in_memory().unwrap();
+    l.ingest(
+        &slice(vec![accepted(
+            1,
+            t(10, 5),
+            vec![
+                ind(IndicatorType::Ip, "8.8.8.8", Verdict::Send),
+                ind(IndicatorType::Ip, "9.9.9.9", Verdict::Send),
+            ],
+        )]),
+        t(12, 0),
+    )
+    .unwrap();
+    let todo = l
+        .detections_to_submit(
+            &[DetectionState::Pending, DetectionState::Failed],
+            DetectionId::from(0),
+            10,
+        )
+        .unwrap();
+    assert_eq!(todo.len(), 2);
+    let sub = |debug| SubmissionRecord {
+        run_id: None,
+        at: t(12, 1),
+        debug,
+        http_status: Some(200),
+        processed: None,
+    };
+    l.mark_sent(&[todo[0].id], &sub(false)).unwrap();
+    l.mark_failed(&[todo[0].id, todo[1].id], &sub(false), "503")
+        .unwrap();
+    let c = l.state_counts().unwrap();
+    assert_eq!((c.sent, c.failed), (1, 1));
+    l.mark_rejected(todo[1].id, &sub(false), "bad value")
+        .unwrap();
+    assert_eq!(l.state_counts().unwrap().rejected, 1);
+    let day = t(12, 0).date_naive();
+    assert_eq!(l.budget_used(day).unwrap(), 1);
+}
+
+/// REGRESSION (overlap trials in CI): a loser that read the lock file in the
+/// instant before the new holder wrote its pid named no holder, or a dead one.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_loser_waits_briefly_for_the_holders_pid() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.sqlite3");
+    let held = RunLock::acquire(&ledger).unwrap();
+    // As if the holder had not written yet: the previous, dead holder's pid.
+    std::fs::write(held.path(), "999999999\n").unwrap();
+    let lock_path = held.path().to_path_buf();
+    let writer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(60));
+        std::fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
+    });
+    let err = RunLock::acquire(&ledger).err().unwrap();
+    writer.join().unwrap();
+    match err {
+        Error::Locked { holder, .. } => assert_eq!(holder, Some(std::process::id())),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[test]
+fn second_lock_is_refused_and_names_the_holder() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("l.sqlite3");
+    let first = RunLock::acquire(&ledger).unwrap();
+    let err = RunLock::acquire(&ledger).err().unwrap();
+    match &err {
+        Error::Locked { holder, .. } => assert_eq!(*holder, Some(std::process::id())),
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(err.exit_code(), 75);
+    drop(first);
+    RunLock::acquire(&ledger).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn every_name_of_one_ledger_shares_its_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let real = dir.path().join("l.sqlite3");
+    // A link made before the ledger exists (dangling), a relative link, and a
+    // symlinked directory.
+    let link = dir.path().join("link.sqlite3");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let rel = dir.path().join("rel.sqlite3");
+    std::os::unix::fs::symlink("l.sqlite3", &rel).unwrap();
+    let alias = dir.path().join("alias");
+    std::os::unix::fs::symlink(dir.path(), &alias).unwrap();
+    let names = [link.clone(), rel, alias.join("l.sqlite3")];
+    for name in &names {
+        assert_eq!(
+            RunLock::path_for(name),
+            RunLock::path_for(&real),
+            "{name:?}"
+        );
+    }
+    let held = RunLock::acquire(&link).unwrap();
+    for name in names.iter().chain([&real]) {
+        assert!(
+            matches!(RunLock::acquire(name), Err(Error::Locked { .. })),
+            "{name:?} was not locked out"
+        );
+    }
+    drop(held);
+    // The ledger is created through the dangling link, at its target.
+    let l = Writer::open(&link).unwrap();
+    drop(l);
+    assert!(real.is_file() && link.is_symlink());
+}
+
+#[test]
+fn a_stored_value_that_does_not_parse_is_error_65_never_skipped() {
+    let mut l = Writer::open_in_memory().unwrap();
+    let ip = ind(IndicatorType::Ip, "1.1.1.1", Verdict::Send);
+    l.ingest(&slice(vec![accepted(1, t(10, 1), vec![ip])]), t(12, 0))
+        .unwrap();
+    // (statement that corrupts one value, read that must refuse it, named column)
+    type Read = fn(&Writer) -> Result<()>;
+    let cases: &[(&str, Read, &str)] = &[
+        (
+            "UPDATE detections SET state = 'sen'",
+            |l| l.state_counts().map(drop),
+            "detections.state: unknown state \"sen\"",
+        ),
+        (
+            "UPDATE detections SET state = 'pending'; UPDATE alarms SET date_inserted = 'soon'",
+            |l| {
+                l.detections_to_submit(&[DetectionState::Pending], 0.into(), 10)
+                    .map(drop)
+            },
+            "alarms.date_inserted: \"soon\" is not an RFC 3339 time",
+        ),
+        (
+            "UPDATE alarms SET decision = 'maybe'",
+            |l| l.known_alarms(&[1.into()]).map(drop),
+            "alarms.decision: unknown decision \"maybe\"",
+        ),
+    ];
+    for (corrupt, read, want) in cases {
+        l.conn
+            .execute_batch("PRAGMA ignore_check_constraints = ON")
+            .unwrap();
+        l.conn.execute_batch(corrupt).unwrap();
+        let e = read(&l).unwrap_err();
+        assert!(matches!(e, Error::BadValue { .. }), "{corrupt}: {e:?}");
+        assert_eq!(e.exit_code(), 65, "{corrupt}");
+        assert!(e.to_string().contains(want), "{corrupt}: {e}");
+    }
+}
