@@ -3,6 +3,8 @@
 //! key; `config check` exits 78 naming the culprit; two profiles against two
 //! simulators with `sync --all-profiles`.
 
+#![allow(clippy::type_complexity)]
+
 mod common;
 
 use std::process::Command;

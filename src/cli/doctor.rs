@@ -453,9 +453,16 @@ fn ledger_checks(path: &Path, out: &mut Vec<Check>) -> Option<PathBuf> {
     after.push(lock_check(&path));
     after.push(wal_check(&real));
 
+    open_checks(&path, out);
+    out.extend(after);
+    Some(path)
+}
+
+/// Opens the ledger read-only: schema version and `PRAGMA integrity_check`.
+fn open_checks(path: &Path, out: &mut Vec<Check>) {
     const OPEN: &str = "ledger: open";
     const INTEGRITY: &str = "ledger: integrity";
-    match Ledger::open(&path, Mode::ReadOnly) {
+    match Ledger::open(path, Mode::ReadOnly) {
         Ok(l) => {
             match l.schema_version() {
                 Ok(v) => out.push(Check::ok(
@@ -485,8 +492,6 @@ fn ledger_checks(path: &Path, out: &mut Vec<Check>) -> Option<PathBuf> {
         )),
         Err(e) => out.push(ledger_fail(OPEN, &e)),
     }
-    out.extend(after);
-    Some(path)
 }
 
 fn ledger_fail(name: &str, e: &ledger::Error) -> Check {
