@@ -1,10 +1,11 @@
-//! Every clap type of the command line, and nothing else: no crate imports here
-//! except the simulator's, the ledger commands' and doctor's argument types, which
-//! live beside their commands.
+//! Every clap type of the command line, and nothing else (completions and man pages
+//! come from here). No crate imports but the simulator's and the ledger commands'
+//! argument types, which still live beside their commands.
 //!
-//! Settings resolve flag > environment > default; each environment variable is
-//! declared on its flag so `--help` shows it. Keys are never flag values: they come
-//! from the environment or from a file named by a flag.
+//! Setting flags are all optional and carry no environment variable or default:
+//! `cli::settings` turns what was given into the flag layer, and `config` adds the
+//! environment, the config file and the defaults (flag > env > file > default).
+//! Keys are never flag values: they come from the environment or from a file.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -28,21 +29,20 @@ pub struct Cli {
 /// Flags every command understands.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// The ledger file [default: the platform data directory, file ledger.sqlite3].
-    #[arg(long, env = "LRCI_LEDGER", global = true, value_name = "FILE")]
+    /// The config file (TOML; env LRCI_CONFIG) [default: config.toml in the platform config directory, if it exists].
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The [profile.NAME] of the config file to use (env LRCI_PROFILE).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// The ledger file (env LRCI_LEDGER) [default: the platform data directory, file ledger.sqlite3].
+    #[arg(long, global = true, value_name = "FILE")]
     pub ledger: Option<PathBuf>,
-    /// Directory for the daily-rotated log files (14 kept) [default: beside the ledger, logs/].
-    #[arg(long, env = "LRCI_LOG_DIR", global = true, value_name = "DIR")]
+    /// Directory for the daily-rotated log files, 14 kept (env LRCI_LOG_DIR) [default: beside the ledger, logs/].
+    #[arg(long, global = true, value_name = "DIR")]
     pub log_dir: Option<PathBuf>,
-    /// Log level for stderr and the log file (vendor flag -l) [default: info; warn for demo].
-    #[arg(
-        short = 'l',
-        long,
-        env = "LRCI_LOG_LEVEL",
-        global = true,
-        value_enum,
-        ignore_case = true
-    )]
+    /// Log level for stderr and the log file (vendor flag -l; env LRCI_LOG_LEVEL) [default: info; warn for demo].
+    #[arg(short = 'l', long, global = true, value_enum, ignore_case = true)]
     pub log_level: Option<LogLevel>,
 }
 
@@ -54,6 +54,19 @@ pub enum LogLevel {
     Info,
     Debug,
     Trace,
+}
+
+impl LogLevel {
+    /// The level's name, as the config file and the environment write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -71,14 +84,17 @@ pub enum Command {
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
     /// Check configuration, ledger integrity, both APIs' reachability and credentials; changes nothing.
-    Doctor(crate::cli::doctor::DoctorArgs),
+    Doctor(DoctorArgs),
+    /// Show the effective settings with their origins, or check them (no network, no ledger).
+    Config(ConfigArgs),
 }
 
-/// Where the two APIs are and how to reach them.
-#[derive(Debug, Args, Clone)]
+/// Where the two APIs are and how to reach them. Every value here is optional:
+/// unset flags fall through to the environment, the config file and the default.
+#[derive(Debug, Args, Clone, Default)]
 pub struct ApiArgs {
-    /// LogRhythm API base URL, e.g. https://platform-manager:8501 (the client adds /lr-alarm-api/).
-    #[arg(long, env = "LOGRHYTHM_API_URL", value_name = "URL")]
+    /// LogRhythm API base URL, e.g. https://platform-manager:8501 (env LOGRHYTHM_API_URL; the client adds /lr-alarm-api/).
+    #[arg(long, value_name = "URL")]
     pub lr_url: Option<String>,
     /// Read the LogRhythm API key from this file instead of LOGRHYTHM_API_KEY.
     #[arg(long, value_name = "FILE")]
@@ -89,42 +105,68 @@ pub struct ApiArgs {
     /// Do not verify the LogRhythm API's TLS certificate (warns on every run).
     #[arg(long)]
     pub lr_insecure: bool,
-    /// Recorded Future API base URL (https only; loopback may use http).
-    #[arg(
-        long,
-        env = "RF_API_URL",
-        value_name = "URL",
-        default_value = "https://api.recordedfuture.com"
-    )]
-    pub rf_url: String,
+    #[command(flatten)]
+    pub ci: CiApiArgs,
+}
+
+/// How to reach Collective Insights.
+#[derive(Debug, Args, Clone, Default)]
+pub struct CiApiArgs {
+    /// Recorded Future API base URL, https only; loopback may use http (env RF_API_URL) [default: https://api.recordedfuture.com].
+    #[arg(long, value_name = "URL")]
+    pub rf_url: Option<String>,
     /// Read the Recorded Future token from this file instead of RF_API_KEY.
     #[arg(long, value_name = "FILE")]
     pub rf_key_file: Option<PathBuf>,
-    /// Seconds allowed for one HTTP request.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), allow_negative_numbers = true)]
-    pub timeout: u64,
-    /// Seconds allowed to connect.
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600), allow_negative_numbers = true)]
-    pub connect_timeout: u64,
-    /// Retries of a transient failure (429, 5xx, timeout) per request.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20), allow_negative_numbers = true)]
-    pub max_retries: u32,
+    /// Seconds allowed for one HTTP request [default: 60].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=3600), allow_negative_numbers = true)]
+    pub timeout: Option<u64>,
+    /// Seconds allowed to connect [default: 10].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=600), allow_negative_numbers = true)]
+    pub connect_timeout: Option<u64>,
+    /// Retries of a transient failure (429, 5xx, timeout) per request [default: 4].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=20), allow_negative_numbers = true)]
+    pub max_retries: Option<u32>,
+}
+
+/// Every setting's flag (`lrci config show` documents each with its environment
+/// variable and config key).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SettingArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Days a fresh ledger's first sync looks back (vendor flag -lb) [default: 1].
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365), allow_negative_numbers = true)]
+    pub lookback_days: Option<u32>,
 }
 
 /// Flags of `sync` (and of `lrci` alone).
 #[derive(Debug, Args, Clone)]
 pub struct SyncArgs {
     #[command(flatten)]
-    pub api: ApiArgs,
+    pub settings: SettingArgs,
     #[command(flatten)]
-    pub run: RunArgs,
-    /// Days to look back (vendor flag -lb).
-    #[arg(long, value_name = "DAYS", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=365), allow_negative_numbers = true)]
-    pub lookback_days: u32,
+    pub mode: ModeArgs,
 }
 
-/// Flags shared by `sync` and `backfill`.
-#[derive(Debug, Args, Clone)]
+/// How a run runs: shared by `sync`, `backfill` and `replay`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ModeArgs {
+    /// Fetch, filter, extract and post to CI with debug: true; the ledger is left unchanged (vendor flag -d).
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Print one JSON summary object on stdout at the end (one line per profile with --all-profiles).
+    #[arg(long)]
+    pub json: bool,
+    /// Run every [profile.NAME] of the config file in turn, each under its own lock; exit with the most severe code.
+    #[arg(long, conflicts_with = "profile")]
+    pub all_profiles: bool,
+}
+
+/// The filter, policy and run-size flags.
+#[derive(Debug, Args, Clone, Default)]
 pub struct RunArgs {
     /// Only alarms whose Risk Based Priority (rbpMax) is at least N, 0-100 (vendor flag -rbp).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
@@ -135,45 +177,52 @@ pub struct RunArgs {
     /// Skip alarms of the rules named in FILE, one a line; # comments (vendor flag -ef).
     #[arg(long, value_name = "FILE")]
     pub exclude_rules: Option<PathBuf>,
+    /// An internal domain suffix, never sent (repeatable).
+    #[arg(long = "internal-domain", value_name = "DOMAIN")]
+    pub internal_domain: Vec<String>,
     /// Extra internal domain suffixes, one a line: never sent.
     #[arg(long, value_name = "FILE")]
     pub internal_domains: Option<PathBuf>,
+    /// One of the organisation's networks (CIDR), never sent (repeatable).
+    #[arg(long = "own-network", value_name = "CIDR")]
+    pub own_network: Vec<String>,
     /// Indicators never to send, one a line: IP, CIDR, domain suffix or URL.
     #[arg(long, value_name = "FILE")]
     pub exclude_indicators: Option<PathBuf>,
-    /// Fetch, filter, extract and post to CI with debug: true; the ledger is left unchanged (vendor flag -d).
-    #[arg(short = 'd', long)]
-    pub dry_run: bool,
-    /// Print one JSON summary object on stdout at the end.
-    #[arg(long)]
-    pub json: bool,
-    /// Seconds to leave alarms alone after they fire (their data may not be ready).
-    #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=86_400), allow_negative_numbers = true)]
-    pub settle: u64,
-    /// Parallel per-alarm requests (details, events) to LogRhythm.
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
-    pub concurrency: u16,
-    /// Detections per Collective Insights request.
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000), allow_negative_numbers = true)]
-    pub batch_size: u32,
-    /// Rows asked for per LogRhythm list page (the server may return fewer).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
-    pub page_size: u32,
-    /// Detections sent per UTC day at most; the rest waits for the next day.
-    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
-    pub daily_budget: u64,
+    /// Seconds to leave alarms alone after they fire (their data may not be ready) [default: 120].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400), allow_negative_numbers = true)]
+    pub settle: Option<u64>,
+    /// Parallel per-alarm requests (details, events) to LogRhythm [default: 8].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
+    pub concurrency: Option<u16>,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    /// Rows asked for per LogRhythm list page (the server may return fewer) [default: 1000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000), allow_negative_numbers = true)]
+    pub page_size: Option<u32>,
     /// Stop starting new work after this many seconds; what is left waits for the next run.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub max_runtime: Option<u64>,
+}
+
+/// How detections are submitted: shared by the runs and `replay`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct SubmitArgs {
+    /// Detections per Collective Insights request [default: 500].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000), allow_negative_numbers = true)]
+    pub batch_size: Option<u32>,
+    /// Detections sent per UTC day at most; the rest waits for the next day [default: 15000].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub daily_budget: Option<u64>,
 }
 
 /// Flags of `backfill`.
 #[derive(Debug, Args, Clone)]
 pub struct BackfillArgs {
     #[command(flatten)]
-    pub api: ApiArgs,
+    pub settings: SettingArgs,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub mode: ModeArgs,
     /// Start of the window (RFC 3339 or YYYY-MM-DD, UTC; rounded down to the hour).
     #[arg(long, value_name = "TIME", requires = "to", conflicts_with = "days")]
     pub from: Option<String>,
@@ -188,29 +237,48 @@ pub struct BackfillArgs {
     pub refetch: bool,
 }
 
-/// How to reach Collective Insights alone (`replay`).
+/// Flags of `doctor`: the same flags as `sync` (so a scheduled command line can be
+/// checked as it is), plus `--offline`.
 #[derive(Debug, Args, Clone)]
-pub struct CiApiArgs {
-    /// Recorded Future API base URL (https only; loopback may use http).
-    #[arg(
-        long,
-        env = "RF_API_URL",
-        value_name = "URL",
-        default_value = "https://api.recordedfuture.com"
-    )]
-    pub rf_url: String,
-    /// Read the Recorded Future token from this file instead of RF_API_KEY.
-    #[arg(long, value_name = "FILE")]
-    pub rf_key_file: Option<PathBuf>,
-    /// Seconds allowed for one HTTP request.
-    #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600), allow_negative_numbers = true)]
-    pub timeout: u64,
-    /// Seconds allowed to connect.
-    #[arg(long, value_name = "SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600), allow_negative_numbers = true)]
-    pub connect_timeout: u64,
-    /// Retries of a transient failure (429, 5xx, timeout) per request.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=20), allow_negative_numbers = true)]
-    pub max_retries: u32,
+#[command(
+    mut_arg("json", |a| a.help("Print one JSON object with every check instead of lines")),
+    after_help = "Accepts every flag of sync, so a scheduled command line can be checked as it is; flags that only shape a run are ignored. Never takes the run lock, never writes the ledger, never submits a detection.\n\nExit codes: 0 no check failed; otherwise the most important failed class: 78 configuration (or an untrusted TLS certificate), 66 input file, 65 ledger data (corrupt, newer, foreign), 74 ledger I/O, 73 cannot create the ledger or logs, 77 credentials rejected, 69 unreachable."
+)]
+pub struct DoctorArgs {
+    #[command(flatten)]
+    pub sync: SyncArgs,
+    /// Skip the two network checks (LogRhythm, Collective Insights): no request is made.
+    #[arg(long)]
+    pub offline: bool,
+}
+
+/// `lrci config`.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub command: ConfigCommand,
+}
+
+#[derive(Debug, Subcommand, Clone)]
+pub enum ConfigCommand {
+    /// The effective settings, each with its origin (flag, environment, FILE:LINE, default); keys are never shown.
+    Show(ConfigShowArgs),
+    /// Validate every setting, key file and filter file, with no network and no ledger: exit 78 naming the culprit, 0 when fine.
+    Check(ConfigShowArgs),
+}
+
+/// Flags of `config show` and `config check`: every setting flag, so a command
+/// line can be checked as it is.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigShowArgs {
+    #[command(flatten)]
+    pub settings: SettingArgs,
+    /// Print JSON (one object; one line per profile with --all-profiles).
+    #[arg(long)]
+    pub json: bool,
+    /// Every [profile.NAME] of the config file.
+    #[arg(long, conflicts_with = "profile")]
+    pub all_profiles: bool,
 }
 
 /// A detection state, as `replay --state` names it.
@@ -231,6 +299,10 @@ pub enum StateArg {
 pub struct ReplayArgs {
     #[command(flatten)]
     pub api: CiApiArgs,
+    #[command(flatten)]
+    pub submit: SubmitArgs,
+    #[command(flatten)]
+    pub mode: ModeArgs,
     /// Only detections of this alarm id (repeatable).
     #[arg(long = "alarm", value_name = "ID", value_parser = clap::value_parser!(i64).range(1..), allow_negative_numbers = true)]
     pub alarms: Vec<i64>,
@@ -246,18 +318,6 @@ pub struct ReplayArgs {
     /// Also resend detections already `sent` (they stay `sent`; the new submission is recorded).
     #[arg(long)]
     pub resend: bool,
-    /// Post with debug: true (validated by CI, not stored); the ledger is left unchanged.
-    #[arg(short = 'd', long)]
-    pub dry_run: bool,
-    /// Print one JSON summary object on stdout at the end.
-    #[arg(long)]
-    pub json: bool,
-    /// Detections per Collective Insights request.
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000), allow_negative_numbers = true)]
-    pub batch_size: u32,
-    /// Detections sent per UTC day at most; the rest waits for the next day.
-    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
-    pub daily_budget: u64,
 }
 
 /// Flags of `demo`.
@@ -272,12 +332,19 @@ pub struct DemoArgs {
 }
 
 /// The subcommand names, for [`normalize_argv`].
-const SUBCOMMANDS: [&str; 8] = [
-    "sync", "backfill", "sim", "demo", "ledger", "replay", "doctor", "help",
+const SUBCOMMANDS: [&str; 9] = [
+    "sync", "backfill", "sim", "demo", "ledger", "replay", "doctor", "config", "help",
 ];
 
 /// Global flags that take a value, for [`normalize_argv`].
-const GLOBAL_WITH_VALUE: [&str; 4] = ["--ledger", "--log-dir", "--log-level", "-l"];
+const GLOBAL_WITH_VALUE: [&str; 6] = [
+    "--ledger",
+    "--log-dir",
+    "--log-level",
+    "-l",
+    "--config",
+    "--profile",
+];
 
 /// Prepares argv for clap, so scheduled tasks migrate from the vendor script
 /// without edits: the vendor's multi-letter short flags (`-lb`, `-rbp`, `-rf`,
@@ -399,12 +466,12 @@ mod tests {
         let Some(Command::Sync(sync)) = &cli.command else {
             panic!("not sync: {:?}", cli.command)
         };
-        assert_eq!(sync.lookback_days, 2);
-        assert_eq!(sync.run.min_rbp, Some(40));
-        assert!(sync.run.rf_only);
-        assert!(sync.run.dry_run);
+        assert_eq!(sync.settings.lookback_days, Some(2));
+        assert_eq!(sync.settings.run.min_rbp, Some(40));
+        assert!(sync.settings.run.rf_only);
+        assert!(sync.mode.dry_run);
         assert_eq!(
-            sync.run.exclude_rules.as_deref(),
+            sync.settings.run.exclude_rules.as_deref(),
             Some(std::path::Path::new("rules.txt"))
         );
         assert_eq!(cli.global.log_level, Some(LogLevel::Debug));

@@ -3,14 +3,15 @@
 //! then runs a second sync to show that nothing is sent twice.
 
 use crate::cli::args::DemoArgs;
-use crate::config::ApiConfig;
+use crate::config::{spec, ApiConfig, CiConfig, HttpSettings};
 use crate::engine::{self, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
-use crate::ledger::Writer;
+use crate::ledger::{Ledger, Writer};
 use crate::sim;
 use chrono::{Duration as Span, Utc};
 use secrecy::SecretString;
 use std::io::Write;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// The simulated site's own domain, given to the policy as `--internal-domains` would.
@@ -24,8 +25,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         alarms_per_hour: args.alarms_per_hour,
         ..sim::SimConfig::default()
     };
-    let lr_key = cfg.lr_key.clone();
-    let rf_key = cfg.rf_key.clone();
+    let (lr_key, rf_key) = (cfg.lr_key.clone(), cfg.rf_key.clone());
     let sim = sim::start(cfg)
         .await
         .context_code("cannot start the simulator on 127.0.0.1", code::UNAVAILABLE)?;
@@ -36,23 +36,54 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         .code(code::CANT_CREATE)?
         .keep();
     let path = dir.join("ledger.sqlite3");
+    let api = demo_api(&url, lr_key, rf_key)?;
+    let mut out = String::new();
+    out.push_str(&format!(
+        "lrci demo: simulator on {url} (LogRhythm Alarm API + Collective Insights), {} alarms/hour, seed {}\n",
+        args.alarms_per_hour, args.seed
+    ));
+    out.push_str(&format!("ledger: {}\n", path.display()));
+    out.push_str(&format!(
+        "internal domains: {DEMO_INTERNAL_DOMAIN} (as --internal-domains FILE would say)\n\n"
+    ));
+    let result = two_syncs(&api, &url, &path, &mut out).await;
+    sim.shutdown().await;
+    let code = result?;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out.as_bytes());
+    let _ = stdout.flush();
+    Ok(code)
+}
 
-    let api = ApiConfig {
+/// Both APIs pointed at the simulator, with the declared default timeouts.
+fn demo_api(url: &str, lr_key: String, rf_key: String) -> Result<ApiConfig, Fatal> {
+    Ok(ApiConfig {
         lr_url: url.parse().code(code::CONFIG)?,
         lr_key: SecretString::from(lr_key),
         lr_ca_pem: None,
         lr_insecure: false,
-        rf_url: url.parse().code(code::CONFIG)?,
-        rf_key: SecretString::from(rf_key),
-        timeout: Duration::from_secs(30),
-        connect_timeout: Duration::from_secs(5),
-        max_retries: 4,
-    };
-    let (lr, ci) = crate::cli::sync::clients(&api)?;
-    let now = Utc::now();
-    let opts = RunOptions {
+        ci: CiConfig {
+            rf_url: url.parse().code(code::CONFIG)?,
+            rf_key: SecretString::from(rf_key),
+            http: HttpSettings {
+                timeout: Duration::from_secs(spec::DEFAULT_TIMEOUT_SECS),
+                connect_timeout: Duration::from_secs(spec::DEFAULT_CONNECT_TIMEOUT_SECS),
+                max_retries: u32::try_from(spec::DEFAULT_MAX_RETRIES).unwrap_or(4),
+            },
+        },
+    })
+}
+
+/// A sync's options with the declared defaults, and the demo site's domain internal.
+fn demo_options() -> RunOptions {
+    let n = |v: u64| usize::try_from(v).unwrap_or(1);
+    RunOptions {
         kind: RunKind::Sync,
-        window: engine::window(now, Span::days(1), Span::minutes(2)),
+        window: engine::window(
+            Utc::now(),
+            Span::days(1),
+            Span::seconds(i64::try_from(spec::DEFAULT_SETTLE_SECS).unwrap_or(120)),
+        ),
         refetch: false,
         dry_run: false,
         min_rbp: None,
@@ -64,37 +95,30 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
             vec![DEMO_INTERNAL_DOMAIN.to_string()],
             crate::policy::Exclusions::default(),
         ),
-        page_size: 1000,
-        concurrency: 8,
-        batch_size: 500,
-        daily_budget: 15_000,
+        page_size: u32::try_from(spec::DEFAULT_PAGE_SIZE).unwrap_or(1000),
+        concurrency: n(spec::DEFAULT_CONCURRENCY),
+        batch_size: n(spec::DEFAULT_BATCH_SIZE),
+        daily_budget: spec::DEFAULT_DAILY_BUDGET,
         deadline: None,
         interrupt: None,
         progress: None,
-    };
+    }
+}
 
-    let mut out = String::new();
-    out.push_str(&format!(
-        "lrci demo: simulator on {url} (LogRhythm Alarm API + Collective Insights), {} alarms/hour, seed {}\n",
-        args.alarms_per_hour, args.seed
-    ));
-    out.push_str(&format!("ledger: {}\n", path.display()));
-    out.push_str(&format!(
-        "internal domains: {DEMO_INTERNAL_DOMAIN} (as --internal-domains FILE would say)\n\n"
-    ));
-
-    let mut ledger = Writer::open(&path)?;
-
+/// Runs the two syncs into `path`, describing each in `out`; the worst exit code.
+async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) -> Result<u8, Fatal> {
+    let (lr, ci) = crate::cli::sync::clients(api, None)?;
+    let opts = demo_options();
+    let mut ledger = Writer::open(path)?;
     let started = Instant::now();
     let first = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
-    let took = started.elapsed();
     out.push_str(&format!(
         "first sync ({:.1} s): window {} .. {}\n",
-        took.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
         first.window.from,
         first.window.to
     ));
-    describe(&mut out, &first);
+    describe(out, &first);
     let reasons = ledger.top_exclusion_reasons(5)?;
     if !reasons.is_empty() {
         out.push_str("  top reasons not sent:\n");
@@ -102,26 +126,30 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
             out.push_str(&format!("    {n:>6}  {reason}\n"));
         }
     }
-    let stored = received_count(&url).await;
+    let stored = received_count(url).await;
     if let Some(n) = stored {
         out.push_str(&format!(
             "  the simulated Collective Insights stored {n} detections\n"
         ));
     }
-
     let started = Instant::now();
     let second = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
     out.push_str(&format!(
         "\nsecond sync ({:.1} s): covered slices are skipped, only the open hour is listed again\n",
         started.elapsed().as_secs_f64()
     ));
-    describe(&mut out, &second);
-    if let (Some(before), Some(after)) = (stored, received_count(&url).await) {
+    describe(out, &second);
+    if let (Some(before), Some(after)) = (stored, received_count(url).await) {
         out.push_str(&format!(
             "  Collective Insights received {} more detections (was {before}, now {after})\n",
             after.saturating_sub(before)
         ));
     }
+    describe_ledger(out, &ledger, path)?;
+    Ok(first.exit_code.max(second.exit_code))
+}
+
+fn describe_ledger(out: &mut String, ledger: &Ledger, path: &Path) -> Result<(), Fatal> {
     let counts = ledger.state_counts()?;
     out.push_str(&format!(
         "\nledger now: {} alarms; detections {} sent, {} pending, {} failed, {} rejected, {} excluded\n",
@@ -136,13 +164,7 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         "inspect it: sqlite3 {} 'SELECT state, count(*) FROM detections GROUP BY state'\n",
         path.display()
     ));
-    sim.shutdown().await;
-
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(out.as_bytes());
-    let _ = stdout.flush();
-    let codes = [&first, &second].map(|s| crate::cli::outcome::exit_code(&s.outcome));
-    Ok(crate::cli::outcome::worst(&codes))
+    Ok(())
 }
 
 fn describe(out: &mut String, s: &Summary) {

@@ -14,36 +14,20 @@
 //! foreign), 74 ledger I/O, 73 cannot create the ledger or logs, 77 credentials
 //! rejected, 69 unreachable.
 
-use crate::cli::args::{ApiArgs, GlobalArgs, RunArgs, SyncArgs};
+use crate::cli::args::{Cli, DoctorArgs};
 use crate::cli::ledger::escape;
-use crate::config::{self, LR_KEY_VAR, RF_KEY_VAR};
+use crate::config::{self, KeySource, Settings, LR_KEY_VAR, RF_KEY_VAR};
 use crate::engine::failure;
 use crate::error::{code, Fatal};
 use crate::http::HttpOptions;
 use crate::ledger::{self, migrate, Ledger, RunLock};
 use crate::{ci, logrhythm};
-use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use url::Url;
-
-/// Flags of `doctor`: the same flags as `sync` (so a scheduled command line can be
-/// checked as it is), plus `--offline`.
-#[derive(Debug, Args, Clone)]
-#[command(
-    mut_arg("json", |a| a.help("Print one JSON object with every check instead of lines")),
-    after_help = "Accepts every flag of sync, so a scheduled command line can be checked as it is; flags that only shape a run are ignored. Never takes the run lock, never writes the ledger, never submits a detection.\n\nExit codes: 0 no check failed; otherwise the most important failed class: 78 configuration (or an untrusted TLS certificate), 66 input file, 65 ledger data (corrupt, newer, foreign), 74 ledger I/O, 73 cannot create the ledger or logs, 77 credentials rejected, 69 unreachable."
-)]
-pub struct DoctorArgs {
-    #[command(flatten)]
-    pub sync: SyncArgs,
-    /// Skip the two network checks (LogRhythm, Collective Insights): no request is made.
-    #[arg(long)]
-    pub offline: bool,
-}
 
 /// The result of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,10 +128,10 @@ pub fn exit_code(checks: &[Check]) -> u8 {
 }
 
 /// `lrci doctor`: runs every check, prints them, returns the exit code.
-pub async fn run(global: &GlobalArgs, args: &DoctorArgs) -> Result<u8, Fatal> {
-    let checks = checks(global, args, &|v| std::env::var(v).ok()).await;
+pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<u8, Fatal> {
+    let checks = checks(crate::cli::settings::resolve(cli), args.offline).await;
     let exit = exit_code(&checks);
-    let text = if args.sync.run.json {
+    let text = if args.sync.mode.json {
         let doc = serde_json::json!({ "checks": checks, "exit_code": exit });
         format!("{doc}\n")
     } else {
@@ -184,18 +168,25 @@ fn human(checks: &[Check], exit: u8) -> String {
     t
 }
 
-/// Runs every check in order: configuration, ledger, log directory, LogRhythm,
-/// Collective Insights. `env` reads an environment variable (injected for tests).
-pub async fn checks(
-    global: &GlobalArgs,
-    args: &DoctorArgs,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Vec<Check> {
+/// Runs every check in order: configuration (through the one settings model),
+/// ledger, log directory, LogRhythm, Collective Insights.
+pub async fn checks(settings: Result<Settings, Fatal>, offline: bool) -> Vec<Check> {
     let mut out = Vec::new();
-    let apis = config_checks(&args.sync.api, &args.sync.run, env, &mut out);
-    let ledger = ledger_checks(global, &mut out);
-    log_dir_check(global, ledger.as_deref(), &mut out);
-    if args.offline {
+    let s = match settings {
+        Ok(s) => s,
+        Err(f) => {
+            out.push(Check::from_fatal("config", &f));
+            out.push(Check::warn(
+                "ledger",
+                "not checked: fix the configuration above first",
+            ));
+            return out;
+        }
+    };
+    let apis = config_checks(&s, &mut out);
+    ledger_checks(&s.ledger().value, &mut out);
+    log_dir_check(&s, &mut out);
+    if offline {
         out.push(Check::info("logrhythm", "not checked (--offline)"));
         out.push(Check::info(
             "collective insights",
@@ -204,11 +195,9 @@ pub async fn checks(
         return out;
     }
     let opts = HttpOptions {
-        connect_timeout: Duration::from_secs(args.sync.api.connect_timeout),
-        timeout: Duration::from_secs(args.sync.api.timeout),
         // One attempt: doctor reports what happens; a run would retry.
         max_retries: 0,
-        ..HttpOptions::default()
+        ..s.http().options(None)
     };
     out.push(match apis.lr {
         Some(lr) => lr_check(lr, opts.clone()).await,
@@ -248,7 +237,9 @@ fn url_detail(url: &Url, secret_name: &str) -> (Status, String) {
     shown.set_fragment(None);
     match url.scheme() {
         "https" => (Status::Ok, format!("{shown}")),
-        _ if config::is_loopback(url) => (Status::Ok, format!("{shown} (plain http on loopback)")),
+        _ if config::check::is_loopback(url) => {
+            (Status::Ok, format!("{shown} (plain http on loopback)"))
+        }
         _ => (
             Status::Warn,
             format!("{shown}: plain http, so {secret_name} travels in clear; use the https port"),
@@ -256,87 +247,84 @@ fn url_detail(url: &Url, secret_name: &str) -> (Status, String) {
     }
 }
 
-fn config_checks(
-    api: &ApiArgs,
-    run: &RunArgs,
-    env: &dyn Fn(&str) -> Option<String>,
+/// One check per URL, key, CA bundle and the filters, each from the settings'
+/// own validation (no second copy of the rules here).
+fn config_checks(s: &Settings, out: &mut Vec<Check>) -> Apis {
+    let lr = lr_config_checks(s, out);
+    let rf = rf_config_checks(s, out);
+    const FILTERS: &str = "config: filter files";
+    match s.filters() {
+        Ok(f) => out.push(Check::ok(FILTERS, filters_detail(s, f.exclude_rules.len()))),
+        Err(f) => out.push(Check::from_fatal(FILTERS, &f)),
+    }
+    Apis { lr, rf }
+}
+
+fn url_check(
+    name: &str,
+    url: Result<config::Value<Url>, Fatal>,
+    var: &str,
     out: &mut Vec<Check>,
-) -> Apis {
-    const LR_URL: &str = "config: LOGRHYTHM_API_URL";
-    let lr_url = match config::lr_url(api.lr_url.as_deref()) {
-        Ok(url) => {
-            let (status, detail) = url_detail(&url, LR_KEY_VAR);
-            out.push(Check::new(LR_URL, status, detail));
-            Some(url)
+) -> Option<Url> {
+    match url {
+        Ok(u) => {
+            let (status, detail) = url_detail(&u.value, var);
+            out.push(Check::new(name, status, detail));
+            Some(u.value)
         }
         Err(f) => {
-            out.push(Check::from_fatal(LR_URL, &f));
+            out.push(Check::from_fatal(name, &f));
+            None
+        }
+    }
+}
+
+fn lr_config_checks(s: &Settings, out: &mut Vec<Check>) -> Option<LrSettings> {
+    let url = url_check("config: LOGRHYTHM_API_URL", s.lr_url(), LR_KEY_VAR, out);
+    let key = key_check("config: LOGRHYTHM_API_KEY", s, LR_KEY_VAR, out);
+    const LR_TLS: &str = "config: LogRhythm TLS";
+    let insecure = s.flag("lr_insecure");
+    let ca_pem = match s.ca_pem() {
+        Ok(pem) => {
+            if !insecure {
+                let detail = match s.path("lr_ca_cert") {
+                    Some(p) => format!(
+                        "{} {}: a readable PEM CA bundle",
+                        p.label(),
+                        p.value.display()
+                    ),
+                    None => "the platform's trusted roots (no --lr-ca-cert)".to_string(),
+                };
+                out.push(Check::ok(LR_TLS, detail));
+            }
+            Some(pem)
+        }
+        Err(f) => {
+            out.push(Check::from_fatal(LR_TLS, &f));
             None
         }
     };
-    let lr_key = key_check(
-        "config: LOGRHYTHM_API_KEY",
-        LR_KEY_VAR,
-        "--lr-key-file",
-        api.lr_key_file.as_deref(),
-        env,
-        out,
-    );
-    const LR_TLS: &str = "config: LogRhythm TLS";
-    let ca_pem = match &api.lr_ca_cert {
-        Some(p) => match config::ca_bundle("--lr-ca-cert", p) {
-            Ok(pem) => {
-                if !api.lr_insecure {
-                    out.push(Check::ok(
-                        LR_TLS,
-                        format!("--lr-ca-cert {}: a readable PEM CA bundle", p.display()),
-                    ));
-                }
-                Some(Some(pem))
-            }
-            Err(f) => {
-                out.push(Check::from_fatal(LR_TLS, &f));
-                None
-            }
-        },
-        None => {
-            if !api.lr_insecure {
-                out.push(Check::ok(
-                    LR_TLS,
-                    "the platform's trusted roots (no --lr-ca-cert)",
-                ));
-            }
-            Some(None)
-        }
-    };
-    if api.lr_insecure {
+    if insecure {
         out.push(Check::warn(
             LR_TLS,
             "--lr-insecure: LogRhythm's certificate is NOT verified; pass its CA with --lr-ca-cert instead",
         ));
     }
+    match (url, key, ca_pem) {
+        (Some(url), Some(key), Some(ca_pem)) => Some(LrSettings {
+            url,
+            key,
+            ca_pem,
+            insecure,
+        }),
+        _ => None,
+    }
+}
 
-    const RF_URL: &str = "config: RF_API_URL";
-    let rf_url = match config::rf_url(&api.rf_url) {
-        Ok(url) => {
-            let (status, detail) = url_detail(&url, RF_KEY_VAR);
-            out.push(Check::new(RF_URL, status, detail));
-            Some(url)
-        }
-        Err(f) => {
-            out.push(Check::from_fatal(RF_URL, &f));
-            None
-        }
-    };
-    let rf_key = key_check(
-        "config: RF_API_KEY",
-        RF_KEY_VAR,
-        "--rf-key-file",
-        api.rf_key_file.as_deref(),
-        env,
-        out,
-    );
-    if let Some(k) = &rf_key {
+fn rf_config_checks(s: &Settings, out: &mut Vec<Check>) -> Option<(Url, SecretString)> {
+    let url = url_check("config: RF_API_URL", s.rf_url(), RF_KEY_VAR, out);
+    let key = key_check("config: RF_API_KEY", s, RF_KEY_VAR, out);
+    if let Some(k) = &key {
         if !looks_like_rf_token(k.expose_secret()) {
             if let Some(last) = out.last_mut() {
                 last.status = Status::Warn;
@@ -346,44 +334,20 @@ fn config_checks(
             }
         }
     }
-
-    const FILTERS: &str = "config: filter files";
-    match config::filters(run) {
-        Ok(f) => out.push(Check::ok(
-            FILTERS,
-            filters_detail(run, f.exclude_rules.len()),
-        )),
-        Err(f) => out.push(Check::from_fatal(FILTERS, &f)),
-    }
-
-    let lr = match (lr_url, lr_key, ca_pem) {
-        (Some(url), Some(key), Some(ca_pem)) => Some(LrSettings {
-            url,
-            key,
-            ca_pem,
-            insecure: api.lr_insecure,
-        }),
-        _ => None,
-    };
-    Apis {
-        lr,
-        rf: rf_url.zip(rf_key),
-    }
+    url.zip(key)
 }
 
 fn key_check(
     name: &str,
-    var: &str,
-    file_flag: &str,
-    file: Option<&Path>,
-    env: &dyn Fn(&str) -> Option<String>,
+    s: &Settings,
+    var: &'static str,
     out: &mut Vec<Check>,
 ) -> Option<SecretString> {
-    match config::secret(var, file_flag, file, env) {
+    match s.key(var) {
         Ok(key) => {
-            let source = match file {
-                Some(p) => format!("{file_flag} {}", p.display()),
-                None => var.to_string(),
+            let source = match s.key_source(var) {
+                KeySource::File(f) => format!("{} {}", f.label(), f.value.display()),
+                _ => var.to_string(),
             };
             out.push(Check::ok(
                 name,
@@ -405,16 +369,16 @@ fn looks_like_rf_token(t: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
-fn filters_detail(run: &RunArgs, rules: usize) -> String {
+fn filters_detail(s: &Settings, rules: usize) -> String {
     let mut parts = Vec::new();
-    if let Some(p) = &run.exclude_rules {
-        parts.push(format!("--exclude-rules {} ({rules} rules)", p.display()));
-    }
-    if let Some(p) = &run.internal_domains {
-        parts.push(format!("--internal-domains {}", p.display()));
-    }
-    if let Some(p) = &run.exclude_indicators {
-        parts.push(format!("--exclude-indicators {}", p.display()));
+    for (name, extra) in [
+        ("exclude_rules_file", format!(" ({rules} rules)")),
+        ("internal_domains_file", String::new()),
+        ("exclude_indicators_file", String::new()),
+    ] {
+        if let Some(p) = s.path(name) {
+            parts.push(format!("{} {}{extra}", p.label(), p.value.display()));
+        }
     }
     if parts.is_empty() {
         "none given".to_string()
@@ -428,15 +392,9 @@ fn filters_detail(run: &RunArgs, rules: usize) -> String {
 /// A WAL file larger than this is worth a warning.
 const LARGE_WAL: u64 = 256 * 1024 * 1024;
 
-/// Checks the ledger; returns its path when it could be resolved.
-fn ledger_checks(global: &GlobalArgs, out: &mut Vec<Check>) -> Option<PathBuf> {
-    let path = match config::ledger_path(global) {
-        Ok(p) => p,
-        Err(f) => {
-            out.push(Check::from_fatal("ledger: path", &f));
-            return None;
-        }
-    };
+/// Checks the ledger; returns its path.
+fn ledger_checks(path: &Path, out: &mut Vec<Check>) -> Option<PathBuf> {
+    let path = path.to_path_buf();
     let real = ledger::resolve_ledger_path(&path);
     if real == path {
         out.push(Check::ok("ledger: path", path.display().to_string()));
@@ -490,9 +448,16 @@ fn ledger_checks(global: &GlobalArgs, out: &mut Vec<Check>) -> Option<PathBuf> {
     after.push(lock_check(&path));
     after.push(wal_check(&real));
 
+    open_checks(&path, out);
+    out.extend(after);
+    Some(path)
+}
+
+/// Opens the ledger read-only: schema version and `PRAGMA integrity_check`.
+fn open_checks(path: &Path, out: &mut Vec<Check>) {
     const OPEN: &str = "ledger: open";
     const INTEGRITY: &str = "ledger: integrity";
-    match Ledger::open(&path) {
+    match Ledger::open(path) {
         Ok(l) => {
             match l.schema_version() {
                 Ok(v) => out.push(Check::ok(
@@ -522,8 +487,6 @@ fn ledger_checks(global: &GlobalArgs, out: &mut Vec<Check>) -> Option<PathBuf> {
         )),
         Err(e) => out.push(ledger_fail(OPEN, &e)),
     }
-    out.extend(after);
-    Some(path)
 }
 
 fn ledger_fail(name: &str, e: &ledger::Error) -> Check {
@@ -768,16 +731,10 @@ fn file_system_check(real: &Path) -> Check {
 
 // ---- log directory -------------------------------------------------------------
 
-fn log_dir_check(global: &GlobalArgs, ledger: Option<&Path>, out: &mut Vec<Check>) {
+fn log_dir_check(s: &Settings, out: &mut Vec<Check>) {
     const NAME: &str = "logs: directory";
-    let (dir, explicit) = match (ledger, &global.log_dir) {
-        (Some(l), _) => config::log_dir(global, l),
-        (None, Some(d)) => (d.clone(), true),
-        (None, None) => {
-            out.push(Check::warn(NAME, "not checked: the ledger path is unknown"));
-            return;
-        }
-    };
+    let d = s.log_dir();
+    let (dir, explicit) = (d.value, d.origin.is_given());
     let problem = |detail: String| {
         if explicit {
             Check::fail(NAME, code::CANT_CREATE, detail)

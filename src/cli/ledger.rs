@@ -13,8 +13,7 @@
 //! error is exit 74. All SQL is in [`crate::ledger::audit`].
 
 use crate::cli::args::GlobalArgs;
-use crate::cli::sync::parse_time;
-use crate::config;
+use crate::config::parse_time;
 use crate::error::{code, Fatal};
 use crate::ledger::audit::{
     self, AlarmDetail, AlarmFilter, AlarmIndicator, ExportError, ExportFilter, ExportRow, GapRange,
@@ -312,7 +311,7 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
     if let LedgerCommand::Prune(p) = &args.command {
         return crate::cli::prune::run(global, p).await;
     }
-    let path = config::ledger_path(global)?;
+    let path = crate::cli::settings::ledger_path(global)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
     let now = Utc::now();

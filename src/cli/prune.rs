@@ -9,8 +9,7 @@
 //! only counts, reading the ledger read-only without the lock. DATE may not be later
 //! than the start of the current UTC day, so today's CI budget stays exact.
 
-use crate::cli::sync::parse_time;
-use crate::config;
+use crate::config::parse_time;
 use crate::error::{code, Fatal};
 use crate::ledger::{self, Ledger, PruneCounts, Writer};
 use chrono::{DateTime, Utc};
@@ -53,7 +52,7 @@ pub async fn run(global: &crate::cli::args::GlobalArgs, args: &PruneArgs) -> Res
     let before = parse_time("--before", &args.before)?;
     let now = Utc::now();
     check_cut(before, now)?;
-    let path = config::ledger_path(global)?;
+    let path = crate::cli::settings::ledger_path(global)?;
     let (pruned, vacuumed) = if args.dry_run {
         let counts = Ledger::open_or_empty(&path)?.prune_counts(before)?;
         (counts, false)

@@ -3,19 +3,19 @@
 //! print its summary. `excluded` detections are never replayed: the indicator
 //! policy keeps them on site, and asking for them is a usage error.
 
-use crate::cli::args::{GlobalArgs, ReplayArgs, StateArg};
-use crate::cli::sync::{interrupt_on_signals, parse_time};
-use crate::config;
+use crate::ci;
+use crate::cli::args::{ReplayArgs, StateArg};
+use crate::cli::sync::interrupt_on_signals;
+use crate::config::{parse_time, Settings};
 use crate::engine::{self, ReplayOptions, ReplaySummary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Selection, Writer};
 use crate::model::AlarmId;
 use crate::model::DetectionState;
-use crate::{ci, http};
 use chrono::Utc;
 
 /// `lrci replay`.
-pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
+pub async fn run(s: &Settings, args: &ReplayArgs) -> Result<u8, Fatal> {
     // Everything that can be wrong locally fails here, before any request.
     let states = states(&args.states, args.resend)?;
     let from = args
@@ -33,29 +33,24 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
             return Err(Fatal::msg(code::USAGE, "--from must be before --to"));
         }
     }
-    let api = config::ci(&args.api, &|v| std::env::var(v).ok())?;
-    let path = config::ledger_path(global)?;
+    let api = s.ci()?;
+    let path = s.ledger().value;
     let ci = ci::Client::new(
         api.rf_url.clone(),
         api.rf_key.clone(),
-        http::HttpOptions {
-            connect_timeout: api.connect_timeout,
-            timeout: api.timeout,
-            max_retries: api.max_retries,
-            ..http::HttpOptions::default()
-        },
+        api.http.options(None),
     )
     .code(code::CONFIG)?;
     let opts = ReplayOptions {
         selection: Selection::new(&states, &alarm_ids(&args.alarms), from, to),
-        dry_run: args.dry_run,
-        batch_size: usize::try_from(args.batch_size).unwrap_or(500),
-        daily_budget: args.daily_budget,
+        dry_run: args.mode.dry_run,
+        batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
+        daily_budget: s.number("daily_budget"),
         interrupt: Some(interrupt_on_signals()?),
     };
     // Read only, so a typo in --alarm changes nothing.
     check_alarms_known(&Ledger::open_or_empty(&path)?, &alarm_ids(&args.alarms))?;
-    let summary = if args.dry_run {
+    let summary = if args.mode.dry_run {
         // Nothing is written: an existing ledger is read only; without one there
         // is nothing to replay.
         let mut ledger = Writer::scratch_copy(&path)?;
@@ -64,13 +59,8 @@ pub async fn run(global: &GlobalArgs, args: &ReplayArgs) -> Result<u8, Fatal> {
         let mut ledger = Writer::open(&path)?;
         engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
     };
-    print(&summary, args.json)?;
-    Ok(crate::cli::outcome::exit_code(&summary.outcome))
-}
-
-/// The `--alarm` values as alarm ids.
-fn alarm_ids(ids: &[i64]) -> Vec<AlarmId> {
-    ids.iter().copied().map(AlarmId::from).collect()
+    print(&summary, args.mode.json)?;
+    Ok(summary.exit_code)
 }
 
 /// `--alarm ID` naming an alarm the ledger never listed is a usage error (a typo
@@ -172,6 +162,11 @@ fn human(s: &ReplaySummary) -> String {
     }
     t.push_str(&format!("  exit code  {}\n", s.exit_code));
     t
+}
+
+/// The `--alarm` values as alarm ids.
+fn alarm_ids(ids: &[i64]) -> Vec<AlarmId> {
+    ids.iter().copied().map(AlarmId::from).collect()
 }
 
 #[cfg(test)]

@@ -3,33 +3,29 @@
 //! summary. SIGINT/SIGTERM stop the run gracefully ([`interrupt_on_signals`]);
 //! `backfill` shows a progress bar on a terminal, and progress log lines otherwise.
 
-use crate::cli::args::{ApiArgs, BackfillArgs, GlobalArgs, RunArgs, SyncArgs};
-use crate::config::{self, ApiConfig};
+use crate::cli::args::{BackfillArgs, ModeArgs, SyncArgs};
+use crate::config::{parse_time, ApiConfig, Settings};
 use crate::engine::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::Writer;
-use crate::{ci, http, logrhythm};
-use chrono::{DateTime, Duration as Span, NaiveDate, Utc};
+use crate::{ci, logrhythm};
+use chrono::{DateTime, Duration as Span, Utc};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// `lrci sync` (and `lrci` alone).
-pub async fn sync(global: &GlobalArgs, args: &SyncArgs) -> Result<u8, Fatal> {
-    let now = Utc::now();
-    let window = engine::window(
-        now,
-        Span::days(i64::from(args.lookback_days)),
-        settle(&args.run),
-    );
-    execute(global, &args.api, &args.run, RunKind::Sync, window, false).await
+pub async fn sync(s: &Settings, args: &SyncArgs) -> Result<u8, Fatal> {
+    let lookback = i64::try_from(s.number("lookback")).unwrap_or(1);
+    let window = engine::window(Utc::now(), Span::days(lookback), settle(s));
+    execute(s, &args.mode, RunKind::Sync, window, false).await
 }
 
 /// `lrci backfill`.
-pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fatal> {
+pub async fn backfill(s: &Settings, args: &BackfillArgs) -> Result<u8, Fatal> {
     let now = Utc::now();
-    let latest = now - settle(&args.run);
+    let latest = now - settle(s);
     let window = match (&args.from, &args.to, args.days) {
         (Some(f), Some(t), None) => {
             let from = parse_time("--from", f)?;
@@ -42,9 +38,7 @@ pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fa
             }
             (engine::floor_hour(from), to)
         }
-        (None, None, Some(days)) => {
-            engine::window(now, Span::days(i64::from(days)), settle(&args.run))
-        }
+        (None, None, Some(days)) => engine::window(now, Span::days(i64::from(days)), settle(s)),
         _ => {
             return Err(Fatal::msg(
                 code::USAGE,
@@ -52,127 +46,91 @@ pub async fn backfill(global: &GlobalArgs, args: &BackfillArgs) -> Result<u8, Fa
             ))
         }
     };
-    execute(
-        global,
-        &args.api,
-        &args.run,
-        RunKind::Backfill,
-        window,
-        args.refetch,
-    )
-    .await
+    execute(s, &args.mode, RunKind::Backfill, window, args.refetch).await
 }
 
-fn settle(run: &RunArgs) -> Span {
-    Span::seconds(i64::try_from(run.settle).unwrap_or(i64::MAX))
+fn settle(s: &Settings) -> Span {
+    Span::seconds(i64::try_from(s.number("settle")).unwrap_or(i64::MAX))
 }
 
-/// Parses `--from`/`--to`: RFC 3339 (a missing zone means UTC) or a date.
-pub fn parse_time(flag: &str, raw: &str) -> Result<DateTime<Utc>, Fatal> {
-    let s = raw.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    if let Ok(t) = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
-        return Ok(t.and_utc());
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
-        if let Some(t) = d.and_hms_opt(0, 0, 0) {
-            return Ok(t.and_utc());
-        }
-    }
-    Err(Fatal::msg(
-        code::USAGE,
-        format!("{flag} {s:?}: expected RFC 3339 (2026-11-27T08:00:00Z) or a date (2026-11-27)"),
-    ))
-}
-
-/// Builds both clients from the resolved settings.
-pub fn clients(api: &ApiConfig) -> Result<(logrhythm::Client, ci::Client), Fatal> {
-    clients_until(api, None)
-}
-
-/// Like [`clients`], with the run's deadline (`--max-runtime`): no request attempt
-/// or retry wait of either client runs past it, so a run stuck in retries ends on
-/// time.
-pub fn clients_until(
+/// Builds both clients from the resolved settings, with the run's deadline
+/// (`max_runtime`): no request attempt or retry wait of either client runs past
+/// it, so a run stuck in retries ends on time.
+pub fn clients(
     api: &ApiConfig,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<(logrhythm::Client, ci::Client), Fatal> {
-    let base = http::HttpOptions {
-        connect_timeout: api.connect_timeout,
-        timeout: api.timeout,
-        max_retries: api.max_retries,
-        deadline,
-        ..http::HttpOptions::default()
-    };
-    let lr_opts = http::HttpOptions {
-        ca_cert_pem: api.lr_ca_pem.clone(),
-        insecure: api.lr_insecure,
-        ..base.clone()
-    };
     if api.lr_insecure {
         tracing::warn!("--lr-insecure: the LogRhythm API's TLS certificate is NOT verified; use --lr-ca-cert instead");
     }
-    let lr = logrhythm::Client::new(api.lr_url.clone(), api.lr_key.clone(), lr_opts)
-        .code(code::CONFIG)?;
-    let ci = ci::Client::new(api.rf_url.clone(), api.rf_key.clone(), base).code(code::CONFIG)?;
+    let lr = logrhythm::Client::new(
+        api.lr_url.clone(),
+        api.lr_key.clone(),
+        api.lr_options(deadline),
+    )
+    .code(code::CONFIG)?;
+    let ci = ci::Client::new(
+        api.ci.rf_url.clone(),
+        api.ci.rf_key.clone(),
+        api.ci.http.options(deadline),
+    )
+    .code(code::CONFIG)?;
     Ok((lr, ci))
 }
 
+/// The engine's options from the settings (filters read and checked here).
+fn run_options(
+    s: &Settings,
+    mode: &ModeArgs,
+    kind: RunKind,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    refetch: bool,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<RunOptions, Fatal> {
+    let filters = s.filters()?;
+    Ok(RunOptions {
+        kind,
+        window,
+        refetch,
+        dry_run: mode.dry_run,
+        min_rbp: filters.min_rbp,
+        rf_only: filters.rf_only,
+        exclude_rules: filters.exclude_rules,
+        policy: filters.policy,
+        page_size: u32::try_from(s.number("page_size")).unwrap_or(u32::MAX),
+        concurrency: usize::try_from(s.number("concurrency")).unwrap_or(1),
+        batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
+        daily_budget: s.number("daily_budget"),
+        deadline,
+        interrupt: Some(interrupt_on_signals()?),
+        progress: None,
+    })
+}
+
 async fn execute(
-    global: &GlobalArgs,
-    api_args: &ApiArgs,
-    run: &RunArgs,
+    s: &Settings,
+    mode: &ModeArgs,
     kind: RunKind,
     window: (DateTime<Utc>, DateTime<Utc>),
     refetch: bool,
 ) -> Result<u8, Fatal> {
     // Everything that can be wrong locally fails here, before any request.
-    let api = config::api(api_args, &|v| std::env::var(v).ok())?;
-    if let Some(max) = run.max_runtime {
-        if max < api_args.timeout {
-            return Err(Fatal::msg(
-                code::USAGE,
-                format!(
-                    "--max-runtime {max} is shorter than --timeout {}: one request alone could outlive the run",
-                    api_args.timeout
-                ),
-            ));
-        }
-    }
-    let filters = config::filters(run)?;
-    let path = config::ledger_path(global)?;
-    let deadline = run
-        .max_runtime
-        .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs(s));
-    let (lr, ci) = clients_until(&api, deadline)?;
-    let opts = RunOptions {
-        kind,
-        window,
-        refetch,
-        dry_run: run.dry_run,
-        min_rbp: filters.min_rbp,
-        rf_only: filters.rf_only,
-        exclude_rules: filters.exclude_rules,
-        policy: filters.policy,
-        page_size: run.page_size,
-        concurrency: usize::from(run.concurrency),
-        batch_size: usize::try_from(run.batch_size).unwrap_or(500),
-        daily_budget: run.daily_budget,
-        deadline,
-        interrupt: Some(interrupt_on_signals()?),
-        progress: None,
-    };
+    let api = s.api()?;
+    s.check_runtime()?;
+    let path = s.ledger().value;
+    let deadline = s
+        .optional("max_runtime")
+        .map(|m| tokio::time::Instant::now() + Duration::from_secs(m.value));
+    let (lr, ci) = clients(&api, deadline)?;
     let bar = match kind {
         RunKind::Backfill => Some(progress_reporter()),
         RunKind::Sync => None,
     };
     let opts = RunOptions {
         progress: bar.as_ref().map(|(f, _)| f.clone()),
-        ..opts
+        ..run_options(s, mode, kind, window, refetch, deadline)?
     };
-    let summary = if run.dry_run {
+    let summary = if mode.dry_run {
         // Nothing is written: an existing ledger is read only, a missing one is
         // replaced by an empty in-memory ledger.
         let mut ledger = Writer::scratch_copy(&path)?;
@@ -185,8 +143,8 @@ async fn execute(
         bar.finish_and_clear();
     }
     let summary = summary?;
-    print_summary(&summary, run.json, &path)?;
-    Ok(crate::cli::outcome::exit_code(&summary.outcome))
+    print_summary(&summary, mode.json, &path)?;
+    Ok(summary.exit_code)
 }
 
 /// Listens for SIGINT and SIGTERM: the first one raises the returned interrupt, so

@@ -17,6 +17,7 @@ mod ledger_cli;
 mod permissions;
 mod reliability;
 mod replay_flow;
+mod settings_flow;
 mod sim_admin;
 mod sim_ci;
 mod sim_lr;
