@@ -113,7 +113,7 @@ async fn one_slice(
         tracing::debug!(slice = %crate::ledger::ts(slice_start), retry = retry.len(), "slice already covered");
         s.slices.covered += 1;
     }
-    let listing = match step.action {
+    let (listing, listed) = match step.action {
         plan::Action::Skip => return Ok(Flow::Next),
         plan::Action::OutOfTime => {
             s.slices.failed += 1;
@@ -122,9 +122,9 @@ async fn one_slice(
             return Ok(Flow::Next);
         }
         // Covered: only the alarms left in error are fetched again; no listing.
-        plan::Action::RetryOnly => logrhythm::SliceListing::default(),
+        plan::Action::RetryOnly => (logrhythm::SliceListing::default(), false),
         plan::Action::List(at) => match list(sink, lr, opts, (at, slice.1), s).await? {
-            Ok(l) => l,
+            Ok(l) => (l, true),
             Err(flow) => return Ok(flow),
         },
     };
@@ -148,6 +148,8 @@ async fn one_slice(
     let counts = sink.ledger.ingest(&batch, (sink.now)())?;
     s.detections.new += counts.new_pending;
     s.detections.excluded += counts.new_excluded;
+    // Counted once committed: a slice abandoned by an interrupt was not fetched.
+    s.slices.fetched += u64::from(listed);
     Ok(Flow::Next)
 }
 
@@ -166,7 +168,6 @@ async fn list(
     };
     let e = match listed {
         Ok(l) => {
-            s.slices.fetched += 1;
             let from = crate::ledger::ts(from);
             tracing::debug!(slice = %slice, from = %from, alarms = l.alarms.len(), pages = l.pages, "slice listed");
             return Ok(Ok(l));
