@@ -45,42 +45,194 @@ fn level(l: LogLevel) -> &'static str {
     }
 }
 
+/// The log line format: `text` (tracing's fmt lines) or `json` (one object per
+/// line, [`JsonLayer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+impl Format {
+    /// The format named `json` or anything else (`text`).
+    pub fn named(name: &str) -> Format {
+        if name.eq_ignore_ascii_case("json") {
+            Format::Json
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// Installs the subscriber in the text format (see [`init_with`]).
+pub fn init(lvl: LogLevel, log_dir: Option<&Path>) -> (Guard, Option<io::Error>) {
+    init_with(lvl, Format::Text, log_dir)
+}
+
+fn filter(lvl: LogLevel) -> EnvFilter {
+    EnvFilter::try_from_env("LRCI_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(format!("warn,lrci={}", level(lvl))))
+}
+
+type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+
+/// One output (stderr or the file) in `format`.
+fn output<W>(format: Format, lvl: LogLevel, make: W, target: bool) -> Boxed
+where
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    match format {
+        Format::Text => fmt::layer()
+            .with_writer(make)
+            .with_ansi(false)
+            .with_target(target)
+            .with_filter(filter(lvl))
+            .boxed(),
+        Format::Json => JsonLayer { make }.with_filter(filter(lvl)).boxed(),
+    }
+}
+
 /// Installs the subscriber. With a log directory, a file layer too; if that
 /// directory cannot be used, the error is returned (the caller decides whether it
 /// is fatal) and stderr logging is still installed.
-pub fn init(lvl: LogLevel, log_dir: Option<&Path>) -> (Guard, Option<io::Error>) {
-    let filter = || {
-        EnvFilter::try_from_env("LRCI_LOG")
-            .unwrap_or_else(|_| EnvFilter::new(format!("warn,lrci={}", level(lvl))))
-    };
-    let stderr = fmt::layer()
-        .with_writer(|| Sanitize::new(io::stderr()))
-        .with_ansi(false)
-        .with_target(false)
-        .with_filter(filter());
+pub fn init_with(
+    lvl: LogLevel,
+    format: Format,
+    log_dir: Option<&Path>,
+) -> (Guard, Option<io::Error>) {
+    let mut layers: Vec<Boxed> = vec![output(format, lvl, || Sanitize::new(io::stderr()), false)];
     let mut file_error = None;
     let mut guard = None;
-    let file_layer = log_dir.and_then(|dir| match DailyFile::open(dir) {
-        Ok(daily) => {
-            let (writer, g) = tracing_appender::non_blocking(daily);
-            guard = Some(g);
-            Some(
-                fmt::layer()
-                    .with_writer(move || Sanitize::new(writer.clone()))
-                    .with_ansi(false)
-                    .with_filter(filter()),
-            )
+    if let Some(dir) = log_dir {
+        match DailyFile::open(dir) {
+            Ok(daily) => {
+                let (writer, g) = tracing_appender::non_blocking(daily);
+                guard = Some(g);
+                layers.push(output(
+                    format,
+                    lvl,
+                    move || Sanitize::new(writer.clone()),
+                    true,
+                ));
+            }
+            Err(e) => file_error = Some(e),
         }
-        Err(e) => {
-            file_error = Some(e);
-            None
-        }
-    });
-    let _ = tracing_subscriber::registry()
-        .with(stderr)
-        .with(file_layer)
-        .try_init();
+    }
+    let _ = tracing_subscriber::registry().with(layers).try_init();
     (Guard { _file: guard }, file_error)
+}
+
+// ---------------------------------------------------------------------------------
+// The run context and the JSON format
+
+/// What every JSON line carries about the run: set once by the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunContext {
+    pub run_id: String,
+    pub profile: String,
+    pub command: String,
+}
+
+static CONTEXT: std::sync::Mutex<Option<RunContext>> = std::sync::Mutex::new(None);
+
+/// Sets the run context the JSON lines carry.
+pub fn set_context(c: RunContext) {
+    if let Ok(mut g) = CONTEXT.lock() {
+        *g = Some(c);
+    }
+}
+
+/// The run context, if set.
+pub fn context() -> Option<RunContext> {
+    CONTEXT.lock().ok().and_then(|g| g.clone())
+}
+
+/// Writes each event as one JSON object on one line: `timestamp` (RFC 3339 UTC),
+/// `level`, `target`, `message`, `run_id`, `profile`, `command`, then the event's
+/// own fields by name (an event field never replaces one of those).
+pub struct JsonLayer<W> {
+    make: W,
+}
+
+#[derive(Default)]
+struct Fields(serde_json::Map<String, serde_json::Value>);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+        self.0.insert(f.name().to_string(), format!("{v:?}").into());
+    }
+    fn record_str(&mut self, f: &tracing::field::Field, v: &str) {
+        self.0.insert(f.name().to_string(), v.into());
+    }
+    fn record_i64(&mut self, f: &tracing::field::Field, v: i64) {
+        self.0.insert(f.name().to_string(), v.into());
+    }
+    fn record_u64(&mut self, f: &tracing::field::Field, v: u64) {
+        self.0.insert(f.name().to_string(), v.into());
+    }
+    fn record_bool(&mut self, f: &tracing::field::Field, v: bool) {
+        self.0.insert(f.name().to_string(), v.into());
+    }
+}
+
+/// The JSON line of one event (without the newline): field order is fixed.
+pub fn json_line(
+    level: &tracing::Level,
+    target: &str,
+    fields: serde_json::Map<String, serde_json::Value>,
+    ctx: Option<&RunContext>,
+) -> String {
+    let mut fields = fields;
+    let mut obj = serde_json::Map::new();
+    obj.insert(
+        "timestamp".into(),
+        Utc::now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            .into(),
+    );
+    obj.insert("level".into(), level.as_str().into());
+    obj.insert("target".into(), target.into());
+    obj.insert(
+        "message".into(),
+        fields.remove("message").unwrap_or_else(|| "".into()),
+    );
+    let c = ctx.cloned().unwrap_or_default();
+    obj.insert("run_id".into(), c.run_id.into());
+    obj.insert("profile".into(), c.profile.into());
+    obj.insert("command".into(), c.command.into());
+    for (k, v) in fields {
+        obj.entry(k).or_insert(v);
+    }
+    json_safe(&serde_json::Value::Object(obj).to_string())
+}
+
+/// serde_json leaves DEL, C1, bidi and zero-width characters raw: written here as
+/// `\uXXXX` escapes (all are in the BMP), so a JSON line is as safe as a text one.
+pub fn json_safe(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    for c in line.chars() {
+        if is_unsafe_char(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl<S, W> Layer<S> for JsonLayer<W>
+where
+    S: tracing::Subscriber,
+    W: for<'w> fmt::MakeWriter<'w> + 'static,
+{
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let meta = event.metadata();
+        let mut line = json_line(meta.level(), meta.target(), fields.0, context().as_ref());
+        line.push('\n');
+        let _ = self.make.make_writer().write_all(line.as_bytes());
+    }
 }
 
 // ---------------------------------------------------------------------------------

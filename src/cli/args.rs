@@ -16,7 +16,7 @@ use std::path::PathBuf;
 /// With no subcommand, runs `sync`. The vendor script's flags (-lb, -rbp, -rf, -ef,
 /// -d, -l) are accepted unchanged.
 #[derive(Debug, Parser)]
-#[command(name = "lrci", version)]
+#[command(name = "lrci", version = crate::cli::version::LONG, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -25,6 +25,29 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// Examples and the exit codes, after `lrci --help`.
+pub const AFTER_HELP: &str = "Examples:
+  lrci                                  sync the lookback window (the scheduled command)
+  lrci -lb=3 -rbp=50 -d                 the vendor script's flags: 3 days, RBP >= 50, dry run
+  lrci backfill --days 7                fill the last week's gaps
+  lrci ledger status --json             what was seen and sent, and how fresh it is
+  lrci doctor                           check settings, ledger, both APIs and keys
+  lrci --metrics-file /var/lib/node_exporter/lrci.prom sync
+
+Exit codes:
+  0   success
+  2   usage error (flags)
+  65  ledger data error (corrupt, newer schema, foreign file)
+  66  an input file is missing (config, key, filter file, ledger for audit commands)
+  69  an API was unavailable (network, 5xx): the next run continues
+  73  cannot create the ledger, the lock or the log directory
+  74  local I/O error (disk full, write failure)
+  75  partial run (budget, max runtime, interrupted): the next run continues
+  77  a key was rejected (401/403)
+  78  configuration error
+
+The log file (--log-dir) tells every run's start, settings origins, outcome and reason.";
 
 /// Flags every command understands.
 #[derive(Debug, Args, Clone)]
@@ -44,6 +67,19 @@ pub struct GlobalArgs {
     /// Log level for stderr and the log file (vendor flag -l; env LRCI_LOG_LEVEL) [default: info; warn for demo].
     #[arg(short = 'l', long, global = true, value_enum, ignore_case = true)]
     pub log_level: Option<LogLevel>,
+    /// Log line format for stderr and the log file: text, or json with one object per line (env LRCI_LOG_FORMAT) [default: text].
+    #[arg(long, global = true, value_enum, ignore_case = true)]
+    pub log_format: Option<LogFormat>,
+    /// Write Prometheus metrics to FILE at the end of every run, atomically (env LRCI_METRICS_FILE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub metrics_file: Option<PathBuf>,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -87,6 +123,18 @@ pub enum Command {
     Doctor(DoctorArgs),
     /// Show the effective settings with their origins, or check them (no network, no ledger).
     Config(ConfigArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish) on stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+/// Flags of `completions`.
+#[derive(Debug, Args, Clone)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Where the two APIs are and how to reach them. Every value here is optional:
@@ -332,12 +380,24 @@ pub struct DemoArgs {
 }
 
 /// The subcommand names, for [`normalize_argv`].
-const SUBCOMMANDS: [&str; 9] = [
-    "sync", "backfill", "sim", "demo", "ledger", "replay", "doctor", "config", "help",
+const SUBCOMMANDS: [&str; 11] = [
+    "sync",
+    "backfill",
+    "sim",
+    "demo",
+    "ledger",
+    "replay",
+    "doctor",
+    "config",
+    "completions",
+    "man",
+    "help",
 ];
 
 /// Global flags that take a value, for [`normalize_argv`].
-const GLOBAL_WITH_VALUE: [&str; 6] = [
+const GLOBAL_WITH_VALUE: [&str; 8] = [
+    "--log-format",
+    "--metrics-file",
     "--ledger",
     "--log-dir",
     "--log-level",

@@ -3,18 +3,22 @@
 //! logging and the runtime, and dispatches a parsed [`args::Cli`] to its command.
 
 pub mod args;
+pub mod completions;
 pub mod config;
 pub mod demo;
 pub mod doctor;
 pub mod ledger;
+pub mod metrics;
 pub mod outcome;
 pub mod output;
 pub mod profiles;
 pub mod prune;
 pub mod replay;
+pub mod runlog;
 pub mod settings;
 pub mod sim;
 pub mod sync;
+pub mod version;
 
 use crate::error::{code, Fatal};
 use args::{Cli, Command, LogLevel};
@@ -38,11 +42,53 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
         let _guard = crate::logging::init(level(&cli, None), None).0;
         return profiles::run_each(&cli, &argv);
     }
-    let settings = match &cli.command {
+    match &cli.command {
+        Some(Command::Completions(a)) => return completions::completions(a),
+        Some(Command::Man) => return completions::man(),
+        _ => {}
+    }
+    let started = (std::time::Instant::now(), chrono::Utc::now());
+    let resolved = match &cli.command {
         Some(Command::Sim(_) | Command::Demo(_) | Command::Doctor(_)) | None => None,
-        Some(_) => Some(settings::resolve(&cli)?),
+        Some(_) => Some(settings::resolve(&cli)),
     };
-    let _guard = init_logging(&cli, settings.as_ref())?;
+    let (settings, early) = match resolved {
+        Some(Ok(s)) => (Some(s), None),
+        Some(Err(e)) => (None, Some(e)),
+        None => (None, None),
+    };
+    // A configuration error is logged where the log directory would have been.
+    let lenient = match &early {
+        Some(_) => crate::config::resolve_lenient(&settings::sources(&cli)),
+        None => None,
+    };
+    let known = settings.as_ref().or(lenient.as_ref());
+    let _guard = match init_logging(&cli, known) {
+        Ok(g) => g,
+        Err(f) if early.is_none() => return Err(f),
+        Err(_) => crate::logging::init(level(&cli, known), None).0,
+    };
+    let ctx = context(&cli, known);
+    let is_run = is_run(&cli);
+    if is_run {
+        runlog::started(
+            &ctx,
+            settings.as_ref().map(|s| s.origin_summary()).as_deref(),
+        );
+    }
+    let result = match early {
+        Some(e) => Err(e),
+        None => run_command(&cli, settings.as_ref()),
+    };
+    if is_run {
+        let secs = started.0.elapsed().as_secs_f64();
+        finish(&ctx, known, started.1, secs, &result);
+    }
+    result
+}
+
+/// Starts the runtime and runs the command.
+fn run_command(cli: &Cli, s: Option<&crate::config::Settings>) -> Result<u8, Fatal> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -53,7 +99,76 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
                 anyhow::Error::new(e).context("cannot start the async runtime"),
             )
         })?;
-    runtime.block_on(dispatch(&cli, settings.as_ref()))
+    runtime.block_on(dispatch(cli, s))
+}
+
+/// Whether the command is a run (sync, backfill, replay): those log their start
+/// and end and update the metrics file.
+pub fn is_run(cli: &Cli) -> bool {
+    matches!(
+        cli.command,
+        Some(Command::Sync(_) | Command::Backfill(_) | Command::Replay(_))
+    )
+}
+
+fn command_name(cli: &Cli) -> &'static str {
+    match &cli.command {
+        None => "",
+        Some(Command::Sync(_)) => "sync",
+        Some(Command::Backfill(_)) => "backfill",
+        Some(Command::Sim(_)) => "sim",
+        Some(Command::Demo(_)) => "demo",
+        Some(Command::Ledger(_)) => "ledger",
+        Some(Command::Replay(_)) => "replay",
+        Some(Command::Doctor(_)) => "doctor",
+        Some(Command::Config(_)) => "config",
+        Some(Command::Completions(_)) => "completions",
+        Some(Command::Man) => "man",
+    }
+}
+
+/// The run context of the log lines (also set for the JSON format).
+fn context(cli: &Cli, s: Option<&crate::config::Settings>) -> crate::logging::RunContext {
+    let profile = s
+        .and_then(|s| s.profile.as_ref().map(|p| p.value.clone()))
+        .or_else(|| cli.global.profile.clone())
+        .unwrap_or_default();
+    let ctx = crate::logging::RunContext {
+        run_id: runlog::new_run_id(),
+        profile,
+        command: command_name(cli).to_string(),
+    };
+    crate::logging::set_context(ctx.clone());
+    ctx
+}
+
+/// The finish line and the metrics file.
+fn finish(
+    ctx: &crate::logging::RunContext,
+    s: Option<&crate::config::Settings>,
+    at: chrono::DateTime<chrono::Utc>,
+    secs: f64,
+    result: &Result<u8, Fatal>,
+) {
+    let exit = match result {
+        Ok(c) => *c,
+        Err(f) => f.code,
+    };
+    runlog::finished(ctx, exit, runlog::reason(result).as_deref(), secs);
+    let Some(file) = s.and_then(|s| s.metrics_file()) else {
+        return;
+    };
+    let run = metrics::RunFacts {
+        command: ctx.command.clone(),
+        profile: ctx.profile.clone(),
+        started: at,
+        duration_secs: secs,
+        exit_code: exit,
+    };
+    let lookback = s.map_or(1, |s| i64::try_from(s.number("lookback")).unwrap_or(1));
+    let ledger = s
+        .and_then(|s| metrics::ledger_facts(&s.ledger().value, lookback, s.number("daily_budget")));
+    metrics::update(&file, &run, ledger.as_ref());
 }
 
 async fn dispatch(cli: &Cli, s: Option<&crate::config::Settings>) -> Result<u8, Fatal> {
@@ -72,6 +187,7 @@ async fn dispatch(cli: &Cli, s: Option<&crate::config::Settings>) -> Result<u8, 
         Some(Command::Replay(a)) => replay::run(need()?, a).await,
         Some(Command::Doctor(a)) => doctor::run(cli, a).await,
         Some(Command::Config(a)) => config::run(need()?, a),
+        Some(Command::Completions(_) | Command::Man) => Ok(code::OK),
     }
 }
 
@@ -97,8 +213,12 @@ fn init_logging(
     s: Option<&crate::config::Settings>,
 ) -> Result<crate::logging::Guard, Fatal> {
     let dir = s.filter(|_| writes_ledger(cli)).map(|s| s.log_dir());
-    let (guard, file_error) =
-        crate::logging::init(level(cli, s), dir.as_ref().map(|d| d.value.as_path()));
+    let format = crate::logging::Format::named(s.map_or("text", |s| s.log_format()));
+    let (guard, file_error) = crate::logging::init_with(
+        level(cli, s),
+        format,
+        dir.as_ref().map(|d| d.value.as_path()),
+    );
     if let (Some(e), Some(d)) = (file_error, &dir) {
         if d.origin.is_given() {
             return Err(Fatal::msg(
@@ -123,7 +243,14 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         Some(Command::Backfill(a)) => !a.mode.dry_run,
         Some(Command::Ledger(a)) => ledger::writes(a),
         Some(Command::Replay(a)) => !a.mode.dry_run,
-        Some(Command::Sim(_) | Command::Demo(_) | Command::Doctor(_) | Command::Config(_)) => false,
+        Some(
+            Command::Sim(_)
+            | Command::Demo(_)
+            | Command::Doctor(_)
+            | Command::Config(_)
+            | Command::Completions(_)
+            | Command::Man,
+        ) => false,
     }
 }
 

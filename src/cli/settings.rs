@@ -28,6 +28,16 @@ pub fn global_layer(g: &GlobalArgs, layer: &mut Layer) {
     if let Some(l) = g.log_level {
         layer.flag("log_level", Raw::Str(l.name().to_string()));
     }
+    if let Some(f) = g.log_format {
+        let name = match f {
+            crate::cli::args::LogFormat::Text => "text",
+            crate::cli::args::LogFormat::Json => "json",
+        };
+        layer.flag("log_format", Raw::Str(name.to_string()));
+    }
+    if let Some(p) = &g.metrics_file {
+        layer.flag("metrics_file", path(p));
+    }
 }
 
 fn ci_layer(a: &CiApiArgs, layer: &mut Layer) {
@@ -134,7 +144,14 @@ pub fn flag_layer(cli: &Cli) -> Layer {
             ci_layer(&a.api, &mut layer);
             submit_layer(&a.submit, &mut layer);
         }
-        Some(Command::Sim(_) | Command::Demo(_) | Command::Ledger(_)) | None => {}
+        Some(
+            Command::Sim(_)
+            | Command::Demo(_)
+            | Command::Ledger(_)
+            | Command::Completions(_)
+            | Command::Man,
+        )
+        | None => {}
     }
     layer
 }

@@ -143,6 +143,7 @@ async fn execute(
         bar.finish_and_clear();
     }
     let summary = summary?;
+    crate::cli::runlog::note_problems(&summary.problems);
     print_summary(&summary, mode.json, &path)?;
     Ok(summary.exit_code)
 }

@@ -120,6 +120,7 @@ pub enum Typed {
     /// Checked when used ([`super::Settings::lr_url`]), so `doctor` can report
     /// each URL on its own line.
     Url(String),
+    /// A word from a fixed set (a log level, a log format), canonical.
     Level(&'static str),
     List(Vec<String>),
 }
@@ -167,6 +168,9 @@ pub fn typed(s: &Spec, raw: &Raw, origin: &Origin) -> Result<Typed, Fatal> {
                 t.trim()
             ))
         }),
+        (Kind::LogFormat, Raw::Str(t)) => log_format(t)
+            .map(Typed::Level)
+            .ok_or_else(|| err(format!("{:?} is not one of text, json", t.trim()))),
         (Kind::Domains | Kind::Networks, Raw::Str(t)) => list(s, &split(t), origin),
         (Kind::Domains | Kind::Networks, Raw::List(items)) => list(s, items, origin),
         _ => Err(err(format!("expected {}", kind_text(s.kind)))),
@@ -226,6 +230,15 @@ pub fn level(t: &str) -> Option<&'static str> {
     }
 }
 
+/// The canonical name of a log format (`text` or `json`), any case.
+pub fn log_format(t: &str) -> Option<&'static str> {
+    match t.trim().to_ascii_lowercase().as_str() {
+        "text" => Some("text"),
+        "json" => Some("json"),
+        _ => None,
+    }
+}
+
 /// What a kind expects, for errors and the README.
 pub fn kind_text(k: Kind) -> &'static str {
     match k {
@@ -234,6 +247,7 @@ pub fn kind_text(k: Kind) -> &'static str {
         Kind::Path => "a path",
         Kind::Url => "a URL",
         Kind::Level => "a log level",
+        Kind::LogFormat => "text or json",
         Kind::Domains => "a list of domain suffixes",
         Kind::Networks => "a list of CIDR networks",
     }

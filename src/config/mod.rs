@@ -132,6 +132,19 @@ pub fn resolve(src: &Sources<'_>) -> Result<Settings, Fatal> {
     resolve_with(src, file.as_ref(), chosen_profile(src))
 }
 
+/// The settings as far as they can be resolved when [`resolve`] failed: a config
+/// file that cannot be read counts as absent, an unknown profile as none, and a
+/// value that is not valid is left out. Only for finding where to log the
+/// failure (log directory, format, metrics file); never for a run.
+pub fn resolve_lenient(src: &Sources<'_>) -> Option<Settings> {
+    let file = load_file(src).ok().flatten();
+    let profile = chosen_profile(src).filter(|p| {
+        file.as_ref()
+            .is_some_and(|(f, _)| f.profiles.contains_key(&p.value))
+    });
+    resolve_values(src, file.as_ref(), profile, false).ok()
+}
+
 /// One profile's name and its settings (or the error that is that profile's alone).
 pub type ProfileSettings = (String, Result<Settings, Fatal>);
 
@@ -186,6 +199,17 @@ pub fn resolve_with(
     file: Option<&Loaded>,
     profile: Option<Value<String>>,
 ) -> Result<Settings, Fatal> {
+    resolve_values(src, file, profile, true)
+}
+
+/// [`resolve_with`]; when not `strict`, a value that is not valid is left out
+/// instead of failing.
+fn resolve_values(
+    src: &Sources<'_>,
+    file: Option<&Loaded>,
+    profile: Option<Value<String>>,
+    strict: bool,
+) -> Result<Settings, Fatal> {
     let empty = Layer::default();
     let top = file.map_or(&empty, |(f, _)| &f.top);
     let own = match (&profile, file) {
@@ -208,7 +232,11 @@ pub fn resolve_with(
                 None => continue,
             },
         };
-        let value = layer::typed(s, &raw, &origin)?;
+        let value = match layer::typed(s, &raw, &origin) {
+            Ok(v) => v,
+            Err(e) if strict => return Err(e),
+            Err(_) => continue,
+        };
         values.insert(
             s.name,
             Value {
@@ -435,6 +463,37 @@ impl Settings {
                 Typed::Level(l) => Some(l),
                 _ => None,
             })
+    }
+
+    /// The log format's name (`text` unless `json` was given).
+    pub fn log_format(&self) -> &'static str {
+        match self.values.get("log_format").map(|v| &v.value) {
+            Some(Typed::Level("json")) => "json",
+            _ => "text",
+        }
+    }
+
+    /// The metrics file, when one was given.
+    pub fn metrics_file(&self) -> Option<PathBuf> {
+        self.path("metrics_file").map(|v| v.value)
+    }
+
+    /// Where the settings came from, without any value: the config file and
+    /// profile, and how many settings each layer gave (for the run's first log line).
+    pub fn origin_summary(&self) -> String {
+        let mut counts = [0usize; 4];
+        for v in self.values.values() {
+            counts[usize::from(v.origin.rank()).min(3)] += 1;
+        }
+        let file = self
+            .config
+            .as_ref()
+            .map_or_else(|| "none".to_string(), |c| c.value.display().to_string());
+        let profile = self.profile.as_ref().map_or("-", |p| p.value.as_str());
+        format!(
+            "config: {file} profile={profile}; {} from flags, {} from env, {} from the file, {} defaults",
+            counts[3], counts[2], counts[1], counts[0]
+        )
     }
 
     /// Where the key of `which` (`LR_KEY_VAR` or `RF_KEY_VAR`) comes from: a key

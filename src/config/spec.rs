@@ -43,6 +43,8 @@ pub enum Kind {
     Url,
     /// `error`, `warn`, `info`, `debug` or `trace`.
     Level,
+    /// `text` or `json`.
+    LogFormat,
     /// Domain suffixes (a list in the file; comma-separated in the environment).
     Domains,
     /// CIDR networks (a list in the file; comma-separated in the environment).
@@ -90,6 +92,10 @@ pub const SETTINGS: &[Spec] = &[
         doc: "Directory for the daily-rotated log files (14 kept)" },
     Spec { name: "log_level", flag: "--log-level", env: "LRCI_LOG_LEVEL", kind: Kind::Level,
         default: Default::Str("info"), doc: "Log level for stderr and the log file (vendor flag -l); demo uses warn" },
+    Spec { name: "log_format", flag: "--log-format", env: "LRCI_LOG_FORMAT", kind: Kind::LogFormat,
+        default: Default::Str("text"), doc: "Log line format for stderr and the log file: text, or json (one object per line)" },
+    Spec { name: "metrics_file", flag: "--metrics-file", env: "LRCI_METRICS_FILE", kind: Kind::Path,
+        default: Default::None, doc: "Prometheus text file written at the end of every run (node_exporter textfile collector)" },
     Spec { name: "logrhythm_api_url", flag: "--lr-url", env: "LOGRHYTHM_API_URL", kind: Kind::Url,
         default: Default::None, doc: "LogRhythm API base URL, e.g. https://platform-manager:8501 (required by sync, backfill)" },
     Spec { name: "logrhythm_api_key_file", flag: "--lr-key-file", env: "LRCI_LOGRHYTHM_API_KEY_FILE", kind: Kind::Path,
