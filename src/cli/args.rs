@@ -214,6 +214,15 @@ pub struct SubmitArgs {
     /// Detections sent per UTC day at most; the rest waits for the next day [default: 15000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub daily_budget: Option<u64>,
+    /// detection.type by rule name, PATTERN = TYPE[:SUB_TYPE][,ID] a line; first match wins, `* = TYPE` sets the default [default: correlation].
+    #[arg(long, value_name = "FILE")]
+    pub detection_types: Option<PathBuf>,
+    /// Send mitre_codes: ATT&CK technique ids (T1059, T1059.001) found in rule names.
+    #[arg(long)]
+    pub mitre_codes: bool,
+    /// Send malwares: the event's threatName.
+    #[arg(long)]
+    pub malwares: bool,
 }
 
 /// Flags of `backfill`.
