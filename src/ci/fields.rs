@@ -191,7 +191,7 @@ pub fn mitre_codes(text: &str) -> Vec<String> {
         }
         let end = if b.get(i + 5) == Some(&b'.') && digits(i + 6, 3) && !word(i + 9) {
             i + 9
-        } else if !word(i + 5) && !(b.get(i + 5) == Some(&b'.') && word(i + 6)) {
+        } else if !(word(i + 5) || (b.get(i + 5) == Some(&b'.') && word(i + 6))) {
             i + 5
         } else {
             continue;

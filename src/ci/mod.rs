@@ -7,6 +7,8 @@
 //! No SQL, no ledger, no printing; transport comes from [`crate::http`].
 
 pub mod fields;
+mod search;
+pub use search::{Held, MAX_PAGE};
 mod wire;
 pub use fields::Fields;
 pub(crate) use wire::error_message;

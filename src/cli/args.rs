@@ -83,6 +83,8 @@ pub enum Command {
     Ledger(crate::cli::ledger::LedgerArgs),
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
+    /// Compare the ledger with what Collective Insights holds (its search API): confirm sent, queue what CI lacks for replay.
+    Reconcile(ReconcileArgs),
     /// Check configuration, ledger integrity, both APIs' reachability and credentials; changes nothing.
     Doctor(DoctorArgs),
     /// Show the effective settings with their origins, or check them (no network, no ledger).
@@ -327,6 +329,25 @@ pub struct ReplayArgs {
     /// Also resend detections already `sent` (they stay `sent`; the new submission is recorded).
     #[arg(long)]
     pub resend: bool,
+}
+
+/// Flags of `reconcile`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub api: CiApiArgs,
+    /// Start of the window, by detection time (RFC 3339 or YYYY-MM-DD, UTC) [default: 7 days (or lookback) before --to].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the window, inclusive [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Search and compare, change nothing in the ledger.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `demo`.

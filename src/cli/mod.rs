@@ -11,6 +11,7 @@ pub mod outcome;
 pub mod output;
 pub mod profiles;
 pub mod prune;
+pub mod reconcile;
 pub mod replay;
 pub mod settings;
 pub mod sim;
@@ -70,6 +71,7 @@ async fn dispatch(cli: &Cli, s: Option<&crate::config::Settings>) -> Result<u8, 
         Some(Command::Demo(a)) => demo::run(a).await,
         Some(Command::Ledger(a)) => ledger::run(&cli.global, a).await,
         Some(Command::Replay(a)) => replay::run(need()?, a).await,
+        Some(Command::Reconcile(a)) => reconcile::run(need()?, a).await,
         Some(Command::Doctor(a)) => doctor::run(cli, a).await,
         Some(Command::Config(a)) => config::run(need()?, a),
     }
@@ -123,6 +125,7 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         Some(Command::Backfill(a)) => !a.mode.dry_run,
         Some(Command::Ledger(a)) => ledger::writes(a),
         Some(Command::Replay(a)) => !a.mode.dry_run,
+        Some(Command::Reconcile(a)) => !a.dry_run,
         Some(Command::Sim(_) | Command::Demo(_) | Command::Doctor(_) | Command::Config(_)) => false,
     }
 }

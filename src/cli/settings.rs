@@ -138,6 +138,7 @@ pub fn flag_layer(cli: &Cli) -> Layer {
                 setting_layer(&s.settings, &mut layer)
             }
         },
+        Some(Command::Reconcile(a)) => ci_layer(&a.api, &mut layer),
         Some(Command::Replay(a)) => {
             ci_layer(&a.api, &mut layer);
             submit_layer(&a.submit, &mut layer);
