@@ -66,6 +66,7 @@ fn indicator(alarm: u64, i: u64) -> Indicator {
         value,
         field,
         verdict,
+        source: Default::default(),
     }
 }
 

@@ -108,9 +108,16 @@ impl fmt::Debug for HttpOptions {
     }
 }
 
-/// `lrci/<crate version>`.
+/// `lrci/<crate version> (<os>; <arch>) LogRhythm`: psengine's
+/// `app_id (os) … platform_id` shape, so Recorded Future can tell the
+/// integration and the platform it sends for apart.
 pub fn default_user_agent() -> String {
-    format!("lrci/{}", env!("CARGO_PKG_VERSION"))
+    format!(
+        "lrci/{} ({}; {}) LogRhythm",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 /// Errors of the HTTP layer. Never carries a header or a credential.
@@ -820,7 +827,15 @@ mod tests {
         assert_eq!(o.backoff_cap, Duration::from_secs(30));
         assert_eq!(o.retry_after_cap, Duration::from_secs(120));
         assert_eq!(o.max_body_bytes, 32 * 1024 * 1024);
-        assert_eq!(o.user_agent, format!("lrci/{}", env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            o.user_agent,
+            format!(
+                "lrci/{} ({}; {}) LogRhythm",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::OS,
+                std::env::consts::ARCH
+            )
+        );
     }
 
     #[test]

@@ -6,7 +6,11 @@
 //! what a failure means for the ledger; it reports the outcome of one POST.
 //! No SQL, no ledger, no printing; transport comes from [`crate::http`].
 
+pub mod fields;
+mod search;
+pub use search::{Held, MAX_PAGE};
 mod wire;
+pub use fields::Fields;
 pub(crate) use wire::error_message;
 
 use std::net::IpAddr;
@@ -150,6 +154,7 @@ pub struct Client {
     /// `.../collective-insights/search`, for [`Client::probe`].
     search: Url,
     opts: HttpOptions,
+    fields: Fields,
 }
 
 /// True for 127.0.0.0/8, ::1 and `localhost`.
@@ -221,7 +226,15 @@ impl Client {
             endpoint,
             search,
             opts,
+            fields: Fields::default(),
         })
+    }
+
+    /// Sets what detections carry beyond the indicator (types by rule, MITRE
+    /// codes, malwares).
+    pub fn with_fields(mut self, fields: Fields) -> Client {
+        self.fields = fields;
+        self
     }
 
     /// The detections endpoint this client posts to.
@@ -273,7 +286,10 @@ impl Client {
                 debug,
                 summary: true,
             },
-            data: items.iter().map(wire::Item::from_detection).collect(),
+            data: items
+                .iter()
+                .map(|d| wire::Item::from_detection(d, &self.fields))
+                .collect(),
         };
         let bytes = serde_json::to_vec(&body).map_err(Error::Encode)?;
         let resp = http::execute(&self.http, &self.opts, || {

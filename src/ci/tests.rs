@@ -36,6 +36,8 @@ fn detections() -> Vec<Detection> {
             kind: IndicatorType::Ip,
             value: "203.0.113.45".into(),
             field: "originIP".into(),
+            source_type: Some("Syslog - Example NGFW".into()),
+            threat_name: None,
         },
         Detection {
             id: 2.into(),
@@ -45,6 +47,8 @@ fn detections() -> Vec<Detection> {
             kind: IndicatorType::Vulnerability,
             value: "CVE-2024-1234".into(),
             field: "cve".into(),
+            source_type: None,
+            threat_name: None,
         },
     ]
 }
@@ -64,7 +68,7 @@ async fn posts_the_exact_body_with_headers() {
             .and(header("content-type", "application/json"))
             .and(header(
                 "user-agent",
-                format!("lrci/{}", env!("CARGO_PKG_VERSION")).as_str(),
+                crate::http::default_user_agent().as_str(),
             ))
             .respond_with(ok_body(debug))
             .expect(1)

@@ -4,14 +4,13 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::fields::{mitre_codes, Fields};
 use crate::model::Detection;
 
 /// `incident.type` of every lrci detection.
 pub(super) const INCIDENT_TYPE: &str = "logrhythm-alarm";
-/// `ioc.source_type` of every lrci detection.
+/// `ioc.source_type` when the event named no log source type.
 pub(super) const SOURCE_TYPE: &str = "logrhythm";
-/// `detection.type` of every lrci detection (an AIE/correlation alarm).
-pub(super) const DETECTION_TYPE: &str = "correlation";
 
 /// The request body.
 #[derive(Debug, Serialize)]
@@ -28,11 +27,16 @@ pub(super) struct Options {
     pub summary: bool,
 }
 
+/// One detection; keys in psengine's order, empty parts omitted.
 #[derive(Debug, Serialize)]
 pub(super) struct Item<'a> {
     pub timestamp: String,
     pub ioc: Ioc<'a>,
-    pub incident: Incident,
+    pub incident: Incident<'a>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mitre_codes: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub malwares: Vec<&'a str>,
     pub detection: DetectionPart<'a>,
 }
 
@@ -41,14 +45,16 @@ pub(super) struct Ioc<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub value: &'a str,
-    pub source_type: &'static str,
+    pub source_type: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
     pub field: &'a str,
 }
 
 #[derive(Debug, Serialize)]
-pub(super) struct Incident {
+pub(super) struct Incident<'a> {
     pub id: String,
-    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
     #[serde(rename = "type")]
     pub kind: &'static str,
 }
@@ -57,7 +63,12 @@ pub(super) struct Incident {
 pub(super) struct DetectionPart<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
 }
 
 /// RFC 3339 UTC with `Z`; milliseconds only when non-zero.
@@ -70,24 +81,50 @@ pub(super) fn timestamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(format, true)
 }
 
+/// `Some(text)` unless blank.
+fn non_empty(s: &str) -> Option<&str> {
+    let t = s.trim();
+    (!t.is_empty()).then_some(t)
+}
+
 impl<'a> Item<'a> {
-    pub(super) fn from_detection(d: &'a Detection) -> Item<'a> {
+    pub(super) fn from_detection(d: &'a Detection, fields: &'a Fields) -> Item<'a> {
+        let chosen = fields.detection(&d.rule_name);
+        let name = non_empty(&d.rule_name);
         Item {
             timestamp: timestamp(d.timestamp),
             ioc: Ioc {
                 kind: d.kind.as_str(),
                 value: &d.value,
-                source_type: SOURCE_TYPE,
+                source_type: d
+                    .source_type
+                    .as_deref()
+                    .and_then(non_empty)
+                    .unwrap_or(SOURCE_TYPE),
                 field: &d.field,
             },
             incident: Incident {
                 id: d.alarm_id.to_string(),
-                name: format!("{}: {}", d.alarm_id, d.rule_name),
+                name,
                 kind: INCIDENT_TYPE,
             },
+            mitre_codes: if fields.mitre_codes {
+                mitre_codes(&d.rule_name)
+            } else {
+                Vec::new()
+            },
+            malwares: match (
+                fields.malwares,
+                d.threat_name.as_deref().and_then(non_empty),
+            ) {
+                (true, Some(t)) => vec![t],
+                _ => Vec::new(),
+            },
             detection: DetectionPart {
-                kind: DETECTION_TYPE,
-                name: &d.rule_name,
+                kind: chosen.kind,
+                sub_type: chosen.sub_type,
+                id: chosen.id,
+                name,
             },
         }
     }

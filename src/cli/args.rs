@@ -119,6 +119,8 @@ pub enum Command {
     Ledger(crate::cli::ledger::LedgerArgs),
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
+    /// Compare the ledger with what Collective Insights holds (its search API): confirm sent, queue what CI lacks for replay.
+    Reconcile(ReconcileArgs),
     /// Check configuration, ledger integrity, both APIs' reachability and credentials; changes nothing.
     Doctor(DoctorArgs),
     /// Show the effective settings with their origins, or check them (no network, no ledger).
@@ -262,6 +264,15 @@ pub struct SubmitArgs {
     /// Detections sent per UTC day at most; the rest waits for the next day [default: 15000].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub daily_budget: Option<u64>,
+    /// detection.type by rule name, PATTERN = TYPE[:SUB_TYPE][,ID] a line; first match wins, `* = TYPE` sets the default [default: correlation].
+    #[arg(long, value_name = "FILE")]
+    pub detection_types: Option<PathBuf>,
+    /// Send mitre_codes: ATT&CK technique ids (T1059, T1059.001) found in rule names.
+    #[arg(long)]
+    pub mitre_codes: bool,
+    /// Send malwares: the event's threatName.
+    #[arg(long)]
+    pub malwares: bool,
 }
 
 /// Flags of `backfill`.
@@ -366,6 +377,25 @@ pub struct ReplayArgs {
     /// Also resend detections already `sent` (they stay `sent`; the new submission is recorded).
     #[arg(long)]
     pub resend: bool,
+}
+
+/// Flags of `reconcile`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReconcileArgs {
+    #[command(flatten)]
+    pub api: CiApiArgs,
+    /// Start of the window, by detection time (RFC 3339 or YYYY-MM-DD, UTC) [default: 7 days (or lookback) before --to].
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the window, inclusive [default: now].
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Search and compare, change nothing in the ledger.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `demo`.

@@ -65,6 +65,7 @@ fn demo_api(url: &str, lr_key: String, rf_key: String) -> Result<ApiConfig, Fata
         ci: CiConfig {
             rf_url: url.parse().code(code::CONFIG)?,
             rf_key: SecretString::from(rf_key),
+            fields: crate::ci::Fields::default(),
             http: HttpSettings {
                 timeout: Duration::from_secs(spec::DEFAULT_TIMEOUT_SECS),
                 connect_timeout: Duration::from_secs(spec::DEFAULT_CONNECT_TIMEOUT_SECS),

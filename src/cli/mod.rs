@@ -13,6 +13,7 @@ pub mod outcome;
 pub mod output;
 pub mod profiles;
 pub mod prune;
+pub mod reconcile;
 pub mod replay;
 pub mod runlog;
 pub mod settings;
@@ -107,7 +108,7 @@ fn run_command(cli: &Cli, s: Option<&crate::config::Settings>) -> Result<u8, Fat
 pub fn is_run(cli: &Cli) -> bool {
     matches!(
         cli.command,
-        Some(Command::Sync(_) | Command::Backfill(_) | Command::Replay(_))
+        Some(Command::Sync(_) | Command::Backfill(_) | Command::Replay(_) | Command::Reconcile(_))
     )
 }
 
@@ -120,6 +121,7 @@ fn command_name(cli: &Cli) -> &'static str {
         Some(Command::Demo(_)) => "demo",
         Some(Command::Ledger(_)) => "ledger",
         Some(Command::Replay(_)) => "replay",
+        Some(Command::Reconcile(_)) => "reconcile",
         Some(Command::Doctor(_)) => "doctor",
         Some(Command::Config(_)) => "config",
         Some(Command::Completions(_)) => "completions",
@@ -185,6 +187,7 @@ async fn dispatch(cli: &Cli, s: Option<&crate::config::Settings>) -> Result<u8, 
         Some(Command::Demo(a)) => demo::run(a).await,
         Some(Command::Ledger(a)) => ledger::run(&cli.global, a).await,
         Some(Command::Replay(a)) => replay::run(need()?, a).await,
+        Some(Command::Reconcile(a)) => reconcile::run(need()?, a).await,
         Some(Command::Doctor(a)) => doctor::run(cli, a).await,
         Some(Command::Config(a)) => config::run(need()?, a),
         Some(Command::Completions(_) | Command::Man) => Ok(code::OK),
@@ -243,6 +246,7 @@ pub fn writes_ledger(cli: &Cli) -> bool {
         Some(Command::Backfill(a)) => !a.mode.dry_run,
         Some(Command::Ledger(a)) => ledger::writes(a),
         Some(Command::Replay(a)) => !a.mode.dry_run,
+        Some(Command::Reconcile(a)) => !a.dry_run,
         Some(
             Command::Sim(_)
             | Command::Demo(_)

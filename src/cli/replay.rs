@@ -40,7 +40,8 @@ pub async fn run(s: &Settings, args: &ReplayArgs) -> Result<u8, Fatal> {
         api.rf_key.clone(),
         api.http.options(None),
     )
-    .code(code::CONFIG)?;
+    .code(code::CONFIG)?
+    .with_fields(api.fields.clone());
     let opts = ReplayOptions {
         selection: Selection::new(&states, &alarm_ids(&args.alarms), from, to),
         dry_run: args.mode.dry_run,

@@ -81,6 +81,14 @@ fn submit_layer(a: &SubmitArgs, layer: &mut Layer) {
     if let Some(n) = a.daily_budget {
         layer.flag("daily_budget", int(n));
     }
+    if let Some(p) = &a.detection_types {
+        layer.flag("detection_types_file", path(p));
+    }
+    for (name, on) in [("mitre_codes", a.mitre_codes), ("malwares", a.malwares)] {
+        if on {
+            layer.flag(name, Raw::Bool(true));
+        }
+    }
 }
 
 fn run_layer(r: &RunArgs, layer: &mut Layer) {
@@ -140,6 +148,7 @@ pub fn flag_layer(cli: &Cli) -> Layer {
                 setting_layer(&s.settings, &mut layer)
             }
         },
+        Some(Command::Reconcile(a)) => ci_layer(&a.api, &mut layer),
         Some(Command::Replay(a)) => {
             ci_layer(&a.api, &mut layer);
             submit_layer(&a.submit, &mut layer);

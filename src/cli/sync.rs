@@ -74,7 +74,8 @@ pub fn clients(
         api.ci.rf_key.clone(),
         api.ci.http.options(deadline),
     )
-    .code(code::CONFIG)?;
+    .code(code::CONFIG)?
+    .with_fields(api.ci.fields.clone());
     Ok((lr, ci))
 }
 

@@ -71,6 +71,9 @@ pub struct CiConfig {
     pub rf_url: Url,
     pub rf_key: SecretString,
     pub http: HttpSettings,
+    /// What detections carry beyond the indicator (`detection_types_file`,
+    /// `mitre_codes`, `malwares`).
+    pub fields: crate::ci::Fields,
 }
 
 impl std::fmt::Debug for CiConfig {
@@ -106,6 +109,34 @@ impl Settings {
             rf_url: rf_url.value,
             rf_key: self.key(RF_KEY_VAR)?,
             http: self.http(),
+            fields: self.ci_fields()?,
+        })
+    }
+
+    /// `detection_types_file` (read and checked), `mitre_codes`, `malwares`.
+    pub fn ci_fields(&self) -> Result<crate::ci::Fields, Fatal> {
+        let rules = match self.path("detection_types_file") {
+            Some(p) => {
+                let text = read_text(&p.label(), &p.value)?;
+                crate::ci::fields::parse_type_rules(&text).map_err(|e| {
+                    Fatal::msg(
+                        code::DATA,
+                        format!(
+                            "{} {}:{}: {}",
+                            p.label(),
+                            p.value.display(),
+                            e.line,
+                            e.reason
+                        ),
+                    )
+                })?
+            }
+            None => Vec::new(),
+        };
+        Ok(crate::ci::Fields {
+            rules,
+            mitre_codes: self.flag("mitre_codes"),
+            malwares: self.flag("malwares"),
         })
     }
 

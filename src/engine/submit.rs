@@ -217,6 +217,8 @@ mod tests {
             kind: IndicatorType::Ip,
             value: format!("10.0.0.{id}"),
             field: "sip".into(),
+            source_type: None,
+            threat_name: None,
         }
     }
 

@@ -164,6 +164,7 @@ mod tests {
             value: format!("10.0.{}.{}", i / 256, i % 256),
             field: "sip",
             verdict: Verdict::Send,
+            source: Default::default(),
         };
         for (n, kept, capped) in [
             (0, 0, false),

@@ -27,7 +27,7 @@
 //!
 //! No I/O, no clock.
 
-use crate::model::{Candidate, Indicator, IndicatorType};
+use crate::model::{Candidate, EventSource, Indicator, IndicatorType};
 use crate::policy::{self, Policy};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -137,14 +137,33 @@ pub fn indicators(events: &[Value], policy: &Policy) -> Vec<Indicator> {
     let mut seen: HashSet<(IndicatorType, String)> = HashSet::new();
     let mut out = Vec::new();
     for event in events {
+        let source = event_source(event);
         for c in candidates(event) {
-            let ind = policy::classify(&c, policy);
+            let mut ind = policy::classify(&c, policy);
+            ind.source = source.clone();
             if seen.insert((ind.kind, ind.value.clone())) {
                 out.push(ind);
             }
         }
     }
     out
+}
+
+/// The event's `logSourceTypeName` and `threatName` (text fields; sentinels and
+/// other JSON types give `None`; control characters make the value unusable).
+pub fn event_source(event: &Value) -> EventSource {
+    let text = |key: &str| {
+        event
+            .get(key)
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !is_sentinel(s) && !s.chars().any(char::is_control) && s.len() <= 200)
+            .map(str::to_string)
+    };
+    EventSource {
+        source_type: text("logSourceTypeName"),
+        threat_name: text("threatName"),
+    }
 }
 
 #[cfg(test)]

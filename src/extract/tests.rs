@@ -207,3 +207,31 @@ fn one_mebibyte_field_is_handled() {
     }
     eprintln!("25 one-MiB fields extracted in {:?}", start.elapsed());
 }
+
+#[test]
+fn event_source_table() {
+    let cases = [
+        (
+            json!({"logSourceTypeName": "Syslog - Example NGFW", "threatName": "Emotet"}),
+            Some("Syslog - Example NGFW"),
+            Some("Emotet"),
+        ),
+        (
+            json!({"logSourceTypeName": "  ", "threatName": "Unknown"}),
+            None,
+            None,
+        ),
+        (
+            json!({"logSourceTypeName": null, "threatName": 5}),
+            None,
+            None,
+        ),
+        (json!({"logSourceTypeName": "bad\u{7}name"}), None, None),
+        (json!({}), None, None),
+    ];
+    for (event, st, tn) in cases {
+        let s = super::event_source(&event);
+        assert_eq!(s.source_type.as_deref(), st, "{event}");
+        assert_eq!(s.threat_name.as_deref(), tn, "{event}");
+    }
+}

@@ -860,6 +860,7 @@ mod tests {
             value: value.into(),
             field,
             verdict,
+            source: Default::default(),
         }
     }
 

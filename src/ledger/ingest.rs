@@ -225,8 +225,12 @@ const UPSERT_ALARM: &str = "INSERT INTO alarms (alarm_id, rule_name, status, ent
      WHERE alarms.decision = 'error'";
 
 const INSERT_DETECTION: &str = "INSERT INTO detections (alarm_id, ioc_type, value, field, state,
-        reason, created_at, updated_at)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+        reason, created_at, updated_at, source_type, threat_name, sent_at)
+     SELECT ?1, ?2, ?3, ?4, CASE WHEN ?5 = 'pending' AND h.value IS NOT NULL THEN 'sent' ELSE ?5 END,
+        ?6, ?7, ?7, ?8, ?9, CASE WHEN ?5 = 'pending' AND h.value IS NOT NULL THEN ?7 END
+     FROM (SELECT 1) LEFT JOIN ci_holdings h
+        ON h.incident_id = CAST(?1 AS TEXT) AND h.ioc_type = ?2 AND h.value = ?3
+     WHERE true
      ON CONFLICT (alarm_id, ioc_type, value) DO NOTHING";
 
 const UPSERT_COVERAGE: &str = "INSERT INTO coverage (slice_start, covered_until, saturated_at,
@@ -298,7 +302,9 @@ fn record_alarm(
                 ind.field,
                 state,
                 reason,
-                now
+                now,
+                ind.source.source_type,
+                ind.source.threat_name
             ];
             if insert.execute(args)? > 0 {
                 match state {

@@ -9,7 +9,26 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every migration, oldest first. Step 1 is `schema.sql`.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql")];
+pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), MIGRATION_2];
+
+/// Migration 2 (issue 11): what each detection's event said about its source
+/// (`ioc.source_type`, `malwares`), and `ci_holdings`, what `lrci reconcile`
+/// found Collective Insights holding, keyed like a detection (incident id =
+/// alarm id as text), so ingest marks a matching new detection `sent` instead
+/// of sending it again.
+const MIGRATION_2: &str = "
+ALTER TABLE detections ADD COLUMN source_type TEXT;
+ALTER TABLE detections ADD COLUMN threat_name TEXT;
+CREATE TABLE ci_holdings (
+    incident_id    TEXT NOT NULL,
+    ioc_type       TEXT NOT NULL,
+    value          TEXT NOT NULL,
+    event_id       TEXT,
+    detection_time TEXT,
+    seen_at        TEXT NOT NULL,
+    PRIMARY KEY (incident_id, ioc_type, value)
+);
+";
 
 /// The `user_version` this build writes and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -57,6 +76,7 @@ mod tests {
             tables(&conn),
             [
                 "alarms",
+                "ci_holdings",
                 "coverage",
                 "detections",
                 "pruned_alarms",

@@ -39,6 +39,7 @@ mod lock;
 pub mod migrate;
 mod prune;
 mod queue;
+mod reconcile;
 mod sql;
 mod writer;
 
@@ -47,6 +48,7 @@ pub use ingest::{AlarmOutcome, AlarmRecord, IngestCounts, KnownAlarm, SliceInges
 pub use lock::RunLock;
 pub use prune::PruneCounts;
 pub use queue::{Selection, SubmissionRecord};
+pub use reconcile::{Holding, WindowDetection};
 pub use writer::Writer;
 
 use chrono::{DateTime, SecondsFormat, Utc};

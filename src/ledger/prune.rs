@@ -173,12 +173,14 @@ mod tests {
                 value: format!("1.1.{id}.{k}"),
                 field: "originIP",
                 verdict: Verdict::Send,
+                source: Default::default(),
             })
             .chain(std::iter::once(Indicator {
                 kind: IndicatorType::Ip,
                 value: "10.0.0.1".into(),
                 field: "impactedIP",
                 verdict: Verdict::Exclude("private ip".into()),
+                source: Default::default(),
             }))
             .collect();
         l.ingest(

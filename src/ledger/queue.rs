@@ -72,7 +72,7 @@ const SELECT_WHERE: &str = "d.state <> 'excluded'
 
 /// The columns [`detection_row`] reads, in order.
 const DETECTION_COLUMNS: &str =
-    "d.id, d.alarm_id, a.rule_name, a.date_inserted, d.ioc_type, d.value, d.field";
+    "d.id, d.alarm_id, a.rule_name, a.date_inserted, d.ioc_type, d.value, d.field, d.source_type, d.threat_name";
 
 /// One detection joined with its alarm ([`DETECTION_COLUMNS`]).
 fn detection_row(r: &Row<'_>) -> rusqlite::Result<Detection> {
@@ -84,6 +84,8 @@ fn detection_row(r: &Row<'_>) -> rusqlite::Result<Detection> {
         kind: sql::get(r, 4, "detections.ioc_type")?,
         value: sql::get(r, 5, "detections.value")?,
         field: sql::get(r, 6, "detections.field")?,
+        source_type: sql::get(r, 7, "detections.source_type")?,
+        threat_name: sql::get(r, 8, "detections.threat_name")?,
     })
 }
 

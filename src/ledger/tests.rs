@@ -24,6 +24,7 @@ fn ind(kind: IndicatorType, value: &str, verdict: Verdict) -> Indicator {
         value: value.into(),
         field: "originIP",
         verdict,
+        source: Default::default(),
     }
 }
 

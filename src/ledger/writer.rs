@@ -72,6 +72,8 @@ impl Writer {
                 .run_to_completion(1024, Duration::ZERO, None)
                 .map_err(|e| source.sql(e))?;
         }
+        // A copy of an older ledger reads like a current one.
+        super::migrate::migrate(&mut copy).map_err(|e| source.sql(e))?;
         let ledger = Ledger {
             conn: copy,
             path: source.path.clone(),

@@ -116,6 +116,18 @@ pub struct Indicator {
     pub value: String,
     pub field: &'static str,
     pub verdict: Verdict,
+    /// Where the event that held it came from (`logSourceTypeName`, `threatName`).
+    pub source: EventSource,
+}
+
+/// What an event says about its origin, carried by each indicator found in it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EventSource {
+    /// The event's `logSourceTypeName` (sent as `ioc.source_type`), `None` when
+    /// missing or a sentinel.
+    pub source_type: Option<String>,
+    /// The event's `threatName` (sent in `malwares` when enabled).
+    pub threat_name: Option<String>,
 }
 
 /// One detection ready to be posted to Collective Insights: one per
@@ -131,4 +143,8 @@ pub struct Detection {
     pub kind: IndicatorType,
     pub value: String,
     pub field: String,
+    /// `ioc.source_type`: the event's `logSourceTypeName`, `None` when unknown.
+    pub source_type: Option<String>,
+    /// The event's `threatName`, when it had one.
+    pub threat_name: Option<String>,
 }

@@ -205,6 +205,7 @@ pub fn classify(c: &Candidate, p: &Policy) -> Indicator {
         value,
         field: c.field,
         verdict,
+        source: Default::default(),
     }
 }
 

@@ -86,6 +86,7 @@ fn add_synthetic_alarm(path: &Path) {
         value: value.into(),
         field: "domain",
         verdict,
+        source: Default::default(),
     };
     let mut l = Writer::open(path).unwrap();
     l.ingest(
