@@ -436,6 +436,20 @@ const GLOBAL_WITH_VALUE: [&str; 8] = [
     "--profile",
 ];
 
+/// The vendor's `-lb=3` form as lrci's `--lookback-days=3` (also `-rbp=`,
+/// `-ef=`, `-l=`).
+fn vendor_eq(arg: &str) -> Option<String> {
+    let (flag, value) = arg.split_once('=')?;
+    let long = match flag {
+        "-lb" => "--lookback-days",
+        "-rbp" => "--min-rbp",
+        "-ef" => "--exclude-rules",
+        "-l" => "--log-level",
+        _ => return None,
+    };
+    Some(format!("{long}={value}"))
+}
+
 /// Prepares argv for clap, so scheduled tasks migrate from the vendor script
 /// without edits: the vendor's multi-letter short flags (`-lb`, `-rbp`, `-rf`,
 /// `-ef`) become lrci's long ones (whole arguments only), and when no subcommand is
@@ -451,7 +465,8 @@ pub fn normalize_argv<I: IntoIterator<Item = std::ffi::OsString>>(
             Some("-rbp") => "--min-rbp".into(),
             Some("-rf") => "--rf-only".into(),
             Some("-ef") => "--exclude-rules".into(),
-            _ => a,
+            Some(t) => vendor_eq(t).map_or(a, Into::into),
+            None => a,
         })
         .collect();
     let mut i = 1;
@@ -509,6 +524,18 @@ mod tests {
             ["lrci", "--ledger", "/x", "ledger", "status"]
         );
         assert_eq!(norm(&["lrci", "--help"]), ["lrci", "--help"]);
+        assert_eq!(
+            norm(&["lrci", "-lb=3", "-rbp=50", "-ef=r.txt", "-l=DEBUG", "-x=1"]),
+            [
+                "lrci",
+                "sync",
+                "--lookback-days=3",
+                "--min-rbp=50",
+                "--exclude-rules=r.txt",
+                "--log-level=DEBUG",
+                "-x=1"
+            ]
+        );
         assert_eq!(norm(&["lrci", "demo"]), ["lrci", "demo"]);
         assert_eq!(
             norm(&["lrci", "--ledger", "/x", "doctor", "--offline"]),
