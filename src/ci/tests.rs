@@ -98,14 +98,14 @@ async fn posts_the_exact_body_with_headers() {
                 "data": [
                     {
                         "timestamp": "2024-05-14T09:12:41.387Z",
-                        "ioc": {"type": "ip", "value": "203.0.113.45", "source_type": "logrhythm", "field": "originIP"},
-                        "incident": {"id": "48212", "name": "48212: AIE: Exploit Attempt Detected", "type": "logrhythm-alarm"},
+                        "ioc": {"type": "ip", "value": "203.0.113.45", "source_type": "Syslog - Example NGFW", "field": "originIP"},
+                        "incident": {"id": "48212", "name": "AIE: Exploit Attempt Detected", "type": "logrhythm-alarm"},
                         "detection": {"type": "correlation", "name": "AIE: Exploit Attempt Detected"}
                     },
                     {
                         "timestamp": "2024-05-14T09:12:00Z",
                         "ioc": {"type": "vulnerability", "value": "CVE-2024-1234", "source_type": "logrhythm", "field": "cve"},
-                        "incident": {"id": "48211", "name": "48211: Recorded Future: C2", "type": "logrhythm-alarm"},
+                        "incident": {"id": "48211", "name": "Recorded Future: C2", "type": "logrhythm-alarm"},
                         "detection": {"type": "correlation", "name": "Recorded Future: C2"}
                     }
                 ]

@@ -90,7 +90,7 @@ async fn list_page_sends_the_documented_query_and_headers() {
         .and(header("authorization", format!("Bearer {KEY}").as_str()))
         .and(header(
             "user-agent",
-            format!("lrci/{}", env!("CARGO_PKG_VERSION")).as_str(),
+            crate::http::default_user_agent().as_str(),
         ))
         .and(query_param("dateInserted", "2024-05-14T09:00:00.250"))
         .and(query_param("orderby", "DateInserted"))
