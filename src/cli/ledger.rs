@@ -650,6 +650,24 @@ fn status(path: &Path, a: &StatusArgs, now: DateTime<Utc>, out: &mut dyn Write) 
         cov.partial_hours,
         cov.uncovered_hours
     )?;
+    write_gaps(out, &gaps, a.days)?;
+    writeln!(
+        out,
+        "budget      {used} of {} detections sent today ({} UTC)",
+        a.daily_budget,
+        day.format("%Y-%m-%d")
+    )?;
+    if runs.is_empty() {
+        writeln!(out, "last runs   none")?;
+    } else {
+        writeln!(out, "last runs")?;
+        write_table(out, &runs_table(&runs))?;
+    }
+    Ok(())
+}
+
+/// The first uncovered ranges of `ledger status`, and how to see the rest.
+fn write_gaps(out: &mut dyn Write, gaps: &[GapRange], days: u32) -> Outcome {
     for g in gaps.iter().take(5) {
         writeln!(
             out,
@@ -666,20 +684,8 @@ fn status(path: &Path, a: &StatusArgs, now: DateTime<Utc>, out: &mut dyn Write) 
             out,
             "  ... {} more ranges: lrci ledger gaps --days {}",
             gaps.len() - 5,
-            a.days
+            days
         )?;
-    }
-    writeln!(
-        out,
-        "budget      {used} of {} detections sent today ({} UTC)",
-        a.daily_budget,
-        day.format("%Y-%m-%d")
-    )?;
-    if runs.is_empty() {
-        writeln!(out, "last runs   none")?;
-    } else {
-        writeln!(out, "last runs")?;
-        write_table(out, &runs_table(&runs))?;
     }
     Ok(())
 }
@@ -826,31 +832,7 @@ fn verdict(a: &AlarmDetail, inds: &[AlarmIndicator]) -> String {
 fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
     let l = open(path)?;
     let Some(alarm) = l.alarm_detail(a.alarm_id)? else {
-        if let Some(p) = l.pruned_alarm(a.alarm_id)? {
-            return Err(Fatal::msg(
-                code::USAGE,
-                format!(
-                    "alarm {} was pruned from the ledger {} on {} UTC (inserted {} UTC, {}; {} of {} indicators sent); its detail is gone",
-                    a.alarm_id,
-                    path.display(),
-                    when(&p.pruned_at),
-                    when(&p.date_inserted),
-                    escape(p.decision.as_str()),
-                    p.sent,
-                    p.detections
-                ),
-            )
-            .into());
-        }
-        return Err(Fatal::msg(
-            code::USAGE,
-            format!(
-                "alarm {} is not in the ledger {}: lrci never listed it (see `lrci ledger gaps` for hours not fetched)",
-                a.alarm_id,
-                path.display()
-            ),
-        )
-        .into());
+        return show_missing(&l, path, a);
     };
     let inds = l.alarm_indicators(a.alarm_id)?;
     let sent = inds
@@ -867,6 +849,44 @@ fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
         });
         return Ok(write_json(out, &doc)?);
     }
+    show_alarm(out, &alarm, &inds)?;
+    if inds.is_empty() {
+        return Ok(());
+    }
+    show_indicators(out, &inds)
+}
+
+/// The error for an alarm `show` cannot find: pruned (with what it held) or never listed.
+fn show_missing(l: &Ledger, path: &Path, a: &ShowArgs) -> Outcome {
+    if let Some(p) = l.pruned_alarm(a.alarm_id)? {
+        return Err(Fatal::msg(
+            code::USAGE,
+            format!(
+                "alarm {} was pruned from the ledger {} on {} UTC (inserted {} UTC, {}; {} of {} indicators sent); its detail is gone",
+                a.alarm_id,
+                path.display(),
+                when(&p.pruned_at),
+                when(&p.date_inserted),
+                escape(p.decision.as_str()),
+                p.sent,
+                p.detections
+            ),
+        )
+        .into());
+    }
+    Err(Fatal::msg(
+        code::USAGE,
+        format!(
+            "alarm {} is not in the ledger {}: lrci never listed it (see `lrci ledger gaps` for hours not fetched)",
+            a.alarm_id,
+            path.display()
+        ),
+    )
+    .into())
+}
+
+/// The alarm's fields, one a line.
+fn show_alarm(out: &mut dyn Write, alarm: &AlarmDetail, inds: &[AlarmIndicator]) -> Outcome {
     let line = |out: &mut dyn Write, k: &str, v: String| writeln!(out, "{k:<13}{v}");
     line(out, "alarm", alarm.alarm_id.to_string())?;
     line(out, "rule", cell(&alarm.rule_name, 200))?;
@@ -900,10 +920,12 @@ fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
         "first seen",
         format!("{} UTC{run}", when(&alarm.first_seen_at)),
     )?;
-    line(out, "reached RF", verdict(&alarm, &inds))?;
-    if inds.is_empty() {
-        return Ok(());
-    }
+    line(out, "reached RF", verdict(alarm, inds))?;
+    Ok(())
+}
+
+/// The alarm's indicators as a table.
+fn show_indicators(out: &mut dyn Write, inds: &[AlarmIndicator]) -> Outcome {
     let mut t = table(&[
         "type",
         "value",
@@ -914,7 +936,7 @@ fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
         "submission",
         "reason / last error",
     ]);
-    for i in &inds {
+    for i in inds {
         let sub = i.submission.as_ref().map_or_else(
             || "-".to_string(),
             |s| {
