@@ -509,18 +509,10 @@ fn display_path(url: &reqwest::Url) -> String {
 }
 
 /// Keeps printable characters only, at most `max` of them: line breaks and
-/// tabs become spaces, other control and bidi-override characters are dropped
-/// (server text ends up in logs and terminals).
+/// tabs become spaces, every other unsafe character ([`crate::text::is_unsafe`])
+/// is dropped (server text ends up in logs and terminals).
 pub fn sanitize(text: &str, max: usize) -> String {
-    text.chars()
-        .filter_map(|c| match c {
-            '\n' | '\r' | '\t' | '\u{2028}' | '\u{2029}' | '\u{85}' => Some(' '),
-            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' => None,
-            c if c.is_control() => None,
-            c => Some(c),
-        })
-        .take(max)
-        .collect()
+    crate::text::flatten(text, max)
 }
 
 /// Parses `Retry-After` as delay-seconds or an HTTP-date (relative to `now`).

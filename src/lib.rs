@@ -27,3 +27,4 @@ pub mod logrhythm;
 pub mod model;
 pub mod policy;
 pub mod sim;
+pub mod text;

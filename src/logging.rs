@@ -238,37 +238,14 @@ where
 // ---------------------------------------------------------------------------------
 // Sanitising
 
-/// True for a character that must never reach a log line raw: C0 controls, DEL,
-/// C1 controls, U+2028/2029, the bidi embeddings, overrides and isolates, the
-/// bidi marks, and zero-width characters.
-pub fn is_unsafe_char(c: char) -> bool {
-    matches!(c,
-        '\u{0}'..='\u{1f}'
-        | '\u{7f}'..='\u{9f}'
-        | '\u{061c}'
-        | '\u{200b}'..='\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2069}'
-        | '\u{feff}')
-}
+/// True for a character that must never reach a log line raw: the one table,
+/// [`crate::text::is_unsafe`].
+pub use crate::text::is_unsafe as is_unsafe_char;
 
-/// `text` with every [`is_unsafe_char`] written as a visible escape (`\n`, `\r`,
+/// `text` with every unsafe character written as a visible escape (`\n`, `\r`,
 /// `\t`, otherwise `\u{hex}`); borrowed when nothing needed escaping.
 pub fn sanitize(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(is_unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if is_unsafe_char(c) => out.push_str(&c.escape_unicode().to_string()),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
+    crate::text::escape_log(text)
 }
 
 /// The longest error line `main` prints (reliability-bar.md §6: ≤ 300 characters).

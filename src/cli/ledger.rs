@@ -370,35 +370,10 @@ fn last_days(now: DateTime<Utc>, days: u32) -> (DateTime<Utc>, DateTime<Utc>) {
 
 // ---- output helpers --------------------------------------------------------
 
-/// Characters a terminal must not receive raw from ledger values: controls (C0,
-/// DEL, C1), bidi overrides and isolates, zero-width and invisible format
-/// characters, line and paragraph separators.
-fn is_unsafe(c: char) -> bool {
-    c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2028}'..='\u{202E}'
-                | '\u{2060}'..='\u{2069}'
-                | '\u{FEFF}'
-                | '\u{FFF9}'..='\u{FFFB}'
-        )
-}
-
-/// A ledger value made safe for a terminal: unsafe characters become `\u{..}`.
+/// A ledger value made safe for a terminal: unsafe characters ([`crate::text`])
+/// become `\u{..}`.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if is_unsafe(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::text::escape(s)
 }
 
 /// [`escape`]d and cut to `max` characters with an ellipsis.
@@ -455,7 +430,7 @@ fn write_table(out: &mut dyn Write, t: &Table) -> io::Result<()> {
     Ok(())
 }
 
-/// JSON text with the characters of [`is_unsafe`] that serde_json leaves raw (DEL,
+/// JSON text with the characters of [`crate::text::is_unsafe`] that serde_json leaves raw (DEL,
 /// C1, bidi, zero-width, separators) escaped as `\uXXXX`. Those characters can only
 /// occur inside JSON strings, where the escape means the same character.
 fn json_safe(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
@@ -464,12 +439,12 @@ fn json_safe(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
     let Ok(text) = std::str::from_utf8(raw) else {
         return raw.into();
     };
-    if !needs || !text.chars().any(is_unsafe) {
+    if !needs || !text.chars().any(crate::text::is_unsafe) {
         return raw.into();
     }
     let mut s = String::with_capacity(raw.len() + 16);
     for c in text.chars() {
-        if is_unsafe(c) && !c.is_ascii_control() {
+        if crate::text::is_unsafe(c) && !c.is_ascii_control() {
             s.push_str(&format!("\\u{:04x}", u32::from(c)));
         } else if c == '\u{7f}' {
             s.push_str("\\u007f");
@@ -1134,7 +1109,7 @@ mod tests {
         let raw = serde_json::to_vec(&v).unwrap();
         let safe = json_safe(&raw).into_owned();
         let text = String::from_utf8(safe.clone()).unwrap();
-        assert!(!text.chars().any(is_unsafe), "{text}");
+        assert!(!text.chars().any(crate::text::is_unsafe), "{text}");
         assert!(text.contains("пример"));
         let back: Value = serde_json::from_slice(&safe).unwrap();
         assert_eq!(back, v);

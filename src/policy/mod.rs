@@ -266,19 +266,7 @@ fn judge_value(kind: IndicatorType, v: &str, p: &Policy) -> Verdict {
 
 /// Whitespace, control, bidi and invisible characters: never part of an indicator.
 pub fn is_forbidden_char(c: char) -> bool {
-    c.is_whitespace()
-        || c.is_control()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{061C}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{202A}'..='\u{202E}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{2066}'..='\u{2069}'
-                | '\u{FEFF}'
-        )
+    c.is_whitespace() || crate::text::is_unsafe(c)
 }
 
 /// The raw text of a value that could not be normalised, made safe to store and
