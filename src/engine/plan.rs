@@ -1,18 +1,18 @@
 //! The plan: which hourly slices of a window to fetch, from the coverage map and
-//! the clock. Hour slicing is defined here once (the engine and `ledger gaps` use
-//! [`slices`] and [`floor_hour`]). Pure: no I/O, no clock reads.
+//! the clock. Hour slicing is [`crate::model::Slice`]'s (the one definition the
+//! ledger's audits use too). Pure: no I/O, no clock reads.
 
 use crate::ledger::Coverage;
-use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+use chrono::{DateTime, Duration as Span, Utc};
 
 /// A slice is one UTC hour.
 pub fn slice_len() -> Span {
-    Span::hours(1)
+    crate::model::Slice::LEN
 }
 
 /// Rounds down to the UTC hour.
 pub fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(slice_len()).unwrap_or(t)
+    crate::model::Slice::floor(t)
 }
 
 /// The window of a sync: `[now - lookback, now - settle)`, its start rounded down

@@ -13,7 +13,7 @@
 
 use super::{parse_ts, sql, ts, Coverage, Ledger, Result, StateCounts};
 use crate::model::{AlarmDecision, AlarmId, DetectionState, IndicatorType};
-use chrono::{DateTime, Duration as Span, DurationRound, Utc};
+use chrono::{DateTime, Duration as Span, Utc};
 use rusqlite::types::ToSql;
 use rusqlite::{OptionalExtension, Row};
 use serde::Serialize;
@@ -281,12 +281,14 @@ impl GapRange {
     }
 }
 
+/// The slice length and rounding are the model's ([`crate::model::Slice`]): the
+/// same hours the engine lists.
 fn hour() -> Span {
-    Span::hours(1)
+    crate::model::Slice::LEN
 }
 
 fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
-    t.duration_trunc(hour()).unwrap_or(t)
+    crate::model::Slice::floor(t)
 }
 
 /// The state of every hour slice starting in `[floor_hour(from), to)`, in order.
