@@ -14,12 +14,12 @@
 //!   tightened to 0600) by this module's own daily writer, whatever the umask;
 //!   the directory, when created here, is 0700.
 
-use crate::cli::args::LogLevel;
 use chrono::{NaiveDate, Utc};
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use tracing::Level;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{fmt, layer::SubscriberExt, util::SubscriberInitExt, EnvFilter, Layer};
 
@@ -35,13 +35,13 @@ pub struct Guard {
     _file: Option<WorkerGuard>,
 }
 
-fn level(l: LogLevel) -> &'static str {
+fn level(l: Level) -> &'static str {
     match l {
-        LogLevel::Error => "error",
-        LogLevel::Warn => "warn",
-        LogLevel::Info => "info",
-        LogLevel::Debug => "debug",
-        LogLevel::Trace => "trace",
+        Level::ERROR => "error",
+        Level::WARN => "warn",
+        Level::INFO => "info",
+        Level::DEBUG => "debug",
+        Level::TRACE => "trace",
     }
 }
 
@@ -65,11 +65,11 @@ impl Format {
 }
 
 /// Installs the subscriber in the text format (see [`init_with`]).
-pub fn init(lvl: LogLevel, log_dir: Option<&Path>) -> (Guard, Option<io::Error>) {
+pub fn init(lvl: Level, log_dir: Option<&Path>) -> (Guard, Option<io::Error>) {
     init_with(lvl, Format::Text, log_dir)
 }
 
-fn filter(lvl: LogLevel) -> EnvFilter {
+fn filter(lvl: Level) -> EnvFilter {
     EnvFilter::try_from_env("LRCI_LOG")
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,lrci={}", level(lvl))))
 }
@@ -77,7 +77,7 @@ fn filter(lvl: LogLevel) -> EnvFilter {
 type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
 
 /// One output (stderr or the file) in `format`.
-fn output<W>(format: Format, lvl: LogLevel, make: W, target: bool) -> Boxed
+fn output<W>(format: Format, lvl: Level, make: W, target: bool) -> Boxed
 where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
@@ -95,11 +95,7 @@ where
 /// Installs the subscriber. With a log directory, a file layer too; if that
 /// directory cannot be used, the error is returned (the caller decides whether it
 /// is fatal) and stderr logging is still installed.
-pub fn init_with(
-    lvl: LogLevel,
-    format: Format,
-    log_dir: Option<&Path>,
-) -> (Guard, Option<io::Error>) {
+pub fn init_with(lvl: Level, format: Format, log_dir: Option<&Path>) -> (Guard, Option<io::Error>) {
     let mut layers: Vec<Boxed> = vec![output(format, lvl, || Sanitize::new(io::stderr()), false)];
     let mut file_error = None;
     let mut guard = None;

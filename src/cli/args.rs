@@ -92,6 +92,18 @@ pub enum LogLevel {
     Trace,
 }
 
+impl From<LogLevel> for tracing::Level {
+    fn from(l: LogLevel) -> tracing::Level {
+        match l {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
 impl LogLevel {
     /// The level's name, as the config file and the environment write it.
     pub fn name(self) -> &'static str {

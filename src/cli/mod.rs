@@ -40,7 +40,7 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
         ));
     }
     if profiles::all_profiles(&cli) {
-        let _guard = crate::logging::init(level(&cli, None), None).0;
+        let _guard = crate::logging::init(level(&cli, None).into(), None).0;
         return profiles::run_each(&cli, &argv);
     }
     match &cli.command {
@@ -67,7 +67,7 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
     let _guard = match init_logging(&cli, known) {
         Ok(g) => g,
         Err(f) if early.is_none() => return Err(f),
-        Err(_) => crate::logging::init(level(&cli, known), None).0,
+        Err(_) => crate::logging::init(level(&cli, known).into(), None).0,
     };
     let ctx = context(&cli, known);
     let is_run = is_run(&cli);
@@ -218,7 +218,7 @@ fn init_logging(
     let dir = s.filter(|_| writes_ledger(cli)).map(|s| s.log_dir());
     let format = crate::logging::Format::named(s.map_or("text", |s| s.log_format()));
     let (guard, file_error) = crate::logging::init_with(
-        level(cli, s),
+        level(cli, s).into(),
         format,
         dir.as_ref().map(|d| d.value.as_path()),
     );

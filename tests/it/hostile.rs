@@ -490,7 +490,7 @@ async fn hostile_corpus_end_to_end() {
 fn log_lines_escape_hostile_values_through_the_real_subscriber() {
     let dir = tempfile::tempdir().unwrap();
     let logs = dir.path().join("logs");
-    let (guard, err) = lrci::logging::init(lrci::cli::args::LogLevel::Trace, Some(&logs));
+    let (guard, err) = lrci::logging::init(tracing::Level::TRACE, Some(&logs));
     assert!(err.is_none(), "{err:?}");
     let hostile = [
         "evil\n2024-01-01T00:00:00.000000Z ERROR forged line",
