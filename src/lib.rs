@@ -9,6 +9,8 @@
 //! - Leaves: [`logrhythm`] and [`ci`] (HTTP clients over [`http`]), [`extract`] and
 //!   [`policy`] (pure indicator extraction and judgement), [`ledger`] (all SQL).
 //! - [`model`]: the domain types everyone shares. [`error`]: exit codes.
+//! - [`text`] (the one unsafe-character table) and [`platform`] (file modes, lock
+//!   holder, mounts, shutdown signals; unix and non-unix): usable by every module.
 //! - [`sim`]: the simulator of both APIs used by tests, benchmarks and `demo`.
 //! - `fuzzing` (hidden): entry points for the cargo-fuzz targets in `fuzz/`.
 
@@ -25,6 +27,7 @@ pub mod ledger;
 pub mod logging;
 pub mod logrhythm;
 pub mod model;
+pub mod platform;
 pub mod policy;
 pub mod sim;
 pub mod text;

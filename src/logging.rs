@@ -14,6 +14,7 @@
 //!   tightened to 0600) by this module's own daily writer, whatever the umask;
 //!   the directory, when created here, is 0700.
 
+use crate::platform;
 use chrono::{NaiveDate, Utc};
 use std::borrow::Cow;
 use std::fs::File;
@@ -381,20 +382,11 @@ fn file_for(dir: &Path, date: NaiveDate) -> PathBuf {
 fn open_private(path: &Path) -> io::Result<File> {
     let mut o = std::fs::OpenOptions::new();
     o.create(true).append(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        o.mode(0o600);
-        let f = o.open(path)?;
-        if f.metadata()?.permissions().mode() & 0o077 != 0 {
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        Ok(f)
+    let f = platform::private_file(&mut o).open(path)?;
+    if platform::mode(&f.metadata()?).is_some_and(|m| m & 0o077 != 0) {
+        platform::set_file_mode(&f, platform::PRIVATE_FILE)?;
     }
-    #[cfg(not(unix))]
-    {
-        o.open(path)
-    }
+    Ok(f)
 }
 
 /// Deletes all but the newest [`MAX_LOG_FILES`] log files (by the date in the

@@ -7,8 +7,21 @@
 //! environment, the config file and the defaults (flag > env > file > default).
 //! Keys are never flag values: they come from the environment or from a file.
 
+use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+/// `0.1.0 (commit abc1234, built 2026-01-01)`: the crate version with the git commit
+/// and build date build.rs found (re-exported as `cli::version::LONG`).
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("LRCI_GIT_COMMIT"),
+    ", built ",
+    env!("LRCI_BUILD_DATE"),
+    ")"
+);
 
 /// Sends LogRhythm alarms to Recorded Future Collective Insights, and keeps a
 /// ledger of everything it saw and sent.
@@ -16,7 +29,7 @@ use std::path::PathBuf;
 /// With no subcommand, runs `sync`. The vendor script's flags (-lb, -rbp, -rf, -ef,
 /// -d, -l) are accepted unchanged.
 #[derive(Debug, Parser)]
-#[command(name = "lrci", version = crate::cli::version::LONG, after_help = AFTER_HELP)]
+#[command(name = "lrci", version = LONG_VERSION, after_help = AFTER_HELP)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -124,11 +137,11 @@ pub enum Command {
     /// The same engine over an explicit window; only uncovered slices unless --refetch.
     Backfill(BackfillArgs),
     /// Serve a simulated LogRhythm Alarm API and Collective Insights API on loopback.
-    Sim(crate::cli::sim::SimArgs),
+    Sim(SimArgs),
     /// Start the simulator in-process and run a real sync against it into a temporary ledger.
     Demo(DemoArgs),
     /// Audit the ledger, read only: status, alarms, indicators, show, runs, gaps, export.
-    Ledger(crate::cli::ledger::LedgerArgs),
+    Ledger(LedgerArgs),
     /// Resubmit detections from the ledger: failed and pending by default.
     Replay(ReplayArgs),
     /// Compare the ledger with what Collective Insights holds (its search API): confirm sent, queue what CI lacks for replay.
@@ -352,7 +365,7 @@ pub struct ConfigShowArgs {
     pub all_profiles: bool,
 }
 
-/// A detection state, as `replay --state` names it.
+/// A detection state, as `replay --state` and `ledger ... --state` name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum StateArg {
     Pending,
@@ -502,6 +515,359 @@ pub fn normalize_argv<I: IntoIterator<Item = std::ffi::OsString>>(
         argv.insert(i.min(argv.len()), "sync".into());
     }
     argv
+}
+
+// ---- lrci ledger ---------------------------------------------------------------
+
+/// Flags of `ledger`.
+#[derive(Debug, Args, Clone)]
+pub struct LedgerArgs {
+    #[command(subcommand)]
+    pub command: LedgerCommand,
+}
+
+/// The audit commands: all read only and lock-free, except `prune`.
+#[derive(Debug, Subcommand, Clone)]
+pub enum LedgerCommand {
+    /// Alarms and detections by state, coverage of the last days, the last runs and today's CI budget.
+    Status(StatusArgs),
+    /// Alarms the ledger holds, newest first.
+    Alarms(AlarmsArgs),
+    /// Indicators (detections) the ledger holds, newest first.
+    Indicators(IndicatorsArgs),
+    /// One alarm: its filter decision, every indicator, whether and when it reached Recorded Future, and if not, why.
+    Show(ShowArgs),
+    /// The last sync, backfill and replay runs.
+    Runs(RunsArgs),
+    /// Hours the coverage map does not hold completely: uncovered, partial and saturated ranges.
+    Gaps(GapsArgs),
+    /// Every detection with its alarm's fields, streamed as JSON lines or CSV.
+    Export(ExportArgs),
+    /// Remove old detail but keep what is needed never to resend a pruned alarm (takes the run lock).
+    Prune(PruneArgs),
+}
+
+/// Flags of `ledger status`.
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    /// Coverage of the last N days (whole UTC hours before the current one).
+    #[arg(long, value_name = "N", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
+    pub days: u32,
+    /// The daily CI budget to compare today's use with (as given to sync).
+    #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
+    pub daily_budget: u64,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An alarm decision, for `--decision`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DecisionArg {
+    Accepted,
+    Filtered,
+    Error,
+}
+
+/// An indicator type, for `--type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TypeArg {
+    Ip,
+    Domain,
+    Url,
+    Vulnerability,
+    Hash,
+}
+
+/// Flags of `ledger alarms`.
+#[derive(Debug, Args, Clone)]
+pub struct AlarmsArgs {
+    /// Alarms inserted at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Alarms inserted before this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Rule names containing this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub rule: Option<String>,
+    /// Only alarms with this decision.
+    #[arg(long, value_enum)]
+    pub decision: Option<DecisionArg>,
+    /// At most N alarms.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub limit: u32,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ledger indicators`.
+#[derive(Debug, Args, Clone)]
+pub struct IndicatorsArgs {
+    /// Only indicators of this type.
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: Option<TypeArg>,
+    /// Values containing this text (case-insensitive).
+    #[arg(long, value_name = "TEXT")]
+    pub value: Option<String>,
+    /// Only indicators in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// Only indicators of this alarm.
+    #[arg(long, value_name = "ALARM_ID")]
+    pub alarm: Option<i64>,
+    /// At most N indicators.
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub limit: u32,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ledger show`.
+#[derive(Debug, Args, Clone)]
+pub struct ShowArgs {
+    /// The LogRhythm alarm id. An id the ledger never saw is exit 2.
+    #[arg(value_name = "ALARM_ID", allow_negative_numbers = true)]
+    pub alarm_id: i64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ledger runs`.
+#[derive(Debug, Args, Clone)]
+pub struct RunsArgs {
+    /// At most N runs, newest first.
+    #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
+    pub limit: u32,
+    /// Print a JSON array (with each run's stored summary) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ledger gaps`.
+#[derive(Debug, Args, Clone)]
+pub struct GapsArgs {
+    /// The last N days (whole UTC hours before the current one) [default: 7].
+    #[arg(long, value_name = "N", conflicts_with = "from", value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
+    pub days: Option<u32>,
+    /// Start of the range (RFC 3339 or YYYY-MM-DD, UTC; rounded down to the hour).
+    #[arg(long, value_name = "TIME", requires = "to")]
+    pub from: Option<String>,
+    /// End of the range, exclusive.
+    #[arg(long, value_name = "TIME", requires = "from")]
+    pub to: Option<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// An export format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object a line.
+    Jsonl,
+    /// CSV with a header line.
+    Csv,
+}
+
+/// Flags of `ledger export`.
+#[derive(Debug, Args, Clone)]
+pub struct ExportArgs {
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Only detections in this state.
+    #[arg(long, value_enum)]
+    pub state: Option<StateArg>,
+    /// Only detections of alarms inserted at or after this time (RFC 3339 or YYYY-MM-DD, UTC).
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// Only detections of alarms inserted before this time.
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+}
+
+/// Flags of `ledger prune`.
+#[derive(Debug, Args, Clone)]
+pub struct PruneArgs {
+    /// Remove alarms inserted before TIME (RFC 3339 or YYYY-MM-DD, UTC), their
+    /// detections, and older submissions and runs; no later than today 00:00 UTC.
+    #[arg(long, value_name = "TIME")]
+    pub before: String,
+    /// Count what would be removed; change nothing.
+    #[arg(short = 'd', long)]
+    pub dry_run: bool,
+    /// Also remove alarms whose detections are still pending or failed (they will never be sent).
+    #[arg(long)]
+    pub force: bool,
+    /// Run VACUUM afterwards to give the space back to the file system.
+    #[arg(long)]
+    pub vacuum: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+// ---- lrci sim ------------------------------------------------------------------
+
+/// Options of `lrci sim`. `Debug` (in `cli::sim`) shows the resolved configuration,
+/// keys redacted.
+#[derive(Clone, Args)]
+pub struct SimArgs {
+    /// Address to listen on; loopback only (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0", value_parser = parse_loopback)]
+    pub listen: SocketAddr,
+    /// Seed for the generated alarms and the random faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Hours of alarms to generate, ending at --end.
+    #[arg(long, default_value_t = 24)]
+    pub hours: u32,
+    /// Alarms generated per hour.
+    #[arg(long, default_value_t = 50)]
+    pub alarms_per_hour: u32,
+    /// Events served per alarm by /events.
+    #[arg(long, default_value_t = 1)]
+    pub events_per_alarm: u32,
+    /// End of the generated window (RFC 3339; truncated to the second). Default: now.
+    #[arg(long, value_parser = parse_rfc3339)]
+    pub end: Option<DateTime<Utc>>,
+    /// Largest page GET /alarms returns (larger counts are silently truncated).
+    #[arg(long, default_value_t = 100)]
+    pub page_cap: usize,
+    /// How GET /alarms treats `offset`.
+    #[arg(long, value_enum, default_value_t = SimOffsetMode::Ignored)]
+    pub offset_mode: SimOffsetMode,
+    /// Fixed latency added to every LogRhythm request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub lr_latency_ms: u64,
+    /// Fixed latency added to every Collective Insights request, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub rf_latency_ms: u64,
+    /// Probability (0–1) that any API request gets a random fault.
+    #[arg(long, default_value_t = 0.0)]
+    pub fault_rate: f64,
+    /// How long the "slow" fault holds an answer, in milliseconds.
+    #[arg(long, default_value_t = 30_000)]
+    pub slow_ms: u64,
+    /// The valid LogRhythm bearer token.
+    #[arg(long, default_value = SIM_LR_KEY)]
+    pub lr_key: String,
+    /// A LogRhythm token that is known but lacks permission (answers 403).
+    #[arg(long)]
+    pub lr_low_priv_key: Option<String>,
+    /// The valid Collective Insights token (X-RFToken).
+    #[arg(long, default_value = SIM_RF_KEY)]
+    pub rf_key: String,
+    /// A CI token that is valid but lacks the CI permission (answers 403).
+    #[arg(long)]
+    pub rf_no_ci_key: Option<String>,
+    /// Named scenario.
+    #[arg(long, value_enum, default_value_t = SimScenario::Default)]
+    pub scenario: SimScenario,
+    /// Wrapper key of the events response.
+    #[arg(long, value_enum, default_value_t = SimEventsWrapper::AlarmEventsDetails)]
+    pub events_wrapper: SimEventsWrapper,
+    /// An empty alarm list as `null` or `[]`.
+    #[arg(long, value_enum, default_value_t = SimEmptyList::Null)]
+    pub empty_list: SimEmptyList,
+    /// `alarmsCount` as rows in the page or total matches.
+    #[arg(long, value_enum, default_value_t = SimAlarmsCount::Page)]
+    pub alarms_count: SimAlarmsCount,
+    /// Events and summary answer 404 for alarms younger than this many seconds.
+    #[arg(long, default_value_t = 0)]
+    pub not_ready_secs: u64,
+    /// Collective Insights daily detection quota.
+    #[arg(long, default_value_t = 15_000)]
+    pub daily_quota: u64,
+    /// Collective Insights maximum items per request (413 above it).
+    #[arg(long)]
+    pub max_batch: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = s
+        .parse()
+        .map_err(|e| format!("{s:?} is not an IP:PORT address: {e}"))?;
+    if addr.ip().is_loopback() {
+        Ok(addr)
+    } else {
+        Err(format!(
+            "{addr} is not a loopback address; the simulator only listens on 127.0.0.0/8 or [::1]"
+        ))
+    }
+}
+
+fn parse_rfc3339(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+/// The simulator's default LogRhythm token (`sim::DEFAULT_LR_KEY`; a test in
+/// `cli::sim` keeps the two equal).
+pub const SIM_LR_KEY: &str = "sim-lr-key";
+/// The simulator's default Collective Insights token (`sim::DEFAULT_RF_KEY`).
+pub const SIM_RF_KEY: &str = "0123456789abcdef0123456789abcdef";
+
+/// `lrci sim --scenario`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimScenario {
+    /// The realistic mix, spread evenly over the window.
+    Default,
+    /// The middle hour holds 350 alarms, 120 of them with one identical `dateInserted`.
+    Burst,
+    /// Every fifth alarm carries one item of the reliability bar's hostile corpus.
+    Hostile,
+}
+
+/// `lrci sim --offset-mode`: how GET /alarms treats `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimOffsetMode {
+    /// Ignored (what the vendor script documents): every call starts at row 0.
+    Ignored,
+    /// The number of rows to skip.
+    Records,
+    /// A 0-based page index (rows skipped = offset × page size).
+    Pages,
+}
+
+/// `lrci sim --events-wrapper`: the events response's wrapper key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimEventsWrapper {
+    /// `alarmEventsDetails` (what real systems send).
+    #[value(name = "alarmEventsDetails")]
+    AlarmEventsDetails,
+    /// `alarmsEventDetails` (the OpenAPI file's spelling).
+    #[value(name = "alarmsEventDetails")]
+    AlarmsEventDetails,
+}
+
+/// `lrci sim --empty-list`: an empty alarm list as `null` or `[]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimEmptyList {
+    /// `alarmsSearchDetails: null`.
+    Null,
+    /// `alarmsSearchDetails: []`.
+    Empty,
+}
+
+/// `lrci sim --alarms-count`: the meaning of `alarmsCount`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimAlarmsCount {
+    /// Rows in this page.
+    Page,
+    /// All rows matching the filters.
+    Total,
 }
 
 #[cfg(test)]

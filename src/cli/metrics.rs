@@ -5,6 +5,7 @@
 //! profiles are read back from the previous file and kept.
 
 use crate::ledger::{Ledger, StateCounts};
+use crate::platform;
 use chrono::{DateTime, Duration as Span, Utc};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -272,12 +273,7 @@ pub fn write_atomic(path: &Path, text: &str) -> std::io::Result<()> {
         .tempfile_in(dir)?;
     tmp.write_all(text.as_bytes())?;
     tmp.flush()?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))?;
-    }
+    platform::set_file_mode(tmp.as_file(), platform::SHARED_FILE)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())

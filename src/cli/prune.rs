@@ -9,33 +9,12 @@
 //! only counts, reading the ledger read-only without the lock. DATE may not be later
 //! than the start of the current UTC day, so today's CI budget stays exact.
 
+pub use crate::cli::args::PruneArgs;
 use crate::config::parse_time;
 use crate::error::{code, Fatal};
 use crate::ledger::{self, Ledger, PruneCounts, Writer};
 use chrono::{DateTime, Utc};
-use clap::Args;
 use serde::Serialize;
-
-/// Flags of `ledger prune`.
-#[derive(Debug, Args, Clone)]
-pub struct PruneArgs {
-    /// Remove alarms inserted before TIME (RFC 3339 or YYYY-MM-DD, UTC), their
-    /// detections, and older submissions and runs; no later than today 00:00 UTC.
-    #[arg(long, value_name = "TIME")]
-    pub before: String,
-    /// Count what would be removed; change nothing.
-    #[arg(short = 'd', long)]
-    pub dry_run: bool,
-    /// Also remove alarms whose detections are still pending or failed (they will never be sent).
-    #[arg(long)]
-    pub force: bool,
-    /// Run VACUUM afterwards to give the space back to the file system.
-    #[arg(long)]
-    pub vacuum: bool,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// What `prune` prints with `--json`.
 #[derive(Debug, Serialize)]

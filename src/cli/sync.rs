@@ -8,7 +8,7 @@ use crate::config::{parse_time, ApiConfig, Settings};
 use crate::engine::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::Writer;
-use crate::{ci, logrhythm};
+use crate::{ci, logrhythm, platform};
 use chrono::{DateTime, Duration as Span, Utc};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
@@ -155,32 +155,15 @@ async fn execute(
 /// either, since every slice commits in one transaction.
 pub fn interrupt_on_signals() -> Result<Interrupt, Fatal> {
     let (handle, interrupt) = Interrupt::new();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let listen = |kind: SignalKind, name: &str| {
-            signal(kind).map_err(|e| {
-                Fatal::new(
-                    code::CONFIG,
-                    anyhow::Error::new(e).context(format!("could not listen for {name}")),
-                )
-            })
-        };
-        let mut int = listen(SignalKind::interrupt(), "SIGINT")?;
-        let mut term = listen(SignalKind::terminate(), "SIGTERM")?;
-        tokio::spawn(async move {
-            let name = tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            };
-            tracing::warn!(signal = name, "interrupted: finishing the request in flight, then stopping; the next run continues where this one stopped");
-            handle.raise();
-        });
-    }
-    #[cfg(not(unix))]
+    let mut signals = platform::Shutdown::listen().map_err(|e| {
+        Fatal::new(
+            code::CONFIG,
+            anyhow::Error::new(e).context("could not listen for stop signals"),
+        )
+    })?;
     tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupted: finishing the request in flight, then stopping; the next run continues where this one stopped");
+        if let Ok(name) = signals.recv().await {
+            tracing::warn!(signal = name, "interrupted: finishing the request in flight, then stopping; the next run continues where this one stopped");
             handle.raise();
         }
     });

@@ -6,14 +6,7 @@ pub const COMMIT: &str = env!("LRCI_GIT_COMMIT");
 /// The build date (UTC, YYYY-MM-DD).
 pub const BUILD_DATE: &str = env!("LRCI_BUILD_DATE");
 /// `0.1.0 (commit abc1234, built 2026-01-01)`.
-pub const LONG: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (commit ",
-    env!("LRCI_GIT_COMMIT"),
-    ", built ",
-    env!("LRCI_BUILD_DATE"),
-    ")"
-);
+pub const LONG: &str = super::args::LONG_VERSION;
 
 #[cfg(test)]
 mod tests {

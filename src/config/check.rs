@@ -8,6 +8,7 @@ use super::spec::{LR_KEY_VAR, RF_KEY_VAR};
 use super::{KeySource, Settings};
 use crate::error::{code, Fatal};
 use crate::http::HttpOptions;
+use crate::platform;
 use secrecy::SecretString;
 use std::path::Path;
 use std::time::Duration;
@@ -410,27 +411,19 @@ pub fn check_key(source: &str, raw: &str) -> Result<SecretString, Fatal> {
     Ok(SecretString::from(key.to_string()))
 }
 
-#[cfg(unix)]
+/// A key file others can read is refused (where files have modes).
 fn check_private(flag: &str, p: &Path) -> Result<(), Fatal> {
-    use std::os::unix::fs::PermissionsExt;
-    if let Ok(meta) = std::fs::metadata(p) {
-        if meta.permissions().mode() & 0o077 != 0 {
-            return Err(Fatal::msg(
-                code::CONFIG,
-                format!(
-                    "{flag} {}: readable by others (mode {:o}); run chmod 600 on it",
-                    p.display(),
-                    meta.permissions().mode() & 0o777
-                ),
-            ));
-        }
+    let mode = std::fs::metadata(p).ok().and_then(|m| platform::mode(&m));
+    match mode {
+        Some(mode) if mode & 0o077 != 0 => Err(Fatal::msg(
+            code::CONFIG,
+            format!(
+                "{flag} {}: readable by others (mode {mode:o}); run chmod 600 on it",
+                p.display()
+            ),
+        )),
+        _ => Ok(()),
     }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_flag: &str, _p: &Path) -> Result<(), Fatal> {
-    Ok(())
 }
 
 /// Reads an input file named by a flag; a missing or unreadable file is exit 66.

@@ -3,6 +3,7 @@
 //! the path (symlinks) that the lock file is named after.
 
 use super::{migrate, Error, Ledger, Result};
+use crate::platform;
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -68,33 +69,28 @@ fn probe_read_only(path: &Path) -> Result<()> {
 /// it) readable or writable by others is set to 0600, with a warning; when
 /// that fails (another owner) the warning says so and the run goes on.
 fn tighten_existing(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = resolve_ledger_path(path).into_os_string();
-            p.push(suffix);
-            let p = PathBuf::from(p);
-            let Ok(meta) = std::fs::metadata(&p) else {
-                continue;
-            };
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 == 0 {
-                continue;
-            }
-            match std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)) {
-                Ok(()) => tracing::warn!(
-                    file = %p.display(),
-                    was = %format!("{mode:o}"),
-                    "the ledger was open to other users; its mode is now 0600"
-                ),
-                Err(e) => tracing::warn!(
-                    file = %p.display(),
-                    mode = %format!("{mode:o}"),
-                    error = %e,
-                    "the ledger is open to other users and could not be set to 0600"
-                ),
-            }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = resolve_ledger_path(path).into_os_string();
+        p.push(suffix);
+        let p = PathBuf::from(p);
+        let Some(mode) = std::fs::metadata(&p).ok().and_then(|m| platform::mode(&m)) else {
+            continue;
+        };
+        if mode & 0o077 == 0 {
+            continue;
+        }
+        match platform::set_path_mode(&p, platform::PRIVATE_FILE) {
+            Ok(()) => tracing::warn!(
+                file = %p.display(),
+                was = %format!("{mode:o}"),
+                "the ledger was open to other users; its mode is now 0600"
+            ),
+            Err(e) => tracing::warn!(
+                file = %p.display(),
+                mode = %format!("{mode:o}"),
+                error = %e,
+                "the ledger is open to other users and could not be set to 0600"
+            ),
         }
     }
 }
@@ -146,12 +142,9 @@ pub(super) fn prepare_file(path: &Path) -> Result<()> {
     let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let mut opts = OpenOptions::new();
     opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    opts.open(&tmp).map_err(create_err)?;
+    platform::private_file(&mut opts)
+        .open(&tmp)
+        .map_err(create_err)?;
     let built = (|| -> Result<()> {
         let conn = Connection::open(&tmp).map_err(|source| Error::Open {
             path: tmp.clone(),
@@ -172,10 +165,7 @@ pub(super) fn prepare_file(path: &Path) -> Result<()> {
             .and_then(|f| f.sync_all())
             .map_err(create_err)?;
         std::fs::rename(&tmp, &target).map_err(create_err)?;
-        #[cfg(unix)]
-        if let Ok(d) = File::open(&dir) {
-            let _ = d.sync_all();
-        }
+        platform::sync_dir(&dir);
         Ok(())
     })();
     if built.is_err() {
@@ -198,14 +188,7 @@ fn remove_leftovers(dir: &Path, prefix: &str) {
 
 /// Creates a directory and its missing parents with mode 0700.
 pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
-    }
-    b.create(dir)
+    platform::private_dir(std::fs::DirBuilder::new().recursive(true)).create(dir)
 }
 
 /// The ledger path with symlinks resolved: the canonical path when the ledger

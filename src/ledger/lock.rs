@@ -1,6 +1,7 @@
 //! [`RunLock`]: the single-writer lock beside the ledger.
 
 use super::{create_private_dir, resolve_ledger_path, Error, Result};
+use crate::platform;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -61,15 +62,12 @@ impl RunLock {
         let path = Self::path_for(ledger);
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut file = opts.open(&path).map_err(|source| Error::Lock {
-            path: path.clone(),
-            source,
-        })?;
+        let mut file = platform::private_file(&mut opts)
+            .open(&path)
+            .map_err(|source| Error::Lock {
+                path: path.clone(),
+                source,
+            })?;
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {

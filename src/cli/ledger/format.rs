@@ -1,0 +1,95 @@
+//! Table and JSON output shared by the audit commands: cells cut and escaped,
+//! times in UTC, JSON with unsafe characters as `\uXXXX`.
+
+use super::*;
+
+/// A ledger value made safe for a terminal: unsafe characters ([`crate::text`])
+/// become `\u{..}`.
+pub fn escape(s: &str) -> String {
+    crate::text::escape(s)
+}
+
+/// [`escape`]d and cut to `max` characters with an ellipsis.
+pub fn cell(s: &str, max: usize) -> String {
+    let e = escape(s);
+    if e.chars().count() <= max {
+        return e;
+    }
+    let mut cut: String = e.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
+pub(super) fn opt_cell(s: Option<&str>, max: usize) -> String {
+    s.map_or_else(|| "-".to_string(), |s| cell(s, max))
+}
+
+/// A stored RFC 3339 time as `YYYY-MM-DD HH:MM:SS` (UTC); anything else escaped.
+pub fn when(s: &str) -> String {
+    match audit::parse_stored(s) {
+        Some(t) => human_time(t),
+        None => escape(s),
+    }
+}
+
+pub(super) fn human_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub(super) fn opt_when(s: Option<&str>) -> String {
+    s.map_or_else(|| "-".to_string(), when)
+}
+
+pub(super) fn opt_num<T: std::fmt::Display>(n: Option<T>) -> String {
+    n.map_or_else(|| "-".to_string(), |n| n.to_string())
+}
+
+/// A comfy-table preset with one rule under the header and nothing else, so rows
+/// stay one line each and `grep`/`head` work on them.
+pub(super) const HEADER_RULE_ONLY: &str = "     ──              ";
+
+pub(super) fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(HEADER_RULE_ONLY)
+        .force_no_tty()
+        .set_header(header.to_vec());
+    t
+}
+
+pub(super) fn write_table(out: &mut dyn Write, t: &Table) -> io::Result<()> {
+    for line in t.lines() {
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// JSON text with the characters of [`crate::text::is_unsafe`] that serde_json leaves raw (DEL,
+/// C1, bidi, zero-width, separators) escaped as `\uXXXX`. Those characters can only
+/// occur inside JSON strings, where the escape means the same character.
+pub(super) fn json_safe(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    // serde_json writes valid UTF-8; all escaped characters are DEL or non-ASCII.
+    let needs = raw.iter().any(|b| *b >= 0x7f);
+    let Ok(text) = std::str::from_utf8(raw) else {
+        return raw.into();
+    };
+    if !needs || !text.chars().any(crate::text::is_unsafe) {
+        return raw.into();
+    }
+    let mut s = String::with_capacity(raw.len() + 16);
+    for c in text.chars() {
+        if crate::text::is_unsafe(c) && !c.is_ascii_control() {
+            s.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else if c == '\u{7f}' {
+            s.push_str("\\u007f");
+        } else {
+            s.push(c);
+        }
+    }
+    s.into_bytes().into()
+}
+
+pub(super) fn write_json(out: &mut dyn Write, v: &impl Serialize) -> io::Result<()> {
+    let raw = serde_json::to_vec(v).map_err(io::Error::other)?;
+    out.write_all(&json_safe(&raw))?;
+    out.write_all(b"\n")
+}
