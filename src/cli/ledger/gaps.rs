@@ -74,8 +74,23 @@ pub(super) fn gaps(path: &Path, a: &GapsArgs, now: DateTime<Utc>, out: &mut dyn 
         });
         return Ok(write_json(out, &doc)?);
     }
-    writeln!(
-        out,
+    writeln!(out, "{}", coverage_line(from, to, &cov))?;
+    if gaps.is_empty() {
+        writeln!(out, "no gaps")?;
+    } else {
+        write_table(out, &gaps_table(&gaps))?;
+    }
+    Ok(())
+}
+
+/// `FROM .. TO UTC: N of M hours covered, S saturated, P partial, U uncovered`, the
+/// coverage sentence of `ledger gaps` and `ledger status`.
+pub(super) fn coverage_line(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    cov: &audit::CoverageSummary,
+) -> String {
+    format!(
         "{} .. {} UTC: {} of {} hours covered, {} saturated, {} partial, {} uncovered",
         human_time(from),
         human_time(to),
@@ -84,11 +99,5 @@ pub(super) fn gaps(path: &Path, a: &GapsArgs, now: DateTime<Utc>, out: &mut dyn 
         cov.saturated_hours,
         cov.partial_hours,
         cov.uncovered_hours
-    )?;
-    if gaps.is_empty() {
-        writeln!(out, "no gaps")?;
-    } else {
-        write_table(out, &gaps_table(&gaps))?;
-    }
-    Ok(())
+    )
 }

@@ -51,15 +51,9 @@ pub(super) fn status(
     )?;
     writeln!(
         out,
-        "coverage    last {} days, {} .. {} UTC: {} of {} hours covered, {} saturated, {} partial, {} uncovered",
+        "coverage    last {} days, {}",
         a.days,
-        human_time(from),
-        human_time(to),
-        cov.covered_hours,
-        cov.hours,
-        cov.saturated_hours,
-        cov.partial_hours,
-        cov.uncovered_hours
+        coverage_line(from, to, &cov)
     )?;
     write_gaps(out, &gaps, a.days)?;
     writeln!(
