@@ -50,7 +50,8 @@ impl Fatal {
 
 impl fmt::Display for Fatal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#}", self.error)
+        let e: &(dyn std::error::Error + 'static) = self.error.as_ref();
+        f.write_str(&one_line(e))
     }
 }
 
@@ -58,6 +59,23 @@ impl From<crate::ledger::Error> for Fatal {
     fn from(e: crate::ledger::Error) -> Fatal {
         Fatal::new(e.exit_code(), e)
     }
+}
+
+/// An error and its causes on one line, without repeating a cause whose text
+/// the message before it already shows (a message that embeds its source, a
+/// transparent wrapper).
+pub fn one_line(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let part = s.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        cur = s.source();
+    }
+    text
 }
 
 /// Attaches an exit code to any error.

@@ -149,11 +149,15 @@ pub enum Error {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// The connection could not be established.
-    #[error("{method} {path}: could not connect")]
+    /// The connection could not be established: the host and why.
+    #[error("{method} {path}: could not connect to {host}: {cause}")]
     Connect {
         method: Method,
         path: String,
+        /// `host:port` of the URL.
+        host: String,
+        /// Why, read from the cause chain.
+        cause: ConnectCause,
         #[source]
         source: reqwest::Error,
     },
@@ -247,8 +251,8 @@ impl Error {
     /// deadline.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Connect { .. }
-            | Error::Timeout { .. }
+            Error::Connect { cause, .. } => *cause != ConnectCause::NameNotFound,
+            Error::Timeout { .. }
             | Error::Request { .. }
             | Error::Body { .. }
             | Error::RetryAfterTooLong { .. }
@@ -276,6 +280,18 @@ impl Error {
 }
 
 impl Error {
+    /// The `host:port` whose name does not exist in DNS, when that is what failed.
+    pub fn unknown_host(&self) -> Option<&str> {
+        match self {
+            Error::Connect {
+                host,
+                cause: ConnectCause::NameNotFound,
+                ..
+            } => Some(host),
+            _ => None,
+        }
+    }
+
     /// The TLS failure, when the handshake is what failed.
     pub fn tls_failure(&self) -> Option<&TlsFailure> {
         match self {
@@ -625,6 +641,116 @@ pub async fn read_body(
 }
 
 /// Classifies a reqwest send error.
+/// Why a connection could not be made, read from an error's cause chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// The name does not exist in DNS: a typo in the URL, not an outage.
+    NameNotFound,
+    /// The resolver did not answer (temporary failure in name resolution).
+    NameLookupFailed,
+    /// Nothing listens on that port (connection refused).
+    Refused,
+    /// No route to the host or network.
+    Unreachable,
+    /// The connection was reset or aborted while it was being made.
+    Reset,
+    /// Anything else, as the innermost cause says it.
+    Other(String),
+}
+
+impl std::fmt::Display for ConnectCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectCause::NameNotFound => {
+                f.write_str("the host name does not exist in DNS (check the spelling in the URL)")
+            }
+            ConnectCause::NameLookupFailed => {
+                f.write_str("the host name could not be resolved (DNS did not answer)")
+            }
+            ConnectCause::Refused => {
+                f.write_str("connection refused (nothing listens on that port)")
+            }
+            ConnectCause::Unreachable => f.write_str("no route to the host or network"),
+            ConnectCause::Reset => f.write_str("the connection was reset"),
+            ConnectCause::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl ConnectCause {
+    /// Walks the cause chain: an `io::Error` kind decides when there is one,
+    /// otherwise the resolver's message (glibc, musl, macOS and Windows wordings).
+    pub fn find(err: &(dyn std::error::Error + 'static)) -> ConnectCause {
+        let mut innermost = err.to_string();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(err);
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                use std::io::ErrorKind as K;
+                match io.kind() {
+                    K::ConnectionRefused => return ConnectCause::Refused,
+                    K::ConnectionReset | K::ConnectionAborted => return ConnectCause::Reset,
+                    K::HostUnreachable | K::NetworkUnreachable => return ConnectCause::Unreachable,
+                    _ => {}
+                }
+                if let Some(found) = Self::from_text(&io.to_string()) {
+                    return found;
+                }
+            }
+            let text = c.to_string();
+            if let Some(found) = Self::from_text(&text) {
+                return found;
+            }
+            innermost = text;
+            cause = c.source();
+        }
+        ConnectCause::Other(innermost)
+    }
+
+    /// The resolver's and the OS's wordings.
+    fn from_text(text: &str) -> Option<ConnectCause> {
+        let t = text.to_ascii_lowercase();
+        let has = |needles: &[&str]| needles.iter().any(|n| t.contains(n));
+        if has(&[
+            "name or service not known",
+            "no such host is known",
+            "nodename nor servname provided",
+            "no address associated with hostname",
+            "name does not resolve",
+            "host not found",
+            "no address associated with name",
+        ]) {
+            Some(ConnectCause::NameNotFound)
+        } else if has(&[
+            "temporary failure in name resolution",
+            "this is usually a temporary error during hostname resolution",
+            "try again",
+        ]) {
+            Some(ConnectCause::NameLookupFailed)
+        } else if has(&["connection refused", "actively refused"]) {
+            Some(ConnectCause::Refused)
+        } else if has(&[
+            "no route to host",
+            "network is unreachable",
+            "host is unreachable",
+        ]) {
+            Some(ConnectCause::Unreachable)
+        } else if has(&["connection reset", "forcibly closed"]) {
+            Some(ConnectCause::Reset)
+        } else {
+            None
+        }
+    }
+}
+
+/// `host:port` of a URL (the scheme's default port when none is written).
+fn host_port(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or("the server");
+    match url.port_or_known_default() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    }
+}
+
 fn send_error(source: reqwest::Error, method: &Method, path: String) -> Error {
     let method = method.clone();
     if let Some(failure) = TlsFailure::find(&source) {
@@ -644,6 +770,10 @@ fn send_error(source: reqwest::Error, method: &Method, path: String) -> Error {
         Error::Connect {
             method,
             path,
+            host: source
+                .url()
+                .map_or_else(|| "the server".to_owned(), host_port),
+            cause: ConnectCause::find(&source),
             source,
         }
     } else if source.is_body() || source.is_decode() {
@@ -1196,6 +1326,43 @@ mod tests {
         assert!(err.is_transient());
     }
 
+    #[test]
+    fn connect_causes_are_read_from_the_chain() {
+        use std::io::{Error as Io, ErrorKind as K};
+        let cases: &[(Io, ConnectCause)] = &[
+            (Io::new(K::ConnectionRefused, "x"), ConnectCause::Refused),
+            (Io::new(K::ConnectionReset, "x"), ConnectCause::Reset),
+            (Io::new(K::HostUnreachable, "x"), ConnectCause::Unreachable),
+            (
+                Io::other("failed to lookup address information: Name or service not known"),
+                ConnectCause::NameNotFound,
+            ),
+            (Io::other("No such host is known. (os error 11001)"), ConnectCause::NameNotFound),
+            (
+                Io::other("failed to lookup address information: nodename nor servname provided, or not known"),
+                ConnectCause::NameNotFound,
+            ),
+            (
+                Io::other("failed to lookup address information: Temporary failure in name resolution"),
+                ConnectCause::NameLookupFailed,
+            ),
+            (Io::other("something odd"), ConnectCause::Other("something odd".into())),
+        ];
+        for (io, want) in cases {
+            let text = io.to_string();
+            let wrapped = Io::new(io.kind(), text.clone());
+            assert_eq!(&ConnectCause::find(&wrapped), want, "{text}");
+        }
+    }
+
+    #[test]
+    fn host_port_names_the_default_port() {
+        let u = |s: &str| reqwest::Url::parse(s).unwrap();
+        assert_eq!(host_port(&u("https://pm.corp:8501/x")), "pm.corp:8501");
+        assert_eq!(host_port(&u("https://api.example/")), "api.example:443");
+        assert_eq!(host_port(&u("http://[::1]/")), "[::1]:80");
+    }
+
     #[tokio::test]
     async fn connection_refused_is_a_transient_connect_error() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -1206,7 +1373,15 @@ mod tests {
             ..fast()
         };
         let err = get(&opts, format!("http://{addr}/")).await.unwrap_err();
-        assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+        assert!(
+            matches!(&err, Error::Connect { cause: ConnectCause::Refused, host, .. } if *host == addr.to_string()),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .contains(&format!("could not connect to {addr}: connection refused")),
+            "{err}"
+        );
         assert!(err.is_transient());
     }
 

@@ -37,6 +37,14 @@ pub enum Error {
     /// The base URL is not acceptable.
     #[error("RF_API_URL {url} is not usable: {reason}")]
     Config { url: String, reason: &'static str },
+    /// 404: there is no Collective Insights API at the configured address.
+    #[error("RF_API_URL: POST {url} answered HTTP 404, so there is no Collective Insights API at this address; RF_API_URL is the API root (e.g. https://api.recordedfuture.com), lrci appends /collective-insights/")]
+    NoApi {
+        /// The endpoint that was tried.
+        url: String,
+        #[source]
+        source: Box<http::Error>,
+    },
     /// 401 or 403 (exit 77).
     #[error("Collective Insights refused the token (HTTP {status}); {hint}")]
     Auth {
@@ -91,6 +99,7 @@ impl Error {
             Error::Http(e) => e.is_transient(),
             Error::BadResponse { .. } => true,
             Error::Config { .. }
+            | Error::NoApi { .. }
             | Error::Auth { .. }
             | Error::Rejected { .. }
             | Error::TooLarge { .. }
@@ -119,6 +128,7 @@ impl Error {
             Error::Auth { status, .. } | Error::BadResponse { status, .. } => Some(*status),
             Error::Rejected { .. } => Some(400),
             Error::TooLarge { .. } => Some(413),
+            Error::NoApi { .. } => Some(404),
             Error::Config { .. } | Error::Encode(_) => None,
         }
     }
@@ -255,7 +265,7 @@ impl Client {
                 .body(r#"{"limit":1}"#)
         })
         .await
-        .map_err(map_http)?;
+        .map_err(|e| map_http(e, &self.search))?;
         match serde_json::from_slice::<serde_json::Value>(&resp.body) {
             Ok(serde_json::Value::Object(_)) => Ok(()),
             Ok(_) => Err(Error::BadResponse {
@@ -299,7 +309,7 @@ impl Client {
                 .body(bytes.clone())
         })
         .await
-        .map_err(map_http)?;
+        .map_err(|e| map_http(e, &self.endpoint))?;
         let (result, processed) = parse_response(resp.status.as_u16(), &resp.body)?;
         if let Some(p) = processed {
             tracing::info!(
@@ -348,8 +358,12 @@ pub(crate) fn parse_response(
 }
 
 /// Maps HTTP errors to the CI-specific variants.
-fn map_http(e: http::Error) -> Error {
+fn map_http(e: http::Error, url: &Url) -> Error {
     match e.status() {
+        Some(404) => Error::NoApi {
+            url: url.to_string(),
+            source: Box::new(e),
+        },
         Some(status @ (401 | 403)) => Error::Auth {
             status,
             hint: AUTH_HINT,

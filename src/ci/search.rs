@@ -119,7 +119,7 @@ impl Client {
                     .body(bytes.clone())
             })
             .await
-            .map_err(map_http)?;
+            .map_err(|e| map_http(e, &self.search))?;
             let parsed: Page =
                 serde_json::from_slice(&resp.body).map_err(|source| Error::BadResponse {
                     status: resp.status.as_u16(),

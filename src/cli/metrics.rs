@@ -286,7 +286,7 @@ pub fn update(path: &Path, run: &RunFacts, ledger: Option<&LedgerFacts>) {
         .unwrap_or_default();
     let text = render(&merge(prev, run, ledger));
     if let Err(e) = write_atomic(path, &text) {
-        tracing::warn!(file = %path.display(), error = %e, "cannot write the metrics file {}: {e}", path.display());
+        tracing::warn!(file = %path.display(), error = %e, "cannot write the metrics file");
     }
 }
 

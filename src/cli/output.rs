@@ -20,21 +20,7 @@ pub fn print(text: &str) -> Result<(), Fatal> {
     pipe_exit(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
 }
 
-/// An error and its causes on one line, without repeating a cause whose text
-/// the message before it already shows (transparent wrappers).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let part = s.to_string();
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        cur = s.source();
-    }
-    text
-}
+pub use crate::error::one_line as error_chain;
 
 #[cfg(test)]
 mod tests {

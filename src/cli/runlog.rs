@@ -40,7 +40,7 @@ pub fn started(ctx: &crate::logging::RunContext, origins: Option<&str>) {
         "run started"
     );
     if let Some(o) = origins {
-        tracing::info!(settings = %o, "settings: {o}");
+        tracing::info!(origin = %o, "settings");
     }
 }
 
@@ -61,14 +61,14 @@ pub fn finished(ctx: &crate::logging::RunContext, code: u8, reason: Option<&str>
             run_id = %ctx.run_id,
             exit_code = code,
             duration_seconds = secs,
-            "run ended: exit code {code}"
+            "run ended"
         ),
         Some(r) => tracing::error!(
             run_id = %ctx.run_id,
             exit_code = code,
             duration_seconds = secs,
             reason = %r,
-            "run failed: exit code {code}: {r}"
+            "run failed"
         ),
     }
 }

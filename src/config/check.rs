@@ -426,6 +426,29 @@ fn check_private(flag: &str, p: &Path) -> Result<(), Fatal> {
     }
 }
 
+/// The metrics file must be a file in an existing directory (the textfile
+/// collector's): checked before the run, so a typo is not found only at its end.
+pub fn metrics_file(label: &str, p: &Path) -> Result<(), Fatal> {
+    let bad = |why: String| Fatal::msg(code::CONFIG, format!("{label} {}: {why}", p.display()));
+    if p.is_dir() {
+        return Err(bad(
+            "is a directory; name the file, e.g. lrci.prom in the textfile collector's directory"
+                .into(),
+        ));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(bad(format!(
+            "the directory {} does not exist",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads an input file named by a flag; a missing or unreadable file is exit 66.
 pub fn read_file(flag: &str, p: &Path) -> Result<Vec<u8>, Fatal> {
     if p.is_dir() {

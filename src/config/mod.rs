@@ -248,6 +248,15 @@ fn resolve_values(
     }
     let profile_name = profile.as_ref().map(|p| p.value.as_str());
     derive_paths(&mut values, profile_name, own)?;
+    if strict {
+        if let Some(Value {
+            value: Typed::Path(p),
+            ..
+        }) = values.get("metrics_file")
+        {
+            check::metrics_file(&values["metrics_file"].label(), p)?;
+        }
+    }
     let mut secrets = BTreeMap::new();
     for var in [spec::LR_KEY_VAR, spec::RF_KEY_VAR] {
         if let Some(v) = (src.env)(var) {

@@ -4,7 +4,7 @@
 //! and the run goes on, auth ends the run with 77, TLS and configuration with 78.
 //! Also used by `doctor`. No I/O here beyond one log line for a TLS cause chain.
 
-use crate::error::{code, Fatal};
+use crate::error::{code, one_line as chain, Fatal};
 use crate::{ci, http, logrhythm};
 
 /// What kind of failure an error is.
@@ -64,6 +64,10 @@ fn http_config(e: &http::Error) -> bool {
             | http::Error::BadCaCert { .. }
             | http::Error::Build(_)
             | http::Error::BadUrl { .. }
+            | http::Error::Connect {
+                cause: http::ConnectCause::NameNotFound,
+                ..
+            }
     )
 }
 
@@ -81,6 +85,7 @@ pub fn of_http(e: &http::Error) -> Class {
 pub fn of_lr(e: &logrhythm::Error) -> Class {
     let config = match e {
         logrhythm::Error::Http(h) => http_config(h),
+        logrhythm::Error::NoApi { .. } => true,
         _ => false,
     };
     classify(Facts {
@@ -95,7 +100,7 @@ pub fn of_lr(e: &logrhythm::Error) -> Class {
 pub fn of_ci(e: &ci::Error) -> Class {
     let config = match e {
         ci::Error::Http(h) => http_config(h),
-        ci::Error::Config { .. } => true,
+        ci::Error::Config { .. } | ci::Error::NoApi { .. } => true,
         _ => false,
     };
     classify(Facts {
@@ -139,10 +144,16 @@ pub fn lr(e: logrhythm::Error) -> Result<Soft<logrhythm::Error>, Fatal> {
                 e.tls_advice().unwrap_or_else(|| e.to_string()),
             ))
         }
-        Class::Configuration => Err(Fatal::new(
-            code::CONFIG,
-            anyhow::Error::new(e).context("the LogRhythm client is misconfigured"),
-        )),
+        Class::Configuration => Err(match &e {
+            logrhythm::Error::NoApi { .. } => Fatal::msg(code::CONFIG, &e),
+            logrhythm::Error::Http(h) if h.unknown_host().is_some() => {
+                Fatal::msg(code::CONFIG, unknown_host("LOGRHYTHM_API_URL", h))
+            }
+            _ => Fatal::new(
+                code::CONFIG,
+                anyhow::Error::new(e).context("the LogRhythm client is misconfigured"),
+            ),
+        }),
     }
 }
 
@@ -175,23 +186,24 @@ pub fn ci(e: ci::Error) -> Result<Soft<ci::Error>, Fatal> {
                 format!("Recorded Future's TLS certificate is not accepted ({failure}): RF_API_URL must present a publicly trusted certificate (--lr-ca-cert and --lr-insecure apply to LogRhythm only)"),
             ))
         }
-        Class::Configuration => Err(Fatal::new(
-            code::CONFIG,
-            anyhow::Error::new(e).context("the Collective Insights client is misconfigured"),
-        )),
+        Class::Configuration => Err(match &e {
+            ci::Error::NoApi { .. } => Fatal::msg(code::CONFIG, &e),
+            ci::Error::Http(h) if h.unknown_host().is_some() => {
+                Fatal::msg(code::CONFIG, unknown_host("RF_API_URL", h))
+            }
+            _ => Fatal::new(
+                code::CONFIG,
+                anyhow::Error::new(e).context("the Collective Insights client is misconfigured"),
+            ),
+        }),
     }
 }
 
-/// The error and its causes on one line, for the log.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cause = c.source();
-    }
-    out
+/// One line for a host name that does not resolve: the variable, the host and
+/// what to do (the request path and resolver wording add nothing).
+fn unknown_host(variable: &str, e: &http::Error) -> String {
+    let host = e.unknown_host().unwrap_or("the host");
+    format!("{variable}: the host name of {host} does not exist in DNS; check its spelling (a typo is not an outage: nothing is retried until it is fixed)")
 }
 
 #[cfg(test)]
@@ -269,6 +281,13 @@ mod tests {
                 },
                 Class::Permanent,
             ),
+            (
+                logrhythm::Error::NoApi {
+                    url: "https://pm:8501/x/lr-alarm-api/".into(),
+                    source: boxed(404),
+                },
+                Class::Configuration,
+            ),
         ] {
             assert_eq!(of_lr(&e), class, "{e}");
         }
@@ -282,6 +301,13 @@ mod tests {
                 Class::Permanent,
             ),
             (ci::Error::TooLarge { source: boxed(413) }, Class::Permanent),
+            (
+                ci::Error::NoApi {
+                    url: "https://rf/x/collective-insights/detections".into(),
+                    source: boxed(404),
+                },
+                Class::Configuration,
+            ),
             (
                 ci::Error::Config {
                     url: "x".into(),

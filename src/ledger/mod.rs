@@ -116,6 +116,8 @@ pub enum Error {
     },
     #[error("the ledger {path} is empty: no run has written it yet (run `lrci sync`)")]
     Empty { path: PathBuf },
+    #[error("the ledger {path} is a directory: --ledger and LRCI_LEDGER name the ledger file, e.g. {path}/ledger.sqlite3")]
+    IsDirectory { path: PathBuf },
     #[error("another lrci run holds the lock {path}{}", holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
     Locked { path: PathBuf, holder: Option<u32> },
     #[error("the ledger {path} holds a value this lrci cannot read: {detail}; restore it from a backup (see `lrci doctor`)")]
@@ -139,7 +141,7 @@ impl Error {
             | Error::BadValue { .. } => 65,
             Error::Locked { .. } => 75,
             Error::ReadOnly { .. } => 74,
-            Error::Empty { .. } => 66,
+            Error::Empty { .. } | Error::IsDirectory { .. } => 66,
             Error::Lock { .. } => 73,
             Error::Open { source, .. } => match sqlite_code(source) {
                 Some(rusqlite::ErrorCode::NotADatabase) => 65,
@@ -205,6 +207,11 @@ impl Ledger {
     /// Opens the ledger at `path` read-only: never created, migrated or written
     /// (audit commands, `--dry-run`). Writing commands use [`Writer::open`].
     pub fn open(path: &Path) -> Result<Ledger> {
+        if path.is_dir() {
+            return Err(Error::IsDirectory {
+                path: path.to_path_buf(),
+            });
+        }
         let ledger = Ledger::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
         if ledger.check_identity()? == 0 {
             // An empty file: created by a run that stopped before its first write.

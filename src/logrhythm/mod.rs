@@ -48,6 +48,15 @@ pub enum Error {
         #[source]
         source: Box<http::Error>,
     },
+    /// 404 for the alarms collection itself: no Alarm API at the configured
+    /// address (a wrong host, port or path). A configuration error (exit 78).
+    #[error("LOGRHYTHM_API_URL {url}: GET alarms answered HTTP 404, so there is no Alarm API at this address; give the scheme, host and port of the API gateway (e.g. https://pm.example:8501), lrci appends /lr-alarm-api/")]
+    NoApi {
+        /// The API root that was tried.
+        url: String,
+        #[source]
+        source: Box<http::Error>,
+    },
     /// The body is not JSON of the expected shape.
     #[error("{what}: response is not valid JSON of the expected shape")]
     Parse {
@@ -106,6 +115,7 @@ impl Error {
             Error::Envelope { .. } => true,
             Error::Auth { .. }
             | Error::NotFound { .. }
+            | Error::NoApi { .. }
             | Error::Parse { .. }
             | Error::Shape { .. }
             | Error::Order { .. }
@@ -151,15 +161,29 @@ impl Error {
     }
 }
 
-/// Maps HTTP errors: 401/403 → `Auth`, 404 for an alarm → `NotFound`.
-fn map_http(e: http::Error, alarm: Option<AlarmId>) -> Error {
-    match (e.status(), alarm) {
+/// What a request asks for, which decides what a 404 means.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The alarms collection: a 404 means there is no API at the base URL.
+    List,
+    /// One alarm (details, events, summary): a 404 means that alarm.
+    Alarm(AlarmId),
+}
+
+/// Maps HTTP errors: 401/403 → `Auth`, 404 for an alarm → `NotFound`, 404 for
+/// the collection → `NoApi`.
+fn map_http(e: http::Error, target: Target, base: &Url) -> Error {
+    match (e.status(), target) {
         (Some(status @ (401 | 403)), _) => Error::Auth {
             status,
             source: Box::new(e),
         },
-        (Some(404), Some(id)) => Error::NotFound {
+        (Some(404), Target::Alarm(id)) => Error::NotFound {
             id,
+            source: Box::new(e),
+        },
+        (Some(404), Target::List) => Error::NoApi {
+            url: base.to_string(),
             source: Box::new(e),
         },
         _ => Error::from(e),
@@ -235,10 +259,10 @@ impl Client {
         })
     }
 
-    async fn get(&self, url: Url, alarm: Option<AlarmId>) -> Result<Vec<u8>> {
+    async fn get(&self, url: Url, target: Target) -> Result<Vec<u8>> {
         let resp = http::execute(&self.http, &self.opts, || self.http.get(url.clone()))
             .await
-            .map_err(|e| map_http(e, alarm))?;
+            .map_err(|e| map_http(e, target, &self.base))?;
         Ok(resp.body)
     }
 
@@ -262,7 +286,7 @@ impl Client {
             .append_pair("dir", "ascending")
             .append_pair("count", &count.to_string())
             .append_pair("offset", &offset.to_string());
-        let body = self.get(url, None).await?;
+        let body = self.get(url, Target::List).await?;
         parse_list_page(&body, since)
     }
 
@@ -307,7 +331,7 @@ impl Client {
     #[tracing::instrument(skip_all, fields(alarm_id = id.get()), err(level = "debug"))]
     pub async fn details(&self, id: AlarmId) -> Result<AlarmDetails> {
         let body = self
-            .get(self.url(&format!("alarms/{id}"))?, Some(id))
+            .get(self.url(&format!("alarms/{id}"))?, Target::Alarm(id))
             .await?;
         parse_details(&body, id)
     }
@@ -320,7 +344,7 @@ impl Client {
     #[tracing::instrument(skip_all, fields(alarm_id = id.get()), err(level = "debug"))]
     pub async fn events(&self, id: AlarmId) -> Result<Vec<Value>> {
         let body = self
-            .get(self.url(&format!("alarms/{id}/events"))?, Some(id))
+            .get(self.url(&format!("alarms/{id}/events"))?, Target::Alarm(id))
             .await?;
         parse_events(&body, id)
     }

@@ -82,6 +82,17 @@ async fn a_full_disk_stops_the_run_cleanly_and_the_next_run_loses_nothing() {
         error_lines[0]
     );
     assert!(!err1.contains("panicked"), "{err1}");
+    // The log file (outside the full disk) says why, as stderr did.
+    let log: String = std::fs::read_dir(out.join("logs"))
+        .map(|rd| rd.map(|e| read(&e.unwrap().path())).collect())
+        .unwrap_or_default();
+    let failed: Vec<&str> = log.lines().filter(|l| l.contains("run failed")).collect();
+    assert_eq!(failed.len(), 1, "log file:\n{log}");
+    assert!(
+        failed[0].contains("exit_code=74") && failed[0].contains("ledger.sqlite3"),
+        "{}",
+        failed[0]
+    );
 
     // The ledger it left is whole.
     let doctor: Value = serde_json::from_str(&read(&out.join("doctor.json"))).unwrap();

@@ -17,6 +17,7 @@ mod ledger_cli;
 mod permissions;
 mod reliability;
 mod replay_flow;
+mod run_log;
 mod settings_flow;
 mod sim_admin;
 mod sim_ci;

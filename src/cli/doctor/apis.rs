@@ -65,11 +65,19 @@ pub(super) fn lr_failure_class(e: &logrhythm::Error) -> (u8, &'static str) {
         logrhythm::Error::Http(h) => match h.as_ref() {
             crate::http::Error::Redirect { .. } => (code::CONFIG, WRONG_URL),
             crate::http::Error::Status { status: 404, .. } => (code::CONFIG, WRONG_URL),
+            crate::http::Error::Connect {
+                cause: crate::http::ConnectCause::NameNotFound,
+                ..
+            } => (
+                code::CONFIG,
+                "the host name in LOGRHYTHM_API_URL does not exist: check its spelling",
+            ),
             _ => (
                 code::UNAVAILABLE,
                 "check LOGRHYTHM_API_URL, the network path to it and that the API gateway service runs",
             ),
         },
+        logrhythm::Error::NoApi { .. } => (code::CONFIG, WRONG_URL),
         logrhythm::Error::Parse { .. } | logrhythm::Error::Shape { .. } => (
             code::CONFIG,
             "the answer is not the LogRhythm Alarm API's: check LOGRHYTHM_API_URL",
@@ -117,7 +125,8 @@ pub(super) async fn ci_check(url: Url, key: SecretString, opts: HttpOptions) -> 
                 );
             }
             let wrong_url = matches!(e.status(), Some(404 | 405 | 300..=399))
-                || matches!(e, ci::Error::BadResponse { .. });
+                || matches!(e, ci::Error::BadResponse { .. })
+                || failure::of_ci(&e) == failure::Class::Configuration;
             if wrong_url {
                 Check::fail(
                     NAME,
