@@ -326,7 +326,7 @@ pub struct BackfillArgs {
 #[derive(Debug, Args, Clone)]
 #[command(
     mut_arg("json", |a| a.help("Print one JSON object with every check instead of lines")),
-    after_help = "Accepts every flag of sync, so a scheduled command line can be checked as it is; flags that only shape a run are ignored. Never takes the run lock, never writes the ledger, never submits a detection.\n\nExit codes: 0 no check failed; otherwise the most important failed class: 78 configuration (or an untrusted TLS certificate), 66 input file, 65 ledger data (corrupt, newer, foreign), 74 ledger I/O, 73 cannot create the ledger or logs, 77 credentials rejected, 69 unreachable."
+    after_help = "Accepts every flag of sync, so a scheduled command line can be checked as it is; flags that only shape a run are ignored. Never takes the run lock, never writes the ledger, never submits a detection.\n\nExit codes: 0 no check failed; otherwise the most important failed class: 78 configuration (or an untrusted TLS certificate), 66 input file, 65 ledger data (corrupt, newer, foreign), 74 ledger I/O, 73 cannot create the ledger or logs, 77 credentials rejected, 69 unreachable, 75 the last successful sync is older than --max-age.\n\nExample (monitoring): lrci doctor --offline --max-age 1h"
 )]
 pub struct DoctorArgs {
     #[command(flatten)]
@@ -334,6 +334,48 @@ pub struct DoctorArgs {
     /// Skip the two network checks (LogRhythm, Collective Insights): no request is made.
     #[arg(long)]
     pub offline: bool,
+    /// Fail (exit 75) when the last successful sync or backfill started longer
+    /// ago than this: 90s, 30m, 2h, 1d, 1h30m (a bare number is seconds).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_age: Option<std::time::Duration>,
+}
+
+/// `90s`, `30m`, `2h`, `1d`, `1h30m`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let bad = || format!("{t:?} is not a duration (e.g. 90s, 30m, 2h, 1d, 1h30m)");
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let unit = match c.to_ascii_lowercase() {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(bad()),
+        };
+        let n: u64 = digits.parse().map_err(|_| bad())?;
+        digits.clear();
+        total = n
+            .checked_mul(unit)
+            .and_then(|v| total.checked_add(v))
+            .ok_or_else(bad)?;
+    }
+    if !digits.is_empty() {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(total))
 }
 
 /// `lrci config`.
@@ -550,9 +592,9 @@ pub enum LedgerCommand {
 /// Flags of `ledger status`.
 #[derive(Debug, Args, Clone)]
 pub struct StatusArgs {
-    /// Coverage of the last N days (whole UTC hours before the current one).
-    #[arg(long, value_name = "N", default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
-    pub days: u32,
+    /// Coverage of the last N days (whole UTC hours before the current one) [default: the sync window, from the oldest hour ever listed].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
+    pub days: Option<u32>,
     /// The daily CI budget to compare today's use with (as given to sync).
     #[arg(long, value_name = "N", default_value_t = 15_000, value_parser = clap::value_parser!(u64).range(1..), allow_negative_numbers = true)]
     pub daily_budget: u64,
@@ -650,7 +692,7 @@ pub struct RunsArgs {
 /// Flags of `ledger gaps`.
 #[derive(Debug, Args, Clone)]
 pub struct GapsArgs {
-    /// The last N days (whole UTC hours before the current one) [default: 7].
+    /// The last N days (whole UTC hours before the current one) [default: the sync window, from the oldest hour ever listed].
     #[arg(long, value_name = "N", conflicts_with = "from", value_parser = clap::value_parser!(u32).range(1..=3650), allow_negative_numbers = true)]
     pub days: Option<u32>,
     /// Start of the range (RFC 3339 or YYYY-MM-DD, UTC; rounded down to the hour).
@@ -877,6 +919,29 @@ mod tests {
     fn parse(args: &[&str]) -> Cli {
         let argv = normalize_argv(args.iter().map(|s| s.into()));
         Cli::try_parse_from(argv).unwrap()
+    }
+
+    #[test]
+    fn durations_table() {
+        let secs = |t: &str| parse_duration(t).map(|d| d.as_secs());
+        for (text, want) in [
+            ("90", Some(90)),
+            ("90s", Some(90)),
+            ("30m", Some(1800)),
+            ("2h", Some(7200)),
+            ("1d", Some(86_400)),
+            ("1w", Some(604_800)),
+            ("1h30m", Some(5400)),
+            (" 2H ", Some(7200)),
+            ("", None),
+            ("h", None),
+            ("5x", None),
+            ("1h30", None),
+            ("-1h", None),
+            ("99999999999999999999d", None),
+        ] {
+            assert_eq!(secs(text).ok(), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -217,47 +217,31 @@ pub fn render(s: &Samples) -> String {
 }
 
 /// Reads what the ledger at `path` tells (`None` when it cannot be opened:
-/// the run series are still written).
+/// the run series are still written). Coverage is judged over the sync window
+/// (from the oldest hour ever listed), or the last `lookback_days` before any.
 pub fn ledger_facts(path: &Path, lookback_days: i64, budget_limit: u64) -> Option<LedgerFacts> {
     if !path.exists() {
         return None;
     }
     let l = Ledger::open(path).ok()?;
     let now = Utc::now();
-    let from = now - Span::days(lookback_days.max(1));
+    let fresh = l.freshness(now).ok()?;
+    let from = l
+        .first_slice()
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| now - Span::days(lookback_days.max(1)));
     let slices = l.slice_states(from, now).ok()?;
     let cov = crate::ledger::audit::summarise_coverage(from, now, &slices);
     Some(LedgerFacts {
         detections: l.state_counts().ok()?,
         budget_used: l.budget_used(now.date_naive()).ok()?,
         budget_limit,
-        coverage_lag: coverage_lag(&l, lookback_days, now),
+        coverage_lag: fresh.coverage_lag_seconds,
         visibility_lag: None,
         saturated_slices: cov.saturated_hours,
         alarms_in_error: l.alarm_counts().ok()?.error,
     })
-}
-
-/// Seconds from the end of the newest completely listed hour of the last
-/// `lookback_days` to `now`; `None` when no hour is covered.
-pub fn coverage_lag(l: &Ledger, lookback_days: i64, now: DateTime<Utc>) -> Option<f64> {
-    let from = now - Span::days(lookback_days.max(1));
-    let slices = l.slice_states(from, now).ok()?;
-    let newest = slices
-        .iter()
-        .rev()
-        .find(|(_, st)| matches!(st, crate::ledger::audit::SliceState::Covered))?;
-    let end = newest.0 + Span::hours(1);
-    Some(((now - end).num_milliseconds().max(0) as f64) / 1000.0)
-}
-
-/// The start time of the newest run that exited 0.
-pub fn last_success(l: &Ledger) -> Option<DateTime<Utc>> {
-    l.recent_runs(1000)
-        .ok()?
-        .into_iter()
-        .find(|r| r.exit_code == Some(0))
-        .and_then(|r| crate::ledger::audit::parse_stored(&r.started_at))
 }
 
 /// Writes `text` to `path` atomically: a temporary file in the same directory,

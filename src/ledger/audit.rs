@@ -33,6 +33,29 @@ pub struct AlarmCounts {
     pub error: u64,
 }
 
+/// How fresh the ledger is: when the last run and the last successful sync
+/// started, and how far the completely listed hours trail now. For
+/// `ledger status --json`, `doctor --max-age` and the metrics file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Freshness {
+    pub last_run_at: Option<String>,
+    pub last_run_kind: Option<String>,
+    /// `None` while that run is going on or when it died without finishing.
+    pub last_run_exit_code: Option<i64>,
+    /// The newest `sync` or `backfill` that exited 0.
+    pub last_success_at: Option<String>,
+    pub last_success_age_seconds: Option<f64>,
+    /// The oldest hour lrci has ever listed: the start of the sync window.
+    pub window_start: Option<String>,
+    /// Seconds from the end of the newest completely listed hour to now.
+    pub coverage_lag_seconds: Option<f64>,
+}
+
+/// Seconds from `then` to `now`, never negative.
+fn age(then: DateTime<Utc>, now: DateTime<Utc>) -> f64 {
+    ((now - then).num_milliseconds().max(0) as f64) / 1000.0
+}
+
 /// One row of `runs`, with what it sent (items of its non-debug 2xx submissions).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RunRow {
@@ -580,6 +603,68 @@ impl Ledger {
             .query_map([limit(limit_n)], map_run)
             .map_err(|e| self.sql(e))?;
         rows.map(|r| r.map_err(|e| self.sql(e))).collect()
+    }
+
+    /// The oldest hour slice the coverage map holds (the start of the sync
+    /// window); `None` before the first listing.
+    pub fn first_slice(&self) -> Result<Option<DateTime<Utc>>> {
+        let first: Option<String> = self
+            .conn
+            .query_row("SELECT min(slice_start) FROM coverage", [], |r| r.get(0))
+            .map_err(|e| self.sql(e))?;
+        Ok(first.as_deref().and_then(parse_stored))
+    }
+
+    /// The start time of the newest `sync` or `backfill` that exited 0.
+    pub fn last_success(&self) -> Result<Option<DateTime<Utc>>> {
+        let at: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT max(started_at) FROM runs
+                 WHERE exit_code = 0 AND kind IN ('sync', 'backfill')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sql(e))?;
+        Ok(at.as_deref().and_then(parse_stored))
+    }
+
+    /// Seconds from the newest listed instant since `from` to `now`: the end of
+    /// the newest completely listed hour, or how far the hour after it was
+    /// listed; `None` when nothing is listed.
+    pub fn coverage_lag(&self, from: DateTime<Utc>, now: DateTime<Utc>) -> Result<Option<f64>> {
+        let slices = self.slice_states(from, now)?;
+        let Some(i) = slices
+            .iter()
+            .rposition(|(_, st)| matches!(st, SliceState::Covered))
+        else {
+            return Ok(None);
+        };
+        let mut reached = slices[i].0 + Span::hours(1);
+        if let Some((_, SliceState::Partial { covered_until })) = slices.get(i + 1) {
+            reached = reached.max(*covered_until);
+        }
+        Ok(Some(age(reached, now)))
+    }
+
+    /// See [`Freshness`].
+    pub fn freshness(&self, now: DateTime<Utc>) -> Result<Freshness> {
+        let last = self.recent_runs(1)?.into_iter().next();
+        let success = self.last_success()?;
+        let start = self.first_slice()?;
+        let lag = match start {
+            Some(from) => self.coverage_lag(from, now)?,
+            None => None,
+        };
+        Ok(Freshness {
+            last_run_at: last.as_ref().map(|r| r.started_at.clone()),
+            last_run_kind: last.as_ref().map(|r| r.kind.clone()),
+            last_run_exit_code: last.as_ref().and_then(|r| r.exit_code),
+            last_success_at: success.map(ts),
+            last_success_age_seconds: success.map(|t| age(t, now)),
+            window_start: start.map(ts),
+            coverage_lag_seconds: lag,
+        })
     }
 
     /// Alarms matching `f`, newest (`date_inserted`) first.

@@ -315,6 +315,81 @@ async fn a_newer_ledger_fails_with_65_and_is_left_untouched() {
     sim.sim.shutdown().await;
 }
 
+/// Issue 12: `--max-age` fails (75) when the last successful sync is older, or
+/// when there is none; a recent one passes and the check says when it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_age_fails_when_the_last_successful_sync_is_older() {
+    let sim = start(sim_config()).await;
+    let home = Home::new();
+    synced(&sim, &home).await;
+    let run = lrci(
+        &sim,
+        &home,
+        &["doctor", "--json", "--offline", "--max-age", "1h"],
+    )
+    .await;
+    let doc = report(&run);
+    assert_eq!(run.code, 0, "{doc:#}");
+    assert_eq!(status(&doc, "ledger: freshness"), "ok", "{doc:#}");
+    assert!(detail(&doc, "ledger: freshness").contains("last successful sync"));
+
+    // The successful run is made three hours old; a later failed run does not count.
+    let c = rusqlite::Connection::open(home.ledger()).unwrap();
+    let old = (chrono::Utc::now() - chrono::Duration::hours(3))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    c.execute("UPDATE runs SET started_at = ?1", [&old])
+        .unwrap();
+    c.execute(
+        "INSERT INTO runs (kind, started_at, finished_at, exit_code) VALUES ('sync', ?1, ?1, 69)",
+        [chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)],
+    )
+    .unwrap();
+    drop(c);
+    let run = lrci(
+        &sim,
+        &home,
+        &["doctor", "--json", "--offline", "--max-age", "2h"],
+    )
+    .await;
+    let doc = report(&run);
+    assert_eq!(run.code, 75, "{doc:#}");
+    assert_eq!(status(&doc, "ledger: freshness"), "fail");
+    let d = detail(&doc, "ledger: freshness");
+    assert!(
+        d.contains("older than --max-age 2h") && d.contains("exited 69"),
+        "{d}"
+    );
+    let run = lrci(
+        &sim,
+        &home,
+        &["doctor", "--json", "--offline", "--max-age", "4h"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // No successful run at all.
+    let c = rusqlite::Connection::open(home.ledger()).unwrap();
+    c.execute("UPDATE runs SET exit_code = 69", []).unwrap();
+    drop(c);
+    let run = lrci(
+        &sim,
+        &home,
+        &["doctor", "--json", "--offline", "--max-age", "4h"],
+    )
+    .await;
+    assert_eq!(run.code, 75, "{}", run.stdout);
+    // Without --max-age it is only a warning.
+    let run = lrci(&sim, &home, &["doctor", "--json", "--offline"]).await;
+    assert_eq!(status(&report(&run), "ledger: freshness"), "warn");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+
+    // The same freshness is in `ledger status --json`.
+    let st = lrci(&sim, &home, &["ledger", "status", "--json"]).await;
+    let st: Value = serde_json::from_str(st.stdout.trim()).unwrap();
+    assert_eq!(st["freshness"]["last_success_at"], Value::Null, "{st}");
+    assert_eq!(st["freshness"]["last_run_exit_code"], 69, "{st}");
+}
+
 /// Overwrites part of page 2 of an SQLite file with garbage.
 fn corrupt_page_two(path: &Path) {
     let mut bytes = std::fs::read(path).unwrap();

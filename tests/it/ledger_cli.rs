@@ -255,6 +255,18 @@ fn status_json_and_table_match_the_ledger() {
     assert_eq!(last["sent"], f.summary["detections"]["submitted"]);
     assert_eq!(last["id"], f.summary["run_id"]);
     assert_eq!(s["runs"].as_array().unwrap().len(), 1);
+    // Freshness: the one sync succeeded, its window is the sync window.
+    let fr = &s["freshness"];
+    assert_eq!(fr["last_run_kind"], "sync", "{fr}");
+    if f.summary["exit_code"] == 0 {
+        assert_eq!(fr["last_success_at"], last["started_at"], "{fr}");
+        assert!(
+            fr["last_success_age_seconds"].as_f64().unwrap() >= 0.0,
+            "{fr}"
+        );
+    }
+    assert_eq!(fr["window_start"], f.summary["window"]["from"], "{fr}");
+    assert!(fr["coverage_lag_seconds"].as_f64().unwrap() >= 0.0, "{fr}");
     assert_eq!(s["budget"]["used"], f.summary["budget"]["used"]);
     assert_eq!(n(&s["budget"]["limit"]), 15_000);
 
@@ -271,7 +283,8 @@ fn status_json_and_table_match_the_ledger() {
         table.contains(&format!("{sent} sent")),
         "sent count in: {table}"
     );
-    assert!(table.contains("last 7 days"), "{table}");
+    assert!(table.contains("sync window"), "{table}");
+    assert!(table.contains("last success "), "{table}");
     assert!(table.contains(" of 5000 detections sent today"), "{table}");
     assert!(table.contains("sync"), "{table}");
 }
@@ -657,6 +670,15 @@ fn gaps_merge_uncovered_hours_and_take_a_window() {
         text.contains("uncovered") && text.contains("never listed"),
         "{text}"
     );
+
+    // By default the window is the sync's own (a one-day first sync does not
+    // look broken): from the oldest hour it listed, nothing uncovered.
+    let g = json(&l, &["ledger", "gaps", "--json"]);
+    assert_eq!(g["from"], f.summary["window"]["from"], "{g}");
+    assert_eq!(n(&g["coverage"]["uncovered_hours"]), 0, "{g}");
+    assert!(n(&g["coverage"]["partial_hours"]) <= 1, "{g}");
+    let text = ok(&l, &["ledger", "gaps"]);
+    assert!(!text.contains("never listed"), "{text}");
 
     let o = run(&l, &["ledger", "gaps", "--from", &to, "--to", from]);
     assert_error(&o, 2, &["--from"]);

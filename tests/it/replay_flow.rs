@@ -326,6 +326,51 @@ async fn dry_run_changes_nothing() {
     assert_eq!(ledger_states(&home.ledger()).get("failed"), Some(&25));
 }
 
+/// Issue 12: `replay --resend` cut short by the daily budget is partial (75), says
+/// so, and leaves every row as it was (resent or not, still `sent`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resend_cut_by_the_budget_exits_75() {
+    let sim = start(sim_config()).await;
+    let home = Home::new();
+    let first = backfill(&sim, &home, &[]).await;
+    first.expect_code(0);
+    let used = n(&first.summary()["budget"]["used"]);
+    let sent = ledger_states(&home.ledger())["sent"];
+    assert!(sent > 10, "too few detections to test with: {sent}");
+    let before = received(&sim).await.len();
+    let budget = (used + 7).to_string();
+    let r = lrci(
+        &sim,
+        &home,
+        &[
+            "replay",
+            "--resend",
+            "--json",
+            "--batch-size",
+            "5",
+            "--daily-budget",
+            &budget,
+        ],
+    )
+    .await;
+    r.expect_code(75);
+    let s = r.summary();
+    assert_eq!(
+        n(&s["detections"]["selected"]),
+        u64::try_from(sent).unwrap()
+    );
+    assert_eq!(n(&s["detections"]["submitted"]), 7, "{s}");
+    assert_eq!(s["exit_code"], 75);
+    let problems = s["problems"].to_string();
+    assert!(problems.contains("budget"), "{s}");
+    assert_eq!(received(&sim).await.len(), before + 7);
+    assert_eq!(
+        ledger_states(&home.ledger())["sent"],
+        sent,
+        "rows stay sent"
+    );
+}
+
 /// Another run holding the lock: replay exits 75 at once, sending nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_held_exits_75() {

@@ -104,6 +104,67 @@ pub(super) fn open_checks(path: &Path, out: &mut Vec<Check>) {
     }
 }
 
+/// When the last successful sync or backfill started, against `--max-age`
+/// (exit 75 when older, or when there is none). `None` when the ledger cannot
+/// be opened: the checks above already say why.
+pub(super) fn freshness_check(
+    path: &Path,
+    max_age: Option<Duration>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Check> {
+    const NAME: &str = "ledger: freshness";
+    let l = Ledger::open(path).ok()?;
+    let f = match l.freshness(now) {
+        Ok(f) => f,
+        Err(e) => return Some(ledger_fail(NAME, &e)),
+    };
+    let limit = max_age.map(|d| d.as_secs_f64());
+    let last_run = match (&f.last_run_kind, &f.last_run_at, f.last_run_exit_code) {
+        (Some(k), Some(at), Some(c)) if c != 0 => {
+            format!(
+                "; the last run ({k} at {at}) exited {c}: see `lrci ledger runs` and the log file"
+            )
+        }
+        _ => String::new(),
+    };
+    let max_text = max_age.map(|d| crate::cli::ledger::human_age(d.as_secs_f64()));
+    Some(
+        match (f.last_success_at.as_deref(), f.last_success_age_seconds) {
+            (Some(at), Some(age)) => {
+                let ago = crate::cli::ledger::human_age(age);
+                let lag = f
+                    .coverage_lag_seconds
+                    .map(|l| {
+                        format!(
+                            ", alarms listed up to {} ago",
+                            crate::cli::ledger::human_age(l)
+                        )
+                    })
+                    .unwrap_or_default();
+                match (limit, max_text) {
+                (Some(max), Some(mt)) if age > max => Check::fail(
+                    NAME,
+                    code::PARTIAL,
+                    format!("the last successful sync started at {at}, {ago} ago: older than --max-age {mt}{last_run}"),
+                ),
+                _ => Check::ok(NAME, format!("last successful sync {at} ({ago} ago){lag}{last_run}")),
+            }
+            }
+            _ => match max_text {
+                Some(mt) => Check::fail(
+                    NAME,
+                    code::PARTIAL,
+                    format!("no sync has finished with exit code 0 yet (--max-age {mt}){last_run}"),
+                ),
+                None => Check::warn(
+                    NAME,
+                    format!("no sync has finished with exit code 0 yet{last_run}"),
+                ),
+            },
+        },
+    )
+}
+
 pub(super) fn ledger_fail(name: &str, e: &ledger::Error) -> Check {
     Check::fail(name, e.exit_code(), chain(e))
 }

@@ -112,7 +112,7 @@ impl Check {
 }
 
 /// The importance of each failure class for the exit code, most important first.
-const EXIT_PRIORITY: [u8; 7] = [
+const EXIT_PRIORITY: [u8; 8] = [
     code::CONFIG,
     code::NO_INPUT,
     code::DATA,
@@ -120,6 +120,7 @@ const EXIT_PRIORITY: [u8; 7] = [
     code::CANT_CREATE,
     code::NO_PERM,
     code::UNAVAILABLE,
+    code::PARTIAL,
 ];
 
 /// 0 when nothing failed; else the code of the most important failed class
@@ -140,7 +141,12 @@ pub fn exit_code(checks: &[Check]) -> u8 {
 
 /// `lrci doctor`: runs every check, prints them, returns the exit code.
 pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<u8, Fatal> {
-    let checks = checks(crate::cli::settings::resolve(cli), args.offline).await;
+    let checks = checks(
+        crate::cli::settings::resolve(cli),
+        args.offline,
+        args.max_age,
+    )
+    .await;
     let exit = exit_code(&checks);
     let text = if args.sync.mode.json {
         let doc = serde_json::json!({ "checks": checks, "exit_code": exit });
@@ -181,7 +187,11 @@ fn human(checks: &[Check], exit: u8) -> String {
 
 /// Runs every check in order: configuration (through the one settings model),
 /// ledger, log directory, LogRhythm, Collective Insights.
-pub async fn checks(settings: Result<Settings, Fatal>, offline: bool) -> Vec<Check> {
+pub async fn checks(
+    settings: Result<Settings, Fatal>,
+    offline: bool,
+    max_age: Option<Duration>,
+) -> Vec<Check> {
     let mut out = Vec::new();
     let s = match settings {
         Ok(s) => s,
@@ -196,6 +206,15 @@ pub async fn checks(settings: Result<Settings, Fatal>, offline: bool) -> Vec<Che
     };
     let apis = config_checks(&s, &mut out);
     ledger_checks(&s.ledger().value, &mut out);
+    // A ledger that failed a check above is not judged again for freshness.
+    let ledger_failed = out
+        .iter()
+        .any(|c| c.status == Status::Fail && c.name.starts_with("ledger:"));
+    if !ledger_failed {
+        if let Some(c) = freshness_check(&s.ledger().value, max_age, chrono::Utc::now()) {
+            out.push(c);
+        }
+    }
     log_dir_check(&s, &mut out);
     if offline {
         out.push(Check::info("logrhythm", "not checked (--offline)"));

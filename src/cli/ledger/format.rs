@@ -93,3 +93,14 @@ pub(super) fn write_json(out: &mut dyn Write, v: &impl Serialize) -> io::Result<
     out.write_all(&json_safe(&raw))?;
     out.write_all(b"\n")
 }
+
+/// Seconds as `45s`, `12m`, `3h 5m`, `2d 4h`.
+pub fn human_age(secs: f64) -> String {
+    let s = secs.max(0.0) as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => format!("{}h {}m", s / 3600, s % 3600 / 60),
+        _ => format!("{}d {}h", s / 86_400, s % 86_400 / 3600),
+    }
+}

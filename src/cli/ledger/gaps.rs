@@ -59,7 +59,11 @@ pub(super) fn gaps(path: &Path, a: &GapsArgs, now: DateTime<Utc>, out: &mut dyn 
             }
             (from, to)
         }
-        _ => last_days(now, a.days.unwrap_or(7)),
+        _ => {
+            let l = open(path)?;
+            let (from, to, _) = window(&l, a.days, now)?;
+            (from, to)
+        }
     };
     let l = open(path)?;
     let slices = l.slice_states(from, to)?;

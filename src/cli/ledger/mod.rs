@@ -45,7 +45,7 @@ mod tests;
 pub use export::EXPORT_COLUMNS;
 use export::*;
 use format::*;
-pub use format::{cell, escape, when};
+pub use format::{cell, escape, human_age, when};
 use gaps::*;
 use list::*;
 use runs::*;
@@ -180,6 +180,31 @@ fn parse_opt(flag: &str, raw: Option<&String>) -> Result<Option<DateTime<Utc>>, 
 /// Hour slicing is the engine plan's (one definition for sync and `ledger gaps`).
 fn floor_hour(t: DateTime<Utc>) -> DateTime<Utc> {
     crate::engine::plan::floor_hour(t)
+}
+
+/// The hours `ledger status` and `ledger gaps` judge: the last `days` when
+/// given, else the sync window (from the oldest hour ever listed to the current
+/// hour), else, before any listing, the last day. The text names it for people.
+fn window(
+    l: &Ledger,
+    days: Option<u32>,
+    now: DateTime<Utc>,
+) -> Result<(DateTime<Utc>, DateTime<Utc>, String), ledger::Error> {
+    if let Some(d) = days {
+        let (from, to) = last_days(now, d);
+        return Ok((from, to, format!("last {d} days")));
+    }
+    Ok(match l.first_slice()? {
+        Some(first) => {
+            let from = floor_hour(first);
+            let to = floor_hour(now).max(from + Span::hours(1));
+            (from, to, "sync window".to_string())
+        }
+        None => {
+            let (from, to) = last_days(now, 1);
+            (from, to, "last day (nothing listed yet)".to_string())
+        }
+    })
 }
 
 /// The last `days` whole UTC hours before the current one: `[from, to)`.

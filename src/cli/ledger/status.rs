@@ -11,7 +11,8 @@ pub(super) fn status(
     let l = open(path)?;
     let alarms = l.alarm_counts()?;
     let det = l.state_counts()?;
-    let (from, to) = last_days(now, a.days);
+    let (from, to, label) = window(&l, a.days, now)?;
+    let fresh = l.freshness(now)?;
     let slices = l.slice_states(from, to)?;
     let cov = audit::summarise_coverage(from, to, &slices);
     let gaps = audit::merge_gaps(&slices);
@@ -21,12 +22,14 @@ pub(super) fn status(
     if a.json {
         let mut coverage = serde_json::to_value(&cov).map_err(io::Error::other)?;
         coverage["days"] = json!(a.days);
+        coverage["window"] = json!(label);
         coverage["gaps"] = gaps.iter().map(gap_json).collect();
         let doc = json!({
             "ledger": path.to_string_lossy(),
             "alarms": alarms,
             "detections": det,
             "coverage": coverage,
+            "freshness": fresh,
             "last_run": runs.first().map(|r| run_json(r, false)),
             "runs": runs.iter().map(|r| run_json(r, false)).collect::<Vec<_>>(),
             "budget": {
@@ -51,11 +54,11 @@ pub(super) fn status(
     )?;
     writeln!(
         out,
-        "coverage    last {} days, {}",
-        a.days,
+        "coverage    {label}, {}",
         coverage_line(from, to, &cov)
     )?;
     write_gaps(out, &gaps, a.days)?;
+    writeln!(out, "last success {}", last_success_text(&fresh))?;
     writeln!(
         out,
         "budget      {used} of {} detections sent today ({} UTC)",
@@ -72,7 +75,18 @@ pub(super) fn status(
 }
 
 /// The first uncovered ranges of `ledger status`, and how to see the rest.
-pub(super) fn write_gaps(out: &mut dyn Write, gaps: &[GapRange], days: u32) -> Outcome {
+/// `2026-12-03 06:00:12 UTC (4m ago)`, or why there is none.
+fn last_success_text(f: &audit::Freshness) -> String {
+    match (&f.last_success_at, f.last_success_age_seconds) {
+        (Some(at), Some(age)) => {
+            let at = ledger::audit::parse_stored(at).map_or_else(|| at.clone(), human_time);
+            format!("{at} ({} ago)", human_age(age))
+        }
+        _ => "none: no sync has finished with exit code 0".to_string(),
+    }
+}
+
+pub(super) fn write_gaps(out: &mut dyn Write, gaps: &[GapRange], days: Option<u32>) -> Outcome {
     for g in gaps.iter().take(5) {
         writeln!(
             out,
@@ -85,11 +99,11 @@ pub(super) fn write_gaps(out: &mut dyn Write, gaps: &[GapRange], days: u32) -> O
         )?;
     }
     if gaps.len() > 5 {
+        let flag = days.map(|d| format!(" --days {d}")).unwrap_or_default();
         writeln!(
             out,
-            "  ... {} more ranges: lrci ledger gaps --days {}",
+            "  ... {} more ranges: lrci ledger gaps{flag}",
             gaps.len() - 5,
-            days
         )?;
     }
     Ok(())
