@@ -952,3 +952,58 @@ fn show_of_a_pruned_alarm_names_the_prune() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
+
+/// Issue 12: tables fit the terminal width (`COLUMNS`, or the terminal's), each
+/// row still one line; piped without `COLUMNS` rows are whole, and `--json`
+/// always has every value whole.
+#[test]
+fn tables_fit_the_terminal_width() {
+    let f = fixture();
+    let l = f.ledger();
+    let alarm: i64 = ledger_ro(&l)
+        .query_row("SELECT max(alarm_id) FROM detections", [], |r| r.get(0))
+        .unwrap();
+    let alarm = alarm.to_string();
+    for args in [
+        vec!["ledger", "alarms"],
+        vec!["ledger", "indicators"],
+        vec!["ledger", "runs"],
+        vec!["ledger", "show", alarm.as_str()],
+    ] {
+        let whole = ok(&l, &args);
+        let widest = whole
+            .lines()
+            .skip_while(|x| !x.starts_with('─'))
+            .map(|x| x.chars().count())
+            .max()
+            .unwrap_or_else(|| panic!("{args:?}: no table in\n{whole}"));
+        for width in [60usize, 80, 100] {
+            let o = cmd(&l, &args)
+                .env("COLUMNS", width.to_string())
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(0), "{args:?}");
+            let text = stdout(&o);
+            // The table: from the header (the line above the rule) on.
+            let lines: Vec<&str> = text.lines().collect();
+            let rule = lines.iter().position(|x| x.starts_with('─')).unwrap();
+            for line in &lines[rule.saturating_sub(1)..] {
+                assert!(
+                    line.chars().count() <= width,
+                    "{args:?} at {width}: {line:?}"
+                );
+            }
+            // As many lines as the whole output: nothing wrapped, nothing dropped.
+            assert_eq!(
+                text.lines().count(),
+                whole.lines().count(),
+                "{args:?} at {width}"
+            );
+            if widest > width {
+                assert!(text.contains('…'), "{args:?} at {width}: nothing was cut");
+            } else {
+                assert_eq!(text, whole, "{args:?} at {width}: cut although it fit");
+            }
+        }
+    }
+}

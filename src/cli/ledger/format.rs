@@ -11,13 +11,7 @@ pub fn escape(s: &str) -> String {
 
 /// [`escape`]d and cut to `max` characters with an ellipsis.
 pub fn cell(s: &str, max: usize) -> String {
-    let e = escape(s);
-    if e.chars().count() <= max {
-        return e;
-    }
-    let mut cut: String = e.chars().take(max.saturating_sub(1)).collect();
-    cut.push('…');
-    cut
+    cut(&escape(s), max)
 }
 
 pub(super) fn opt_cell(s: Option<&str>, max: usize) -> String {
@@ -56,11 +50,89 @@ pub(super) fn table(header: &[&str]) -> Table {
     t
 }
 
+/// Writes the table, each row one line; when there is a width to fit
+/// ([`crate::cli::output::terminal_width`]) it is [`fit`] to it first (`--json`
+/// has every value whole).
 pub(super) fn write_table(out: &mut dyn Write, t: &Table) -> io::Result<()> {
-    for line in t.lines() {
+    let fitted = crate::cli::output::terminal_width().map(|w| fit(t, usize::from(w)));
+    for line in fitted.as_ref().unwrap_or(t).lines() {
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
+}
+
+/// The table narrowed to `width` characters: the widest columns give up
+/// characters first (none below 3), and cut cells end with `…`; header and rows
+/// stay one line each.
+pub(super) fn fit(t: &Table, width: usize) -> Table {
+    let texts =
+        |r: &comfy_table::Row| -> Vec<String> { r.cell_iter().map(|c| c.content()).collect() };
+    let header = t.header().map(texts).unwrap_or_default();
+    let rows: Vec<Vec<String>> = t.row_iter().map(texts).collect();
+    let len = |s: &str| s.chars().count();
+    let mut widths: Vec<usize> = header.iter().map(|h| len(h)).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            let w = c.lines().map(len).max().unwrap_or(0);
+            match widths.get_mut(i) {
+                Some(x) => *x = (*x).max(w),
+                None => widths.push(w),
+            }
+        }
+    }
+    let rendered = t.lines().map(|l| len(l.trim_end())).max().unwrap_or(0);
+    if rendered <= width {
+        return t.clone();
+    }
+    let overhead = rendered.saturating_sub(widths.iter().sum());
+    let budget = width.saturating_sub(overhead);
+    // Columns whose values all have one length (times, ids) are read whole or
+    // not at all: free text gives up characters first, down to 8, then all to 3.
+    let rigid: Vec<bool> = (0..widths.len())
+        .map(|i| {
+            let mut lens = rows
+                .iter()
+                .filter_map(|r| r.get(i))
+                .filter(|c| c.as_str() != "-" && !c.is_empty())
+                .map(|c| len(c));
+            let first = lens.next();
+            first.is_some() && lens.all(|l| Some(l) == first)
+        })
+        .collect();
+    for (floor, flexible_only) in [(8, true), (3, false)] {
+        while widths.iter().sum::<usize>() > budget {
+            let widest = widths
+                .iter()
+                .enumerate()
+                .filter(|(i, w)| **w > floor && !(flexible_only && rigid[*i]))
+                .max_by_key(|(_, w)| **w)
+                .map(|(i, _)| i);
+            let Some(i) = widest else { break };
+            widths[i] -= 1;
+        }
+    }
+    let cut_row = |r: &[String]| -> Vec<String> {
+        r.iter()
+            .enumerate()
+            .map(|(i, c)| cut(c, widths.get(i).copied().unwrap_or(3)))
+            .collect()
+    };
+    let mut out = table(&[]);
+    out.set_header(cut_row(&header));
+    for r in &rows {
+        out.add_row(cut_row(r));
+    }
+    out
+}
+
+/// `s` at most `max` characters, cut with `…`.
+fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut c: String = s.chars().take(max.saturating_sub(1)).collect();
+    c.push('…');
+    c
 }
 
 /// JSON text with the characters of [`crate::text::is_unsafe`] that serde_json leaves raw (DEL,
