@@ -72,7 +72,7 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     (
         "lrci_coverage_lag_seconds",
         "gauge",
-        "Seconds since the end of the newest completely listed hour",
+        "Seconds from the newest instant up to which every alarm was listed to now",
     ),
     (
         "lrci_visibility_lag_seconds",

@@ -11,7 +11,10 @@
 # Starts the simulator on 127.0.0.1 (random port), runs tests/peer/psengine_check.py
 # twice (base URL without and with a trailing slash, the second making psengine
 # request `//collective-insights/...`), then checks GET /_sim/received: exactly the
-# live items psengine sent, in order, and none of the debug ones. The last line is
+# live items psengine sent, in order, and none of the debug ones. Then two profiles
+# sync against it with --metrics-file (one succeeds, one has a refused key) and
+# tests/peer/metrics_check.py reads the file with prometheus_client's own
+# text-format parser (installed into the venv) and checks every series. The last line is
 # `peer: N passed, M failed`; the exit status is non-zero on any failure.
 set -euo pipefail
 
@@ -140,6 +143,43 @@ cat "$tmp/received.log"
 tally "$tmp/received.log"
 if [[ $status -ne 0 ]] && ! grep -q '^not ok - ' "$tmp/received.log"; then
     die "could not verify GET /_sim/received"
+fi
+
+# --- the metrics file, read by prometheus_client's own parser ------------------------
+# Two profiles of one config file: one succeeds, one has a refused LogRhythm key.
+if ! "$py" -c 'import prometheus_client' 2>/dev/null; then
+    echo "peer: installing prometheus_client into $venv" >&2
+    "$py" -m pip install --quiet --disable-pip-version-check prometheus_client >&2 \
+        || die "pip install prometheus_client failed"
+fi
+m=$tmp/metrics
+mkdir -p "$m"
+cat >"$m/config.toml" <<EOF
+[profile.good]
+ledger = "$m/good.sqlite3"
+[profile.bad]
+ledger = "$m/bad.sqlite3"
+EOF
+for profile in good bad; do
+    key=sim-lr-key
+    [[ $profile == bad ]] && key=not-the-key
+    set +e
+    env -i PATH="$PATH" LOGRHYTHM_API_URL="$url" RF_API_URL="$url" LOGRHYTHM_API_KEY="$key" \
+        RF_API_KEY="$TOKEN" LRCI_LOG_DIR="$m/logs" \
+        "$LRCI_BIN" --config "$m/config.toml" --profile "$profile" sync --lookback-days 1 \
+        --metrics-file "$m/lrci.prom" >"$m/$profile.out" 2>"$m/$profile.err"
+    echo "peer: sync --profile $profile exited $?" >&2
+    set -e
+done
+set +e
+"$py" "$here/metrics_check.py" "$m/lrci.prom" >"$tmp/metrics.log" 2>&1
+status=$?
+set -e
+cat "$tmp/metrics.log"
+tally "$tmp/metrics.log"
+if [[ $status -ne 0 ]] && ! grep -q '^not ok - ' "$tmp/metrics.log"; then
+    sed -n '1,40p' "$m/good.err" "$m/bad.err" >&2
+    die "the metrics check crashed"
 fi
 
 echo "peer: $passed passed, $failed failed"
