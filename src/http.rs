@@ -315,6 +315,9 @@ pub enum TlsFailure {
         /// The names in the certificate, when known.
         presented: Option<Vec<String>>,
     },
+    /// The server's certificate is a CA certificate (a self-signed one with
+    /// `CA:TRUE`, what `openssl req -x509` makes) that is not the one given.
+    CaAsServerCert,
     /// The certificate has expired.
     Expired,
     /// The certificate is not valid yet.
@@ -340,6 +343,9 @@ impl TlsFailure {
                 },
                 C::Expired | C::ExpiredContext { .. } => TlsFailure::Expired,
                 C::NotValidYet | C::NotValidYetContext { .. } => TlsFailure::NotValidYet,
+                C::Other(o) if format!("{o:?}").contains("CaUsedAsEndEntity") => {
+                    TlsFailure::CaAsServerCert
+                }
                 other => TlsFailure::Certificate(sanitize(&other.to_string(), 150)),
             },
             other => TlsFailure::Handshake(sanitize(&other.to_string(), 150)),
@@ -391,6 +397,7 @@ impl fmt::Display for TlsFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TlsFailure::UnknownIssuer => f.write_str("UnknownIssuer"),
+            TlsFailure::CaAsServerCert => f.write_str("CaUsedAsEndEntity"),
             TlsFailure::NotValidForName { presented: None } => f.write_str("NotValidForName"),
             TlsFailure::NotValidForName { presented: Some(p) } if p.is_empty() => {
                 f.write_str("NotValidForName, no subjectAltName")
@@ -451,15 +458,150 @@ pub fn build_client(opts: &HttpOptions, default_headers: HeaderMap) -> Result<re
     let Some(pem) = &opts.ca_cert_pem else {
         return base().build().map_err(Error::Build);
     };
-    let certs = parse_ca_bundle(pem)?
-        .iter()
-        .map(|der| reqwest::Certificate::from_der(der))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::BadCaCert {
-            reason: "a certificate in the bundle cannot be decoded",
-            source: Some(Box::new(e)),
-        })?;
-    base().tls_certs_merge(certs).build().map_err(Error::Build)
+    if opts.insecure {
+        return base().build().map_err(Error::Build);
+    }
+    let certs = parse_ca_bundle(pem)?;
+    let tls = pinned::client_config(&certs).map_err(|e| Error::BadCaCert {
+        reason: "the certificate bundle cannot be used to verify servers",
+        source: Some(Box::new(e)),
+    })?;
+    base()
+        .tls_backend_preconfigured(tls)
+        .build()
+        .map_err(Error::Build)
+}
+
+/// Trust for `--lr-ca-cert`: the platform's roots plus the bundle, as reqwest
+/// does by default; and one more case that matters on appliances: a server
+/// whose own certificate *is* a certificate of the bundle, self-signed with the
+/// CA flag set (what `openssl req -x509` makes). webpki refuses a CA
+/// certificate as the server's (`CaUsedAsEndEntity`); a user who hands lrci that
+/// exact certificate has pinned it, so it is accepted when it is byte for byte
+/// the one given, is valid now and names the host. Nothing else is relaxed.
+mod pinned {
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
+    use std::sync::Arc;
+
+    /// The rustls configuration: TLS 1.2 and 1.3, HTTP/2 and 1.1 by ALPN.
+    pub fn client_config(bundle: &[Vec<u8>]) -> Result<rustls::ClientConfig, rustls::Error> {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let pinned: Vec<CertificateDer<'static>> = bundle
+            .iter()
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect();
+        let inner = rustls_platform_verifier::Verifier::new_with_extra_roots(
+            pinned.clone(),
+            provider.clone(),
+        )?;
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Verifier { inner, pinned }))
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    #[derive(Debug)]
+    struct Verifier {
+        inner: rustls_platform_verifier::Verifier,
+        pinned: Vec<CertificateDer<'static>>,
+    }
+
+    /// Whether the chain failed only because the server's certificate is a CA
+    /// certificate (or, on platforms that say so instead, has no known issuer).
+    pub(super) fn is_ca_as_server_cert(e: &rustls::Error) -> bool {
+        match e {
+            rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => true,
+            rustls::Error::InvalidCertificate(CertificateError::Other(o)) => {
+                format!("{o:?}").contains("CaUsedAsEndEntity")
+            }
+            _ => false,
+        }
+    }
+
+    /// The checks the chain verification would have made of a pinned certificate:
+    /// validity period and host name.
+    pub(super) fn check_pinned(
+        der: &CertificateDer<'_>,
+        name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        let bad = |e: CertificateError| rustls::Error::InvalidCertificate(e);
+        let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+            .map_err(|_| bad(CertificateError::BadEncoding))?;
+        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
+        let validity = cert.validity();
+        if now < validity.not_before.timestamp() {
+            return Err(bad(CertificateError::NotValidYet));
+        }
+        if now > validity.not_after.timestamp() {
+            return Err(bad(CertificateError::Expired));
+        }
+        let ee =
+            webpki::EndEntityCert::try_from(der).map_err(|_| bad(CertificateError::BadEncoding))?;
+        ee.verify_is_valid_for_subject_name(name)
+            .map_err(|_| bad(CertificateError::NotValidForName))
+    }
+
+    impl ServerCertVerifier for Verifier {
+        fn verify_server_cert(
+            &self,
+            end_entity: &CertificateDer<'_>,
+            intermediates: &[CertificateDer<'_>],
+            server_name: &ServerName<'_>,
+            ocsp_response: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            match self.inner.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ) {
+                Err(e)
+                    if is_ca_as_server_cert(&e)
+                        && self
+                            .pinned
+                            .iter()
+                            .any(|p| p.as_ref() == end_entity.as_ref()) =>
+                {
+                    check_pinned(end_entity, server_name, now)?;
+                    tracing::debug!("LogRhythm's certificate is the one --lr-ca-cert gives (a self-signed CA certificate): accepted");
+                    Ok(ServerCertVerified::assertion())
+                }
+                other => other,
+            }
+        }
+
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &CertificateDer<'_>,
+            dss: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
 }
 
 /// Parses a PEM CA bundle and checks that every certificate in it can serve as

@@ -145,6 +145,9 @@ impl Error {
             http::TlsFailure::UnknownIssuer | http::TlsFailure::Certificate(_) => format!(
                 "LogRhythm's TLS certificate is not trusted ({f}): pass its CA with --lr-ca-cert FILE, or --lr-insecure"
             ),
+            http::TlsFailure::CaAsServerCert => format!(
+                "LogRhythm's TLS certificate is a self-signed CA certificate ({f}) that --lr-ca-cert does not hold: put that exact certificate in the --lr-ca-cert file (openssl s_client -connect HOST:PORT </dev/null | openssl x509 > lr.pem), or use --lr-insecure"
+            ),
             http::TlsFailure::NotValidForName { .. } if f.lacks_san() => format!(
                 "LogRhythm's TLS certificate is not valid for the host in LOGRHYTHM_API_URL ({f}); hint: rustls ignores the CN, so reissue the certificate with a subjectAltName for that host (IP or DNS name), or use --lr-insecure"
             ),

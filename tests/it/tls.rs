@@ -414,3 +414,86 @@ async fn sim_binary_serves_https_with_given_cert_and_key() {
     assert!(r.map(|r| !r.status().is_success()).unwrap_or(true));
     child.kill().await.unwrap();
 }
+
+/// A self-signed certificate with the CA flag, serving as the gateway's own (what
+/// `openssl req -x509` makes): valid from `from_year` to `to_year`.
+fn ca_flagged_self_signed(sans: &[&str], from_year: i32, to_year: i32) -> TlsPem {
+    let mut p =
+        CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.distinguished_name.push(DnType::CommonName, sans[0]);
+    p.not_before = rcgen::date_time_ymd(from_year, 1, 1);
+    p.not_after = rcgen::date_time_ymd(to_year, 1, 1);
+    let key = KeyPair::generate().unwrap();
+    let cert = p.self_signed(&key).unwrap();
+    TlsPem {
+        cert: cert.pem().into_bytes(),
+        key: key.serialize_pem().into_bytes(),
+    }
+}
+
+/// Issue 12: the CA-flagged self-signed certificate given with `--lr-ca-cert`
+/// is accepted as the gateway's own (exactly that certificate, valid, naming
+/// the host); webpki alone refuses it as `CaUsedAsEndEntity`.
+#[tokio::test]
+async fn a_ca_flagged_self_signed_certificate_given_with_lr_ca_cert_works() {
+    let tls = ca_flagged_self_signed(&["127.0.0.1", "localhost"], 2020, 2090);
+    let pem = String::from_utf8(tls.cert.clone()).unwrap();
+    let p = pair(tls).await;
+    let home = Home::new();
+    let file = home.file("gateway.pem", &pem);
+    let run = sync(&p, &home, &p.lr.url(), &["--lr-ca-cert", &file]).await;
+    run.expect_code(0);
+    assert!(run.summary()["alarms"]["seen"].as_u64().unwrap() > 0);
+    let by_name = p.lr.url().replace("127.0.0.1", "localhost");
+    let home2 = Home::new();
+    let file = home2.file("gateway.pem", &pem);
+    sync(&p, &home2, &by_name, &["--lr-ca-cert", &file])
+        .await
+        .expect_code(0);
+}
+
+#[tokio::test]
+async fn another_ca_flagged_certificate_is_refused_with_advice_that_fits() {
+    let p = pair(ca_flagged_self_signed(&["127.0.0.1"], 2020, 2090)).await;
+    let other = ca_flagged_self_signed(&["127.0.0.1"], 2020, 2090);
+    let home = Home::new();
+    let file = home.file("other.pem", std::str::from_utf8(&other.cert).unwrap());
+    let run = sync(&p, &home, &p.lr.url(), &["--lr-ca-cert", &file]).await;
+    let line = assert_refused(
+        &p,
+        &home,
+        &run,
+        &[
+            "self-signed CA certificate",
+            "exact certificate",
+            "--lr-insecure",
+        ],
+    )
+    .await;
+    assert!(
+        !line.contains("pass its CA"),
+        "advice to do what was just done: {line}"
+    );
+}
+
+#[tokio::test]
+async fn a_pinned_certificate_is_still_checked_for_name_and_validity() {
+    // Expired.
+    let tls = ca_flagged_self_signed(&["127.0.0.1"], 2000, 2001);
+    let pem = String::from_utf8(tls.cert.clone()).unwrap();
+    let p = pair(tls).await;
+    let home = Home::new();
+    let file = home.file("gateway.pem", &pem);
+    let run = sync(&p, &home, &p.lr.url(), &["--lr-ca-cert", &file]).await;
+    assert_refused(&p, &home, &run, &["Expired"]).await;
+    // Not for this name.
+    let tls = ca_flagged_self_signed(&["127.0.0.1"], 2020, 2090);
+    let pem = String::from_utf8(tls.cert.clone()).unwrap();
+    let p = pair(tls).await;
+    let home = Home::new();
+    let file = home.file("gateway.pem", &pem);
+    let by_name = p.lr.url().replace("127.0.0.1", "localhost");
+    let run = sync(&p, &home, &by_name, &["--lr-ca-cert", &file]).await;
+    assert_refused(&p, &home, &run, &["NotValidForName"]).await;
+}
