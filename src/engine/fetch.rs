@@ -176,6 +176,14 @@ async fn list(
     };
     s.slices.failed += 1;
     tracing::warn!(slice = %slice, error = %e.error, "could not list the slice's alarms");
+    if e.transient && deadline_passed(sink.deadline) {
+        // The request ran into --max-runtime: the run's own limit, not an outage.
+        s.outcome.partial_once(
+            "--max-runtime reached before every slice was listed; the next run continues",
+        );
+        s.slices.failed += plan::slices(to, opts.window.1).len() as u64;
+        return Ok(Err(Flow::Stop));
+    }
     if e.transient {
         s.outcome
             .unavailable(format!("LogRhythm unavailable: {}", e.error));

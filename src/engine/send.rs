@@ -67,6 +67,7 @@ impl Sink<'_> {
     ) -> Result<(), Fatal> {
         let used = self.ledger.budget_used((self.now)().date_naive())?;
         let mut machine = Submitter::new(self.batch, self.budget, used);
+        let rejected_before = d.rejected;
         loop {
             match machine.step() {
                 Step::Page { after_id, limit } => {
@@ -89,6 +90,22 @@ impl Sink<'_> {
                     }
                 }
                 Step::Done(end) => {
+                    if d.rejected > rejected_before {
+                        // Not silent: CI said no to these and will not be asked again.
+                        out.partial_once(&format!(
+                            "{} detections rejected by Collective Insights (HTTP 400); see lrci ledger indicators --state rejected",
+                            d.rejected - rejected_before
+                        ));
+                    }
+                    let end = match end {
+                        End::Unavailable(_) if deadline_passed(self.deadline) => {
+                            out.partial_once(
+                                "--max-runtime reached before everything was submitted",
+                            );
+                            End::Drained
+                        }
+                        other => other,
+                    };
                     ended(end, self.budget, out);
                     tick(d);
                     return Ok(());

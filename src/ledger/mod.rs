@@ -160,6 +160,16 @@ impl Error {
     }
 }
 
+/// SQLite could not open the file (on a read-only directory: the `-shm` file).
+fn cannot_open(e: &Error) -> bool {
+    match e {
+        Error::Open { source, .. } | Error::Sql { source, .. } => {
+            sqlite_code(source) == Some(rusqlite::ErrorCode::CannotOpen)
+        }
+        _ => false,
+    }
+}
+
 fn sqlite_code(e: &rusqlite::Error) -> Option<rusqlite::ErrorCode> {
     match e {
         rusqlite::Error::SqliteFailure(f, _) => Some(f.code),
@@ -212,7 +222,12 @@ impl Ledger {
                 path: path.to_path_buf(),
             });
         }
-        let ledger = Ledger::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let ledger = match Ledger::connect(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .and_then(|l| l.check_identity().map(|_| l))
+        {
+            Err(e) if cannot_open(&e) && path.is_file() => Ledger::open_immutable(path)?,
+            other => other?,
+        };
         if ledger.check_identity()? == 0 {
             // An empty file: created by a run that stopped before its first write.
             return Err(Error::Empty { path: ledger.path });
@@ -230,6 +245,36 @@ impl Ledger {
         ledger.set_pragmas()?;
         migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
         Ok(ledger)
+    }
+
+    /// A ledger on a read-only mount (a snapshot, a forensic copy): SQLite cannot
+    /// create the `-shm` file WAL readers need, so the file is opened as
+    /// immutable (no locks, no `-shm`). Nothing can write it there anyway; a
+    /// `-wal` beside it is not read, which is said.
+    fn open_immutable(path: &Path) -> Result<Ledger> {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let uri = url::Url::from_file_path(&abs).map_err(|()| Error::IsDirectory {
+            path: path.to_path_buf(),
+        })?;
+        let uri = format!("{uri}?immutable=1");
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&uri, flags).map_err(|source| Error::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        if std::fs::metadata(&wal).is_ok_and(|m| m.len() > 0) {
+            tracing::warn!(ledger = %path.display(), "the ledger's directory is read-only: its -wal file cannot be read, so the newest writes of the last run may be missing from this view");
+        } else {
+            tracing::debug!(ledger = %path.display(), "the ledger's directory is read-only: opened as immutable");
+        }
+        Ok(Ledger {
+            conn,
+            path: path.to_path_buf(),
+        })
     }
 
     /// One connection with the busy timeout set; no checks yet.

@@ -1007,3 +1007,48 @@ fn tables_fit_the_terminal_width() {
         }
     }
 }
+
+/// Issue 9 item 9: a ledger on a read-only mount (a snapshot, a forensic copy)
+/// can be audited: `ledger status`, `show` and `export` read it (SQLite cannot
+/// create the `-shm` WAL readers need there). Needs `unshare -m` (root); SKIPPED
+/// elsewhere.
+#[test]
+fn a_ledger_on_a_read_only_mount_can_be_audited() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let snap = dir.path().join("snap");
+    std::fs::create_dir(&snap).unwrap();
+    std::fs::copy(f.ledger(), snap.join("ledger.sqlite3")).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let script = r#"
+set -u
+mount --bind "$SNAP" "$SNAP" && mount -o remount,bind,ro "$SNAP" || exit 90
+touch "$SNAP/probe" 2>/dev/null && exit 91
+"$LRCI" ledger status --json --ledger "$SNAP/ledger.sqlite3" >"$OUT/status.json" 2>"$OUT/status.err"; echo $? >"$OUT/status.code"
+"$LRCI" ledger export --format csv --ledger "$SNAP/ledger.sqlite3" >"$OUT/export.csv" 2>"$OUT/export.err"; echo $? >"$OUT/export.code"
+"#;
+    let status = std::process::Command::new("unshare")
+        .args(["-m", "--fork", "sh", "-c", script])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("LRCI", assert_cmd::cargo::cargo_bin("lrci"))
+        .env("SNAP", &snap)
+        .env("OUT", &out)
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        other => {
+            println!("SKIPPED: no private read-only bind mount here ({other:?})");
+            return;
+        }
+    }
+    let read = |n: &str| std::fs::read_to_string(out.join(n)).unwrap();
+    assert_eq!(read("status.code").trim(), "0", "{}", read("status.err"));
+    let s: Value = serde_json::from_str(read("status.json").trim()).unwrap();
+    let want = json(&f.ledger(), &["ledger", "status", "--json"]);
+    assert_eq!(s["detections"], want["detections"]);
+    assert_eq!(s["alarms"], want["alarms"]);
+    assert_eq!(read("export.code").trim(), "0", "{}", read("export.err"));
+    assert!(read("export.csv").lines().count() > 1);
+}

@@ -415,8 +415,15 @@ async fn a_bad_item_is_bisected_and_rejected() {
     assert_eq!(good.len(), 29);
     let sent = received(&sim).await.len();
     let r = lrci(&sim, &home, &["replay", "--json", "--batch-size", "30"]).await;
-    r.expect_code(0);
+    // Issue 9 item 8: a rejection is not silent: partial, and said why.
+    r.expect_code(75);
     let s = r.summary();
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("rejected by Collective Insights"),
+        "{s}"
+    );
     assert_eq!(n(&s["detections"]["rejected"]), 1, "{s}");
     assert_eq!(n(&s["detections"]["submitted"]), 29, "{s}");
     assert_eq!(received_since(&sim, sent).await, once(&good));

@@ -621,3 +621,44 @@ async fn rejected_credentials_exit_77_without_leaking_them() {
     assert_one_error_no_secrets(&run, &home, &[no_ci, &good.lr]);
     assert!(received(&sim).await.is_empty());
 }
+
+/// Issue 9 item 8: a run stopped by `--max-runtime` is partial (75), not
+/// "unavailable" (69), on either side, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_runtime_is_partial_not_unavailable() {
+    for side in ["lr", "rf"] {
+        let sim = start(SimConfig {
+            slow: std::time::Duration::from_secs(20),
+            daily_quota: 10_000_000,
+            ..live_config(2, 15)
+        })
+        .await;
+        let home = Home::new();
+        admin_post(
+            &sim,
+            "/_sim/faults",
+            serde_json::json!({"side": side, "kind": "slow", "count": 100_000}),
+        )
+        .await;
+        let run = lrci(
+            &sim,
+            &home,
+            &[
+                "sync",
+                "--json",
+                "--settle",
+                "0",
+                "--max-runtime",
+                "3",
+                "--timeout",
+                "3",
+            ],
+        )
+        .await;
+        run.expect_code(75);
+        let s = run.summary();
+        let problems = s["problems"].to_string();
+        assert!(problems.contains("--max-runtime"), "{side}: {s}");
+        assert!(!problems.contains("unavailable"), "{side}: {s}");
+    }
+}
