@@ -111,12 +111,19 @@ impl Error {
     /// immediately would not help, though a later run may.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Http(e) => e.is_transient(),
+            // A redirect (a reverse proxy's login) is the gateway's state, not
+            // the alarm's: a later run gets the answer once the gateway is back.
+            Error::Http(e) => e.is_transient() || matches!(**e, http::Error::Redirect { .. }),
             Error::Envelope { .. } => true,
+            // Not JSON at all (an HTML page with status 200): the gateway again.
+            // Valid JSON of the wrong shape stays permanent.
+            Error::Parse { source, .. } => matches!(
+                source.classify(),
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+            ),
             Error::Auth { .. }
             | Error::NotFound { .. }
             | Error::NoApi { .. }
-            | Error::Parse { .. }
             | Error::Shape { .. }
             | Error::Order { .. }
             | Error::NoProgress { .. }

@@ -134,6 +134,13 @@ pub enum FaultKind {
     /// The handler runs (CI stores the items), then the connection breaks. CI only.
     #[serde(rename = "store-then-drop")]
     StoreThenDrop,
+    /// A gateway's HTML login page with status 200 (a session expired on a
+    /// reverse proxy): not JSON, but no error status either.
+    #[serde(rename = "html-200")]
+    Html200,
+    /// A 302 to a login page (a reverse proxy's single sign-on).
+    #[serde(rename = "redirect")]
+    Redirect,
 }
 
 impl FaultKind {
@@ -159,6 +166,8 @@ impl FaultKind {
             FaultKind::Slow => "slow",
             FaultKind::Drop => "drop",
             FaultKind::StoreThenDrop => "store-then-drop",
+            FaultKind::Html200 => "html-200",
+            FaultKind::Redirect => "redirect",
         }
     }
 }
@@ -351,10 +360,12 @@ struct Stats {
     faults: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Fault {
     kind: FaultKind,
     retry_after: u64,
+    /// Only requests of this route pattern (see `route_pattern`) take it.
+    route: Option<String>,
 }
 
 #[derive(Debug)]
@@ -486,12 +497,30 @@ impl SimState {
 
     /// Queues `count` faults of `kind` for the next authenticated requests on `side`.
     pub fn queue_faults(&self, side: Side, kind: FaultKind, count: usize, retry_after: u64) {
+        self.queue_route_faults(side, kind, count, retry_after, None);
+    }
+
+    /// [`SimState::queue_faults`] for the requests of one route only (a
+    /// `route_pattern`, e.g. `/lr-alarm-api/alarms/{id}/events`).
+    pub fn queue_route_faults(
+        &self,
+        side: Side,
+        kind: FaultKind,
+        count: usize,
+        retry_after: u64,
+        route: Option<String>,
+    ) {
         let mut f = lock(&self.faults);
         let q = match side {
             Side::Lr => &mut f.lr,
             Side::Rf => &mut f.rf,
         };
-        q.extend(std::iter::repeat_n(Fault { kind, retry_after }, count));
+        let fault = Fault {
+            kind,
+            retry_after,
+            route,
+        };
+        q.extend(std::iter::repeat_n(fault, count));
     }
 
     /// Drops every queued fault.
@@ -569,7 +598,7 @@ impl SimState {
         }
     }
 
-    fn next_fault(&self, side: Side, headers: &HeaderMap) -> Option<Fault> {
+    fn next_fault(&self, side: Side, headers: &HeaderMap, route: &str) -> Option<Fault> {
         let mut f = lock(&self.faults);
         if self.cfg.fault_rate > 0.0 {
             let p: f64 = f.rng.random();
@@ -578,16 +607,21 @@ impl SimState {
                 return FaultKind::RANDOM.get(k).map(|&kind| Fault {
                     kind,
                     retry_after: 1,
+                    route: None,
                 });
             }
         }
         if !self.authorized(side, headers) {
             return None;
         }
-        match side {
-            Side::Lr => f.lr.pop_front(),
-            Side::Rf => f.rf.pop_front(),
-        }
+        let q = match side {
+            Side::Lr => &mut f.lr,
+            Side::Rf => &mut f.rf,
+        };
+        let at = q
+            .iter()
+            .position(|x| x.route.as_deref().is_none_or(|r| r == route))?;
+        q.remove(at)
     }
 }
 
@@ -751,7 +785,7 @@ async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) ->
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let Some(fault) = st.next_fault(side, req.headers()) else {
+    let Some(fault) = st.next_fault(side, req.headers(), &route) else {
         return next.run(req).await;
     };
     *lock(&st.stats)
@@ -772,6 +806,7 @@ async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) ->
             let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
             dropped_connection()
         }
+        FaultKind::Html200 | FaultKind::Redirect => gateway_page(fault.kind),
         FaultKind::Html => {
             let mut r = (
                 StatusCode::BAD_GATEWAY,
@@ -871,6 +906,43 @@ async fn admin_alarms(State(st): State<Arc<SimState>>) -> Response {
     }
 }
 
+/// What a reverse proxy in front of the API answers when its session expired:
+/// a login page with status 200, or a 302 to it.
+fn gateway_page(kind: FaultKind) -> Response {
+    if kind == FaultKind::Redirect {
+        let mut r = StatusCode::FOUND.into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            HeaderValue::from_static("/login?next=%2F"),
+        );
+        return r;
+    }
+    let mut r = (
+        StatusCode::OK,
+        "<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body><form action=\"/login\" method=\"post\">\
+         <input name=\"user\"><input name=\"password\" type=\"password\"></form></body></html>\n",
+    )
+        .into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r
+}
+
+/// The route names `/_sim/faults` takes for `route`, as route patterns.
+fn fault_route(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "list" => "/lr-alarm-api/alarms",
+        "details" => "/lr-alarm-api/alarms/{id}",
+        "events" => "/lr-alarm-api/alarms/{id}/events",
+        "summary" => "/lr-alarm-api/alarms/{id}/summary",
+        "detections" => "/collective-insights/detections",
+        "search" => "/collective-insights/search",
+        _ => return None,
+    })
+}
+
 /// Most alarms one `/_sim/generate` call may add.
 const MAX_GENERATE: usize = 100_000;
 
@@ -916,6 +988,8 @@ struct FaultsReq {
     kind: FaultKind,
     count: usize,
     retry_after: Option<u64>,
+    /// Only requests of this route: list, details, events, summary, detections, search.
+    route: Option<String>,
 }
 
 async fn admin_faults(
@@ -929,7 +1003,24 @@ async fn admin_faults(
     if req.kind == FaultKind::StoreThenDrop && req.side != Side::Rf {
         return admin_error("store-then-drop is only available on side rf".to_string());
     }
-    st.queue_faults(req.side, req.kind, req.count, req.retry_after.unwrap_or(1));
+    let route = match req.route.as_deref() {
+        None => None,
+        Some(name) => match fault_route(name) {
+            Some(r) => Some(r.to_string()),
+            None => {
+                return admin_error(format!(
+                    "unknown route {name:?}: list, details, events, summary, detections or search"
+                ))
+            }
+        },
+    };
+    st.queue_route_faults(
+        req.side,
+        req.kind,
+        req.count,
+        req.retry_after.unwrap_or(1),
+        route,
+    );
     Json(serde_json::json!({ "queued": req.count })).into_response()
 }
 

@@ -662,3 +662,68 @@ async fn max_runtime_is_partial_not_unavailable() {
         assert!(!problems.contains("unavailable"), "{side}: {s}");
     }
 }
+
+/// Issue 9 item 6: a gateway's login page (HTML with status 200) or a 302 to it on
+/// details and events calls is the gateway's state, not the alarm's: however many
+/// runs it lasts, no alarm is abandoned, and once it is gone every alarm is fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_login_pages_never_get_an_alarm_abandoned() {
+    let sim = start(SimConfig {
+        daily_quota: 10_000_000,
+        ..live_config(2, 10)
+    })
+    .await;
+    let home = Home::new();
+    // More than three failures for every alarm (about 20 in the window).
+    for (kind, route) in [("html-200", "details"), ("redirect", "events")] {
+        admin_post(
+            &sim,
+            "/_sim/faults",
+            json!({"side": "lr", "kind": kind, "count": 90, "route": route}),
+        )
+        .await;
+    }
+    let args = ["sync", "--json", "--settle", "0", "--daily-budget=10000000"];
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let run = lrci(&sim, &home, &args).await;
+        codes.push(run.code);
+        assert!(
+            run.code != 0 || codes.len() > 1,
+            "the first run cannot be clean: {}",
+            run.stdout
+        );
+        if run.code == 0 {
+            break;
+        }
+        assert!([69, 75].contains(&run.code), "{}", run.stderr);
+    }
+    assert_eq!(codes.last(), Some(&0), "runs: {codes:?}");
+    assert!(
+        codes.len() >= 4,
+        "the faults lasted fewer runs than meant: {codes:?}"
+    );
+    let stats = admin_get(&sim, "/_sim/stats").await;
+    assert_eq!(stats["faults"]["html-200"], 90, "{stats}");
+    assert_eq!(stats["faults"]["redirect"], 90, "{stats}");
+    let c = ledger_ro(&home.ledger());
+    let error: i64 = c
+        .query_row(
+            "SELECT count(*) FROM alarms WHERE decision = 'error'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(error, 0, "alarms left in error after the gateway recovered");
+    let truth = truth(&sim).await;
+    let want: BTreeSet<i64> = truth
+        .iter()
+        .map(|a| a["alarmId"].as_i64().unwrap())
+        .collect();
+    let have = ledger_alarm_ids(&home.ledger());
+    assert!(
+        want.is_subset(&have),
+        "missing {:?}",
+        want.difference(&have).collect::<Vec<_>>()
+    );
+}
