@@ -42,7 +42,7 @@ for u in lrci.service lrci.timer lrci@.service lrci@.timer; do
 done
 runuser -u lrci -- /usr/bin/lrci --version | grep -q '^lrci ' || fail "lrci --version as lrci"
 # The example config parses as the lrci user (keys come from the environment).
-runuser -u lrci -- env LOGRHYTHM_API_KEY=k RF_API_KEY=0123456789abcdef0123456789abcdef \
+runuser -u lrci -- env LOGRHYTHM_API_URL=https://pm.example:8501 LOGRHYTHM_API_KEY=k RF_API_KEY=0123456789abcdef0123456789abcdef \
   /usr/bin/lrci --config /etc/lrci/config.toml config check >/tmp/check.log 2>&1 \
   || { cat /tmp/check.log; fail "config check of the installed example config"; }
 # Upgrade in place keeps an edited config (a conffile).

@@ -178,5 +178,8 @@ fn ended(end: End, budget: u64, out: &mut Outcome) {
             "daily budget of {budget} detections reached; the rest waits for the next UTC day"
         )),
         End::Unavailable(e) => out.unavailable(format!("Collective Insights unavailable: {e}")),
+        End::Systemic(message) => out.partial(format!(
+            "Collective Insights rejects every detection with the same error (HTTP 400): {message}; the run stopped, what was not sent stays due for the next run"
+        )),
     }
 }

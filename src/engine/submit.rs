@@ -35,7 +35,19 @@ pub enum End {
     Budget,
     /// CI failed transiently; the rest waits for the next run.
     Unavailable(String),
+    /// CI rejects everything with the same 400 (a validation change upstream, a
+    /// proxy): the run stops and what was not sent stays due.
+    Systemic(String),
 }
+
+/// Single-item rejections with one message, before anything of the batch was
+/// accepted, that make the machine suspect a systemic 400 and probe the far end.
+const SUSPECT_AFTER: usize = 3;
+/// Batches smaller than this are never held back for a probe.
+const HOLD_MIN_BATCH: usize = 8;
+/// Consecutive single-item rejections with one message and no acceptance, across
+/// batches, that count as systemic where batches are too small to probe.
+const LONE_STREAK: usize = 10;
 
 /// CI's answer to one post, as far as the machine cares. Auth and TLS failures
 /// never get here: they end the run in the driver.
@@ -89,6 +101,19 @@ pub struct Submitter {
     batch_sent: u64,
     batch_failed: Option<String>,
     end: Option<End>,
+    /// The current batch's size, and whether any of it was accepted.
+    batch_len: usize,
+    batch_accepted: bool,
+    /// Single items rejected with `held_msg` before any acceptance: not marked
+    /// yet, in case CI rejects everything (then they stay due).
+    held: Vec<Detection>,
+    held_msg: Option<String>,
+    /// The far item posted alone to tell a systemic 400 from bad items.
+    probe: Option<DetectionId>,
+    /// The probe said "not systemic": this batch's rejections are marked.
+    no_hold: bool,
+    /// Consecutive single rejections with one message, across batches.
+    lone: (Option<String>, usize),
 }
 
 impl Submitter {
@@ -106,6 +131,13 @@ impl Submitter {
             batch_sent: 0,
             batch_failed: None,
             end: None,
+            batch_len: 0,
+            batch_accepted: false,
+            held: Vec::new(),
+            held_msg: None,
+            probe: None,
+            no_hold: false,
+            lone: (None, 0),
         }
     }
 
@@ -113,6 +145,11 @@ impl Submitter {
     pub fn step(&mut self) -> Step<'_> {
         if let Some(end) = &self.end {
             return Step::Done(end.clone());
+        }
+        if self.parts.is_empty() && !self.held.is_empty() {
+            // Nothing left to probe with, and not everything was rejected: the
+            // held items are marked one by one after all.
+            self.release_held();
         }
         if let Some(part) = self.parts.pop() {
             return Step::Post(self.in_flight.insert(part));
@@ -147,8 +184,85 @@ impl Submitter {
         // spent budget and ends the submission with End::Budget.
         page.truncate(usize::try_from(left).unwrap_or(usize::MAX));
         self.after_id = page.last().map_or(self.after_id, |d| d.id);
+        self.batch_len = page.len();
+        self.batch_accepted = false;
+        self.held.clear();
+        self.held_msg = None;
+        self.probe = None;
+        self.no_hold = false;
         self.parts.push(page);
         self.batch_open = true;
+    }
+
+    /// Puts the held items back to be posted (and marked) one by one.
+    fn release_held(&mut self) {
+        self.no_hold = true;
+        self.held_msg = None;
+        for d in self.held.drain(..).rev() {
+            self.parts.push(vec![d]);
+        }
+    }
+
+    /// A single item rejected with `message`: held while a systemic 400 is
+    /// suspected (then `Mark::Nothing`), else marked rejected.
+    fn rejected_one(&mut self, d: Detection, message: String) -> Mark {
+        let id = d.id;
+        if self.probe == Some(id) {
+            self.probe = None;
+            if self.held_msg.as_deref() == Some(message.as_str()) {
+                return self.systemic(message);
+            }
+            self.release_held();
+            return self.mark_rejected(id, message);
+        }
+        let may_hold = !self.no_hold
+            && !self.batch_accepted
+            && self.batch_len >= HOLD_MIN_BATCH
+            && self.held_msg.as_ref().is_none_or(|m| *m == message);
+        if !may_hold {
+            if !self.held.is_empty() {
+                self.release_held();
+            }
+            return self.mark_rejected(id, message);
+        }
+        self.held.push(d);
+        self.held_msg = Some(message.clone());
+        if self.held.len() >= SUSPECT_AFTER {
+            // Probe with the batch's far end: one bad item cannot explain it.
+            let far = self.parts.first_mut().and_then(Vec::pop);
+            self.parts.retain(|p| !p.is_empty());
+            match far {
+                Some(f) => {
+                    self.probe = Some(f.id);
+                    self.parts.push(vec![f]);
+                }
+                None => return self.systemic(message),
+            }
+        }
+        Mark::Nothing
+    }
+
+    fn mark_rejected(&mut self, id: DetectionId, reason: String) -> Mark {
+        let streak = if self.lone.0.as_deref() == Some(reason.as_str()) {
+            self.lone.1 + 1
+        } else {
+            1
+        };
+        self.lone = (Some(reason.clone()), streak);
+        if streak >= LONE_STREAK && self.batch_len < HOLD_MIN_BATCH {
+            self.end = Some(End::Systemic(reason.clone()));
+        }
+        Mark::Rejected { id, reason }
+    }
+
+    /// Every item rejected alike: stop; nothing of this batch is marked.
+    fn systemic(&mut self, message: String) -> Mark {
+        self.parts.clear();
+        self.held.clear();
+        self.held_msg = None;
+        self.batch_open = false;
+        self.end = Some(End::Systemic(message));
+        Mark::Nothing
     }
 
     /// CI's answer to the last [`Step::Post`].
@@ -158,11 +272,16 @@ impl Submitter {
         match answer {
             Answer::Accepted { processed } => {
                 self.batch_sent += ids.len() as u64;
+                self.batch_accepted = true;
+                self.lone = (None, 0);
+                if self.probe.take().is_some() || !self.held.is_empty() {
+                    self.release_held();
+                }
                 Mark::Sent { ids, processed }
             }
-            Answer::Rejected { message, .. } if ids.len() == 1 => Mark::Rejected {
-                id: ids[0],
-                reason: message,
+            Answer::Rejected { message, .. } if part.len() == 1 => match part.into_iter().next() {
+                Some(d) => self.rejected_one(d, message),
+                None => Mark::Nothing,
             },
             Answer::Rejected { .. } | Answer::TooLarge { .. } if part.len() > 1 => {
                 let mut a = part;
@@ -405,6 +524,79 @@ mod tests {
                 error: "HTTP 413".into()
             }]
         );
+    }
+
+    fn rejected(message: &str) -> Answer {
+        Answer::Rejected {
+            message: message.into(),
+            error: "HTTP 400".into(),
+        }
+    }
+
+    #[test]
+    fn a_systemic_400_stops_without_marking_and_costs_few_posts() {
+        // (due ids, batch size, bad ids, want end, want rejected ids, most posts)
+        let all: Vec<i64> = (1..=64).collect();
+        let every = |_: &[i64]| rejected("schema changed");
+        let mut sub = Submitter::new(32, 1000, 0);
+        let (posts, marks, _, end) = drive(&mut sub, &all, every);
+        assert_eq!(end, End::Systemic("schema changed".into()));
+        assert!(marks.iter().all(|m| *m == Mark::Nothing), "{marks:?}");
+        assert!(posts.len() <= 12, "{} posts: {posts:?}", posts.len());
+
+        // Tiny batches: ten single rejections alike in a row.
+        let mut sub = Submitter::new(1, 1000, 0);
+        let (posts, marks, _, end) = drive(&mut sub, &all, every);
+        assert_eq!(end, End::Systemic("schema changed".into()));
+        assert_eq!(posts.len(), LONE_STREAK);
+        assert_eq!(marks.len(), LONE_STREAK);
+    }
+
+    #[test]
+    fn bad_items_are_not_taken_for_a_systemic_400() {
+        // (bad ids among 1..=16, batch size): each bad one rejected, the rest sent.
+        for (bad, batch) in [
+            (vec![1, 2, 3], 16),
+            (vec![1, 2, 3, 4, 5], 8),
+            (vec![2, 9, 15], 16),
+            (vec![16], 16),
+            (vec![1, 2, 3, 4], 4),
+            (vec![1, 2, 3, 4, 5, 6, 7, 8], 8),
+        ] {
+            let ci = |ids: &[i64]| {
+                if ids.iter().any(|i| bad.contains(i)) {
+                    rejected("invalid ip")
+                } else {
+                    ok()
+                }
+            };
+            let rows: Vec<i64> = (1..=16).collect();
+            let mut sub = Submitter::new(batch, 1000, 0);
+            let (_, marks, _, end) = drive(&mut sub, &rows, ci);
+            let mut got_bad: Vec<i64> = marks
+                .iter()
+                .filter_map(|m| match m {
+                    Mark::Rejected { id, .. } => Some(id.get()),
+                    _ => None,
+                })
+                .collect();
+            got_bad.sort_unstable();
+            let sent: usize = marks
+                .iter()
+                .map(|m| match m {
+                    Mark::Sent { ids, .. } => ids.len(),
+                    _ => 0,
+                })
+                .sum();
+            if bad.len() == 8 && batch == 8 {
+                // A whole batch rejected alike is systemic by definition.
+                assert_eq!(end, End::Systemic("invalid ip".into()), "{bad:?}");
+                continue;
+            }
+            assert_eq!(end, End::Drained, "{bad:?} batch {batch}");
+            assert_eq!(got_bad, bad, "{bad:?} batch {batch}");
+            assert_eq!(sent, 16 - bad.len(), "{bad:?} batch {batch}");
+        }
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
+    /// An HTML (or XML) page where JSON was expected: what a reverse proxy or
+    /// gateway serves, with status 200, when its session expired or the API
+    /// behind it is down. Transient: the API's own answer comes back later.
+    #[error("{what}: the answer is an HTML page, not JSON (a gateway or proxy page)")]
+    NotJson { what: String },
     /// Valid JSON, but a part lrci needs is missing or of the wrong kind.
     #[error("{what}: {problem}")]
     Shape { what: String, problem: &'static str },
@@ -115,15 +120,13 @@ impl Error {
             // the alarm's: a later run gets the answer once the gateway is back.
             Error::Http(e) => e.is_transient() || matches!(**e, http::Error::Redirect { .. }),
             Error::Envelope { .. } => true,
-            // Not JSON at all (an HTML page with status 200): the gateway again.
-            // Valid JSON of the wrong shape stays permanent.
-            Error::Parse { source, .. } => matches!(
-                source.classify(),
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof
-            ),
+            // An HTML page with status 200 (a proxy's login or error page): the
+            // gateway again. A broken JSON body stays permanent.
+            Error::NotJson { .. } => true,
             Error::Auth { .. }
             | Error::NotFound { .. }
             | Error::NoApi { .. }
+            | Error::Parse { .. }
             | Error::Shape { .. }
             | Error::Order { .. }
             | Error::NoProgress { .. }
@@ -360,14 +363,27 @@ impl Client {
     }
 }
 
+/// A JSON body as `T`; a markup page (HTML or XML, after any BOM and white
+/// space) is [`Error::NotJson`], anything else that does not parse [`Error::Parse`].
+fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], what: impl Fn() -> String) -> Result<T> {
+    serde_json::from_slice(body).map_err(|source| {
+        let rest = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+        if rest.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'<') {
+            Error::NotJson { what: what() }
+        } else {
+            Error::Parse {
+                what: what(),
+                source,
+            }
+        }
+    })
+}
+
 /// Parses one `GET /alarms` body (see [`Client::list_page`]); `since` only
 /// names the page in errors.
 pub(crate) fn parse_list_page(body: &[u8], since: DateTime<Utc>) -> Result<Vec<AlarmRow>> {
     let what = || format!("alarm list since {}", format_lr_date(since));
-    let list: wire::AlarmList = serde_json::from_slice(body).map_err(|source| Error::Parse {
-        what: what(),
-        source,
-    })?;
+    let list: wire::AlarmList = parse_json(body, what)?;
     if let Some((code, message)) = list.envelope.failure() {
         return Err(Error::Envelope {
             what: what(),
@@ -392,11 +408,7 @@ pub(crate) fn parse_list_page(body: &[u8], since: DateTime<Utc>) -> Result<Vec<A
 /// Parses one `GET /alarms/{id}` body (see [`Client::details`]).
 pub(crate) fn parse_details(body: &[u8], id: AlarmId) -> Result<AlarmDetails> {
     let what = || format!("details of alarm {id}");
-    let parsed: wire::DetailsBody =
-        serde_json::from_slice(body).map_err(|source| Error::Parse {
-            what: what(),
-            source,
-        })?;
+    let parsed: wire::DetailsBody = parse_json(body, what)?;
     if let Some((code, message)) = parsed.envelope.failure() {
         return Err(Error::Envelope {
             what: what(),
@@ -414,10 +426,7 @@ pub(crate) fn parse_details(body: &[u8], id: AlarmId) -> Result<AlarmDetails> {
 /// Parses one `GET /alarms/{id}/events` body (see [`Client::events`]).
 pub(crate) fn parse_events(body: &[u8], id: AlarmId) -> Result<Vec<Value>> {
     let what = || format!("events of alarm {id}");
-    let parsed: wire::EventsBody = serde_json::from_slice(body).map_err(|source| Error::Parse {
-        what: what(),
-        source,
-    })?;
+    let parsed: wire::EventsBody = parse_json(body, what)?;
     if let Some((code, message)) = parsed.envelope.failure() {
         return Err(Error::Envelope {
             what: what(),

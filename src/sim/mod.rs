@@ -141,6 +141,10 @@ pub enum FaultKind {
     /// A 302 to a login page (a reverse proxy's single sign-on).
     #[serde(rename = "redirect")]
     Redirect,
+    /// A 400 whatever the request (a validation change upstream, a proxy that
+    /// mangles bodies): CI's error shape on side rf.
+    #[serde(rename = "400")]
+    BadRequest,
 }
 
 impl FaultKind {
@@ -168,6 +172,7 @@ impl FaultKind {
             FaultKind::StoreThenDrop => "store-then-drop",
             FaultKind::Html200 => "html-200",
             FaultKind::Redirect => "redirect",
+            FaultKind::BadRequest => "400",
         }
     }
 }
@@ -821,16 +826,23 @@ async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) ->
             r
         }
         FaultKind::TooMany
+        | FaultKind::BadRequest
         | FaultKind::Internal
         | FaultKind::BadGateway
         | FaultKind::Unavailable => {
             let status = match fault.kind {
+                FaultKind::BadRequest => StatusCode::BAD_REQUEST,
                 FaultKind::TooMany => StatusCode::TOO_MANY_REQUESTS,
                 FaultKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
                 FaultKind::BadGateway => StatusCode::BAD_GATEWAY,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
             };
-            let reason = status.canonical_reason().unwrap_or("Error");
+            let reason = match fault.kind {
+                FaultKind::BadRequest => {
+                    "request validation failed: data.0.detection.type is not allowed"
+                }
+                _ => status.canonical_reason().unwrap_or("Error"),
+            };
             let body = match side {
                 Side::Lr => serde_json::json!({
                     "statusCode": status.as_u16(), "statusMessage": reason, "responseMessage": reason

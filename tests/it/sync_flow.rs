@@ -727,3 +727,62 @@ async fn gateway_login_pages_never_get_an_alarm_abandoned() {
         want.difference(&have).collect::<Vec<_>>()
     );
 }
+
+/// Issue 9 item 7: a 400 for every batch (a validation change upstream) stops
+/// the run after a few posts with the error named, marks nothing rejected and
+/// leaves every detection due; once CI accepts again, the next run sends them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_systemic_400_leaves_everything_due() {
+    let sim = start(SimConfig {
+        daily_quota: 10_000_000,
+        ..live_config(2, 20)
+    })
+    .await;
+    let home = Home::new();
+    admin_post(
+        &sim,
+        "/_sim/faults",
+        json!({"side": "rf", "kind": "400", "count": 100_000, "route": "detections"}),
+    )
+    .await;
+    let args = [
+        "sync",
+        "--json",
+        "--settle",
+        "0",
+        "--daily-budget=10000000",
+        "--batch-size",
+        "50",
+    ];
+    let run = lrci(&sim, &home, &args).await;
+    run.expect_code(75);
+    let s = run.summary();
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("rejects every detection with the same error"),
+        "{s}"
+    );
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("detection.type is not allowed"),
+        "{s}"
+    );
+    let states = ledger_states(&home.ledger());
+    assert_eq!(states.get("rejected"), None, "{states:?}");
+    let due =
+        states.get("pending").copied().unwrap_or(0) + states.get("failed").copied().unwrap_or(0);
+    assert!(due > 50, "{states:?}");
+    let posts = route_count(
+        &admin_get(&sim, "/_sim/stats").await,
+        "POST /collective-insights/detections",
+    );
+    assert!(posts <= 12, "{posts} posts for a systemic 400");
+
+    clear_faults(&sim).await;
+    lrci(&sim, &home, &args).await.expect_code(0);
+    let states = ledger_states(&home.ledger());
+    assert_eq!(states.get("pending"), None, "{states:?}");
+    assert_eq!(states.get("sent").copied().unwrap_or(0), due, "{states:?}");
+}

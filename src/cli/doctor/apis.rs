@@ -78,7 +78,9 @@ pub(super) fn lr_failure_class(e: &logrhythm::Error) -> (u8, &'static str) {
             ),
         },
         logrhythm::Error::NoApi { .. } => (code::CONFIG, WRONG_URL),
-        logrhythm::Error::Parse { .. } | logrhythm::Error::Shape { .. } => (
+        logrhythm::Error::Parse { .. }
+        | logrhythm::Error::NotJson { .. }
+        | logrhythm::Error::Shape { .. } => (
             code::CONFIG,
             "the answer is not the LogRhythm Alarm API's: check LOGRHYTHM_API_URL",
         ),
