@@ -683,6 +683,17 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
+/// The server's clock as its `Date` header gives it, else this machine's: an
+/// HTTP-date `Retry-After` is a time on the server's clock, and the two may
+/// differ by minutes.
+fn server_now(headers: &HeaderMap) -> SystemTime {
+    headers
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .unwrap_or_else(SystemTime::now)
+}
+
 /// Turns a non-2xx response into an [`Error`]; returns 2xx responses untouched.
 /// Every call of both clients goes through here (via [`execute`]).
 pub async fn check_status(resp: reqwest::Response, method: &Method) -> Result<reqwest::Response> {
@@ -710,7 +721,7 @@ pub async fn check_status(resp: reqwest::Response, method: &Method) -> Result<re
         .headers()
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        .and_then(|v| parse_retry_after(v, server_now(resp.headers())));
     // Best effort: an unreadable error body still yields the status error.
     let raw = read_capped_lossy(resp, ERROR_BODY_BYTES).await;
     let text = String::from_utf8_lossy(&raw);
@@ -1374,6 +1385,36 @@ mod tests {
         // HTTP-dates have whole-second resolution: the wait is 1–2 s.
         assert!(gap >= Duration::from_millis(900), "{gap:?}");
         assert!(gap < Duration::from_millis(3000), "{gap:?}");
+    }
+
+    /// Issue 9 item 7: the date is read against the server's clock (`Date`),
+    /// not this machine's: a server 10 minutes ahead asking for 2 s gets 2 s.
+    #[tokio::test]
+    async fn retry_after_http_date_is_read_against_the_servers_clock() {
+        let server = MockServer::start().await;
+        let ahead = SystemTime::now() + Duration::from_secs(600);
+        Mock::given(method("GET"))
+            .respond_with(
+                ResponseTemplate::new(503)
+                    .insert_header("Date", httpdate::fmt_http_date(ahead).as_str())
+                    .insert_header(
+                        "Retry-After",
+                        httpdate::fmt_http_date(ahead + Duration::from_secs(2)).as_str(),
+                    ),
+            )
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("GET"))
+            .respond_with(ResponseTemplate::new(200))
+            .mount(&server)
+            .await;
+        let start = StdInstant::now();
+        let resp = get(&fast(), server.uri()).await.unwrap();
+        assert_eq!(resp.attempts, 2);
+        let gap = start.elapsed();
+        assert!(gap >= Duration::from_millis(900), "{gap:?}");
+        assert!(gap < Duration::from_millis(3500), "{gap:?}");
     }
 
     #[tokio::test]
