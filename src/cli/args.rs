@@ -267,6 +267,9 @@ pub struct RunArgs {
     /// Seconds to leave alarms alone after they fire (their data may not be ready) [default: 120].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400), allow_negative_numbers = true)]
     pub settle: Option<u64>,
+    /// Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them [default: 86400].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=604_800), allow_negative_numbers = true)]
+    pub events_grace: Option<u64>,
     /// Parallel per-alarm requests (details, events) to LogRhythm [default: 8].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
     pub concurrency: Option<u16>,

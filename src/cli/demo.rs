@@ -100,6 +100,9 @@ fn demo_options() -> RunOptions {
         concurrency: n(spec::DEFAULT_CONCURRENCY),
         batch_size: n(spec::DEFAULT_BATCH_SIZE),
         daily_budget: spec::DEFAULT_DAILY_BUDGET,
+        events_grace: Span::seconds(
+            i64::try_from(spec::DEFAULT_EVENTS_GRACE_SECS).unwrap_or(86_400),
+        ),
         deadline: None,
         interrupt: None,
         progress: None,

@@ -115,6 +115,7 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
     }
     let numbers = [
         ("settle", r.settle),
+        ("events_grace", r.events_grace),
         ("concurrency", r.concurrency.map(u64::from)),
         ("page_size", r.page_size.map(u64::from)),
         ("max_runtime", r.max_runtime),

@@ -102,6 +102,7 @@ fn run_options(
         concurrency: usize::try_from(s.number("concurrency")).unwrap_or(1),
         batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
         daily_budget: s.number("daily_budget"),
+        events_grace: Span::seconds(i64::try_from(s.number("events_grace")).unwrap_or(i64::MAX)),
         deadline,
         interrupt: Some(interrupt_on_signals()?),
         progress: None,
@@ -250,8 +251,8 @@ fn human_summary(s: &Summary, ledger: &Path) -> String {
         s.slices.total, s.slices.fetched, s.slices.covered, s.slices.saturated, s.slices.failed
     ));
     t.push_str(&format!(
-        "  alarms     {} seen, {} new, {} filtered, {} left for retry\n",
-        s.alarms.seen, s.alarms.new, s.alarms.filtered, s.alarms.errors
+        "  alarms     {} seen, {} new, {} filtered, {} left for retry, {} waiting for events\n",
+        s.alarms.seen, s.alarms.new, s.alarms.filtered, s.alarms.errors, s.alarms.waiting
     ));
     t.push_str(&format!(
         "  detections {} new, {} submitted, {} failed, {} rejected, {} excluded by policy\n",

@@ -13,6 +13,9 @@ pub const DEFAULT_PAGE_SIZE: u64 = 1000;
 pub const DEFAULT_CONCURRENCY: u64 = 8;
 /// Seconds alarms are left alone after they fire.
 pub const DEFAULT_SETTLE_SECS: u64 = 120;
+/// How long an alarm's events may be not ready (empty, 404, not JSON, a
+/// redirect) before it is final without them: a day (DESIGN.md section 1, item 6).
+pub const DEFAULT_EVENTS_GRACE_SECS: u64 = 86_400;
 /// Seconds allowed for one HTTP request.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 /// Seconds allowed to connect.
@@ -118,6 +121,8 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::Int(1), doc: "Days a fresh ledger's first sync looks back (vendor flag -lb)" },
     Spec { name: "settle", flag: "--settle", env: "LRCI_SETTLE", kind: int(0, 86_400),
         default: Default::Int(DEFAULT_SETTLE_SECS), doc: "Seconds to leave alarms alone after they fire (their data may not be ready)" },
+    Spec { name: "events_grace", flag: "--events-grace", env: "LRCI_EVENTS_GRACE", kind: int(0, 604_800),
+        default: Default::Int(DEFAULT_EVENTS_GRACE_SECS), doc: "Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them; until then later runs retry it" },
     Spec { name: "min_rbp", flag: "--min-rbp", env: "LRCI_MIN_RBP", kind: int(0, 100),
         default: Default::None, doc: "Only alarms whose Risk Based Priority (rbpMax) is at least N (vendor flag -rbp)" },
     Spec { name: "rf_only", flag: "--rf-only", env: "LRCI_RF_ONLY", kind: Kind::Bool,

@@ -253,6 +253,10 @@ fn count_records(records: &[AlarmRecord], s: &mut Summary) {
                 s.alarms.errors += 1;
                 tracing::warn!(alarm_id = %rec.row.alarm_id, error = %error, "alarm left for a later run");
             }
+            AlarmOutcome::NotReady { error } => {
+                s.alarms.waiting += 1;
+                tracing::info!(alarm_id = %rec.row.alarm_id, reason = %error, "alarm's events not ready yet; later runs fetch them");
+            }
             AlarmOutcome::Accepted { .. } => {}
         }
     }
@@ -272,14 +276,14 @@ async fn decide_alarms(
 ) -> Result<Vec<AlarmRecord>, Fatal> {
     let mut records = Vec::with_capacity(todo.len());
     let mut fetch = Vec::new();
-    for (row, attempts) in todo {
+    for (row, _attempts) in todo {
         match triage::rule_filter(&row.rule_name, opts.rf_only, &opts.exclude_rules) {
             Some(reason) => records.push(record(row, None, AlarmOutcome::Filtered { reason })),
-            None => fetch.push((row, attempts)),
+            None => fetch.push(row),
         }
     }
     let mut results = stream::iter(fetch)
-        .map(|(row, attempts)| fetch_alarm(lr, opts, row, attempts))
+        .map(|row| fetch_alarm(lr, opts, row))
         .buffer_unordered(opts.concurrency.max(1));
     while let Some(r) = results.next().await {
         records.push(r?);
@@ -293,6 +297,16 @@ fn record(row: AlarmRow, rbp_max: Option<i64>, outcome: AlarmOutcome) -> AlarmRe
         row,
         rbp_max,
         outcome,
+    }
+}
+
+/// Whether an events failure means "not ready yet" (DESIGN.md section 1, item 6):
+/// 404, an HTML page where JSON was expected, a redirect.
+fn events_pending(e: &logrhythm::Error) -> bool {
+    match e {
+        logrhythm::Error::NotFound { .. } | logrhythm::Error::NotJson { .. } => true,
+        logrhythm::Error::Http(h) => matches!(**h, crate::http::Error::Redirect { .. }),
+        _ => false,
     }
 }
 
@@ -313,7 +327,6 @@ async fn fetch_alarm(
     lr: &logrhythm::Client,
     opts: &RunOptions,
     row: AlarmRow,
-    attempts: i64,
 ) -> Result<AlarmRecord, Fatal> {
     let details = match lr.details(row.alarm_id).await {
         Ok(d) => d,
@@ -323,13 +336,23 @@ async fn fetch_alarm(
     if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
         return Ok(record(row, rbp, AlarmOutcome::Filtered { reason }));
     }
-    let events = match lr.events(row.alarm_id).await {
-        Ok(ev) => ev,
+    let age = chrono::Utc::now() - row.date_inserted;
+    let not_ready = |why: &str| triage::events_not_ready(row.alarm_id, why, age, opts.events_grace);
+    let (events, late) = match lr.events(row.alarm_id).await {
+        Ok(ev) if ev.is_empty() => match not_ready("none yet") {
+            Some(error) => return Ok(record(row, rbp, AlarmOutcome::NotReady { error })),
+            None => (ev, Some("no events within the events grace".to_string())),
+        },
+        Ok(ev) => (ev, None),
+        Err(e) if events_pending(&e) => match not_ready(&e.to_string()) {
+            Some(error) => return Ok(record(row, rbp, AlarmOutcome::NotReady { error })),
+            None => (
+                Vec::new(),
+                Some(format!("no events within the events grace (last: {e})")),
+            ),
+        },
         Err(e) => return Ok(record(row, rbp, fetch_error(e)?)),
     };
-    if let Some(error) = triage::no_events_yet(row.alarm_id, events.len(), attempts) {
-        return Ok(record(row, rbp, AlarmOutcome::Error { error }));
-    }
     let mut indicators = extract::indicators(&events, &opts.policy);
     let note = triage::cap_indicators(&mut indicators).map(|(note, found)| {
         tracing::warn!(
@@ -343,7 +366,7 @@ async fn fetch_alarm(
     let outcome = AlarmOutcome::Accepted {
         event_count: events.len(),
         indicators,
-        note,
+        note: note.or(late),
     };
     Ok(record(row, rbp, outcome))
 }

@@ -142,6 +142,8 @@ pub struct RunOptions {
     pub concurrency: usize,
     pub batch_size: usize,
     pub daily_budget: u64,
+    /// How long an alarm's events may be not ready before it is final without them.
+    pub events_grace: chrono::Duration,
     pub deadline: Option<Instant>,
     /// Stops the run between slices and batches when raised.
     pub interrupt: Option<Interrupt>,

@@ -116,6 +116,8 @@ pub struct AlarmCounts {
     pub filtered: u64,
     /// Alarms whose details or events could not be fetched this run.
     pub errors: u64,
+    /// Alarms whose events are not ready yet (younger than the events grace).
+    pub waiting: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -53,11 +53,23 @@ pub fn rbp_filter(min_rbp: Option<i64>, rbp_max: Option<i64>) -> Option<String> 
     (rbp < min).then(|| format!("rbpMax {rbp} below --min-rbp {min}"))
 }
 
-/// Events can be empty right after an alarm fires: give them a few runs to appear
-/// (the alarm stays in `error`), then accept the alarm with no indicators.
-pub fn no_events_yet(alarm_id: AlarmId, events: usize, attempts: i64) -> Option<String> {
-    (events == 0 && attempts + 1 < MAX_FETCH_ATTEMPTS)
-        .then(|| format!("events of alarm {alarm_id}: none yet"))
+/// Events can be not ready for a while after an alarm fires (empty, 404, not
+/// JSON, a redirect: the drill-down cache fills later). Readiness is judged by
+/// age, not by attempts, so a one-minute schedule does not give up in minutes:
+/// while the alarm is younger than `grace` the events are waited for (the
+/// reason, for the ledger); after that the alarm is final without them.
+pub fn events_not_ready(
+    alarm_id: AlarmId,
+    why: &str,
+    age: chrono::Duration,
+    grace: chrono::Duration,
+) -> Option<String> {
+    (age < grace).then(|| {
+        format!(
+            "events of alarm {alarm_id}: {why} (waited for until it is {}s old)",
+            grace.num_seconds()
+        )
+    })
 }
 
 /// The indicator cap: keeps the first [`MAX_INDICATORS_PER_ALARM`] and returns the
@@ -141,19 +153,27 @@ mod tests {
     }
 
     #[test]
-    fn no_events_yet_rows() {
-        for (events, attempts, wait) in [
-            (0, 0, true),
-            (0, MAX_FETCH_ATTEMPTS - 2, true),
-            (0, MAX_FETCH_ATTEMPTS - 1, false),
-            (1, 0, false),
-            (5, 2, false),
+    fn events_not_ready_is_judged_by_age() {
+        let s = chrono::Duration::seconds;
+        // (alarm age, grace, still waited for)
+        for (age, grace, wait) in [
+            (s(0), s(86_400), true),
+            (s(60), s(86_400), true),
+            (s(86_399), s(86_400), true),
+            (s(86_400), s(86_400), false),
+            (s(90_000), s(86_400), false),
+            (s(10), s(0), false),
+            // A clock behind LogRhythm's makes a fresh alarm look young, not old.
+            (s(-300), s(86_400), true),
         ] {
-            assert_eq!(
-                no_events_yet(AlarmId::from(9), events, attempts).is_some(),
-                wait,
-                "events={events} attempts={attempts}"
-            );
+            let got = events_not_ready(AlarmId::from(9), "none yet", age, grace);
+            assert_eq!(got.is_some(), wait, "age={age} grace={grace}");
+            if let Some(reason) = got {
+                assert!(
+                    reason.contains("alarm 9") && reason.contains("none yet"),
+                    "{reason}"
+                );
+            }
         }
     }
 

@@ -42,6 +42,10 @@ pub enum AlarmOutcome {
     /// counted against the alarm's fetch attempts: an outage is not the alarm's
     /// fault, so it never gets the alarm abandoned.
     Unavailable { error: String },
+    /// The events are not ready yet (empty, 404, not JSON, a redirect) and the
+    /// alarm is younger than the events grace: stored like `Unavailable`, retried
+    /// by later runs, and not a failure of the run.
+    NotReady { error: String },
 }
 
 /// One slice's worth of work, written in one transaction.
@@ -203,7 +207,7 @@ fn alarm_columns(outcome: &AlarmOutcome) -> AlarmColumns<'_> {
         AlarmOutcome::Error { error } => {
             (AlarmDecision::Error, None, None, 1, Some(error.as_str()))
         }
-        AlarmOutcome::Unavailable { error } => {
+        AlarmOutcome::Unavailable { error } | AlarmOutcome::NotReady { error } => {
             (AlarmDecision::Error, None, None, 0, Some(error.as_str()))
         }
     }

@@ -69,6 +69,7 @@ fn options(window: (DateTime<Utc>, DateTime<Utc>), dry_run: bool) -> RunOptions 
         concurrency: 4,
         batch_size: 50,
         daily_budget: 1_000_000,
+        events_grace: chrono::Duration::days(1),
         deadline: None,
         interrupt: None,
         progress: None,

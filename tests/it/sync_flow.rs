@@ -684,19 +684,24 @@ async fn gateway_login_pages_never_get_an_alarm_abandoned() {
         .await;
     }
     let args = ["sync", "--json", "--settle", "0", "--daily-budget=10000000"];
+    let in_error = |home: &Home| -> i64 {
+        ledger_ro(&home.ledger())
+            .query_row(
+                "SELECT count(*) FROM alarms WHERE decision = 'error'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
     let mut codes = Vec::new();
-    for _ in 0..12 {
+    for _ in 0..15 {
         let run = lrci(&sim, &home, &args).await;
         codes.push(run.code);
-        assert!(
-            run.code != 0 || codes.len() > 1,
-            "the first run cannot be clean: {}",
-            run.stdout
-        );
-        if run.code == 0 {
+        // Waiting for events is not a failure (0); a details failure is partial.
+        assert!([0, 69, 75].contains(&run.code), "{}", run.stderr);
+        if run.code == 0 && in_error(&home) == 0 {
             break;
         }
-        assert!([69, 75].contains(&run.code), "{}", run.stderr);
     }
     assert_eq!(codes.last(), Some(&0), "runs: {codes:?}");
     assert!(
@@ -785,4 +790,80 @@ async fn a_systemic_400_leaves_everything_due() {
     let states = ledger_states(&home.ledger());
     assert_eq!(states.get("pending"), None, "{states:?}");
     assert_eq!(states.get("sent").copied().unwrap_or(0), due, "{states:?}");
+}
+
+/// Issue 9 item 3: events that are not ready (404 while the drill-down cache
+/// fills) are waited for by the alarm's age, not by attempts: many runs on a
+/// short schedule neither give up nor fail the run; once ready, the indicators
+/// are sent. With `--events-grace 0` the alarm is final at once, without them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_not_ready_are_waited_for_by_age_not_attempts() {
+    let sim = start(SimConfig {
+        not_ready: Duration::from_secs(10),
+        daily_quota: 10_000_000,
+        ..live_config(1, 0)
+    })
+    .await;
+    let home = Home::new();
+    let ids = sim
+        .state()
+        .generate(3, chrono::Utc::now() - chrono::Duration::seconds(1));
+    let args = ["sync", "--json", "--settle", "0"];
+    // Five quick runs: more than the old three attempts, all while not ready.
+    for i in 0..5 {
+        let run = lrci(&sim, &home, &args).await;
+        run.expect_code(0);
+        let s = run.summary();
+        assert_eq!(s["alarms"]["waiting"], ids.len(), "run {i}: {s}");
+        assert_eq!(s["detections"]["new"], 0, "run {i}: {s}");
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let run = lrci(&sim, &home, &args).await;
+    run.expect_code(0);
+    let s = run.summary();
+    assert_eq!(s["alarms"]["waiting"], 0, "{s}");
+    let states = ledger_states(&home.ledger());
+    assert!(states.get("sent").copied().unwrap_or(0) > 0, "{states:?}");
+    let c = ledger_ro(&home.ledger());
+    for id in &ids {
+        let (decision, attempts): (String, i64) = c
+            .query_row(
+                "SELECT decision, fetch_attempts FROM alarms WHERE alarm_id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(decision, "accepted", "alarm {id}");
+        assert!(
+            attempts <= 1,
+            "alarm {id}: waiting used up {attempts} attempts"
+        );
+    }
+
+    // No grace: final at once, without events, and said so.
+    let home = Home::new();
+    let late = sim
+        .state()
+        .generate(1, chrono::Utc::now() - chrono::Duration::seconds(1));
+    let run = lrci(
+        &sim,
+        &home,
+        &["sync", "--json", "--settle", "0", "--events-grace", "0"],
+    )
+    .await;
+    run.expect_code(0);
+    let reason: Option<String> = ledger_ro(&home.ledger())
+        .query_row(
+            "SELECT reason FROM alarms WHERE alarm_id = ?1",
+            [late[0]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("no events within the events grace"),
+        "{reason:?}"
+    );
 }
