@@ -261,6 +261,12 @@ pub struct RunArgs {
     /// One of the organisation's networks (CIDR), never sent (repeatable).
     #[arg(long = "own-network", value_name = "CIDR")]
     pub own_network: Vec<String>,
+    /// A domain suffix sent although LogRhythm's zones or learning mark it as the organisation's (repeatable).
+    #[arg(long = "allow-domain", value_name = "DOMAIN")]
+    pub allow_domain: Vec<String>,
+    /// A network (CIDR) sent although LogRhythm's zones or network records mark it as the organisation's (repeatable).
+    #[arg(long = "allow-network", value_name = "CIDR")]
+    pub allow_network: Vec<String>,
     /// Indicators never to send, one a line: IP, CIDR, domain suffix or URL.
     #[arg(long, value_name = "FILE")]
     pub exclude_indicators: Option<PathBuf>,

@@ -113,6 +113,12 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
     if !r.own_network.is_empty() {
         layer.flag("own_networks", Raw::List(r.own_network.clone()));
     }
+    if !r.allow_domain.is_empty() {
+        layer.flag("allow_domains", Raw::List(r.allow_domain.clone()));
+    }
+    if !r.allow_network.is_empty() {
+        layer.flag("allow_networks", Raw::List(r.allow_network.clone()));
+    }
     let numbers = [
         ("settle", r.settle),
         ("concurrency", r.concurrency.map(u64::from)),

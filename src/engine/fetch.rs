@@ -8,8 +8,9 @@ use super::send::Sink;
 use super::{deadline_passed, failure, plan, race, triage, Progress, RunOptions};
 use crate::error::Fatal;
 use crate::ledger::{AlarmOutcome, AlarmRecord, Coverage, Ledger, SliceIngest};
-use crate::model::AlarmRow;
+use crate::model::{AlarmRow, Observations};
 use crate::model::{AlarmId, DetectionId};
+use crate::policy::Policy;
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -59,11 +60,17 @@ pub(super) async fn sync(
             break;
         }
         let cov = coverage.get(&plan::floor_hour(slice.0));
-        if let Flow::Stop = one_slice(sink, lr, opts, (slice, cov), s).await? {
+        // What earlier slices taught is used by the next one.
+        let policy = super::knowledge::current(sink.ledger, &opts.policy)?;
+        if let Flow::Stop = one_slice(sink, lr, (opts, &policy), (slice, cov), s).await? {
             break;
         }
     }
     progress(opts, s, done, s.detections.submitted, true);
+    // Learning is complete for this run: judge what waits again with everything
+    // now known, so nothing learned from a later alarm of this run leaves.
+    let policy = super::knowledge::rejudge(sink, &opts.policy, s)?;
+    super::knowledge::warn_unjudged(sink.ledger, &policy)?;
     if !s.outcome.may_submit() {
         return Ok(());
     }
@@ -101,7 +108,7 @@ fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
 async fn one_slice(
     sink: &mut Sink<'_>,
     lr: &logrhythm::Client,
-    opts: &RunOptions,
+    (opts, policy): (&RunOptions, &Policy),
     (slice, cov): (Slice, Option<&Coverage>),
     s: &mut Summary,
 ) -> Result<Flow, Fatal> {
@@ -131,12 +138,20 @@ async fn one_slice(
     note_saturation(&listing, slice_start, s);
     let saturated_at = listing.saturated_at.clone();
     let todo = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
-    let Some(records) = race(sink.interrupt, decide_alarms(lr, opts, todo)).await else {
+    let Some(records) = race(sink.interrupt, decide_alarms(lr, (opts, policy), todo)).await else {
         // Abandoned before anything of this slice was written: fetched again later.
         s.outcome.interrupted();
         return Ok(Flow::Stop);
     };
-    let records = records?;
+    let fetched = records?;
+    let mut records = Vec::with_capacity(fetched.len());
+    let mut observations = Vec::new();
+    for (rec, obs) in fetched {
+        if let Some(obs) = obs {
+            observations.push((rec.row.alarm_id, obs));
+        }
+        records.push(rec);
+    }
     count_records(&records, s);
     let batch = SliceIngest {
         run_id: Some(sink.run_id),
@@ -144,6 +159,7 @@ async fn one_slice(
         covered_until: fetch_from.map(|_| slice.1),
         saturated_at,
         alarms: records,
+        observations,
     };
     let counts = sink.ledger.ingest(&batch, (sink.now)())?;
     s.detections.new += counts.new_pending;
@@ -259,26 +275,31 @@ fn count_records(records: &[AlarmRecord], s: &mut Summary) {
 /// bounded concurrency.
 async fn decide_alarms(
     lr: &logrhythm::Client,
-    opts: &RunOptions,
+    (opts, policy): (&RunOptions, &Policy),
     todo: Vec<(AlarmRow, i64)>,
-) -> Result<Vec<AlarmRecord>, Fatal> {
+) -> Result<Vec<Fetched>, Fatal> {
     let mut records = Vec::with_capacity(todo.len());
     let mut fetch = Vec::new();
     for (row, attempts) in todo {
         match triage::rule_filter(&row.rule_name, opts.rf_only, &opts.exclude_rules) {
-            Some(reason) => records.push(record(row, None, AlarmOutcome::Filtered { reason })),
+            Some(reason) => {
+                records.push((record(row, None, AlarmOutcome::Filtered { reason }), None))
+            }
             None => fetch.push((row, attempts)),
         }
     }
     let mut results = stream::iter(fetch)
-        .map(|(row, attempts)| fetch_alarm(lr, opts, row, attempts))
+        .map(|(row, attempts)| fetch_alarm(lr, (opts, policy), row, attempts))
         .buffer_unordered(opts.concurrency.max(1));
     while let Some(r) = results.next().await {
         records.push(r?);
     }
-    records.sort_by_key(|r| (r.row.date_inserted, r.row.alarm_id));
+    records.sort_by_key(|(r, _)| (r.row.date_inserted, r.row.alarm_id));
     Ok(records)
 }
+
+/// An alarm's record, and what its events showed of the organisation.
+type Fetched = (AlarmRecord, Option<Observations>);
 
 fn record(row: AlarmRow, rbp_max: Option<i64>, outcome: AlarmOutcome) -> AlarmRecord {
     AlarmRecord {
@@ -303,26 +324,27 @@ fn fetch_error(e: logrhythm::Error) -> Result<AlarmOutcome, Fatal> {
 /// Details, `--min-rbp`, events, extraction and the cap for one alarm.
 async fn fetch_alarm(
     lr: &logrhythm::Client,
-    opts: &RunOptions,
+    (opts, policy): (&RunOptions, &Policy),
     row: AlarmRow,
     attempts: i64,
-) -> Result<AlarmRecord, Fatal> {
+) -> Result<Fetched, Fatal> {
     let details = match lr.details(row.alarm_id).await {
         Ok(d) => d,
-        Err(e) => return Ok(record(row, None, fetch_error(e)?)),
+        Err(e) => return Ok((record(row, None, fetch_error(e)?), None)),
     };
     let rbp = details.rbp_max;
     if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
-        return Ok(record(row, rbp, AlarmOutcome::Filtered { reason }));
+        return Ok((record(row, rbp, AlarmOutcome::Filtered { reason }), None));
     }
     let events = match lr.events(row.alarm_id).await {
         Ok(ev) => ev,
-        Err(e) => return Ok(record(row, rbp, fetch_error(e)?)),
+        Err(e) => return Ok((record(row, rbp, fetch_error(e)?), None)),
     };
     if let Some(error) = triage::no_events_yet(row.alarm_id, events.len(), attempts) {
-        return Ok(record(row, rbp, AlarmOutcome::Error { error }));
+        return Ok((record(row, rbp, AlarmOutcome::Error { error }), None));
     }
-    let mut indicators = extract::indicators(&events, &opts.policy);
+    let observations = extract::observations(&events, policy);
+    let mut indicators = extract::indicators(&events, policy);
     let note = triage::cap_indicators(&mut indicators).map(|(note, found)| {
         tracing::warn!(
             alarm_id = %row.alarm_id,
@@ -337,5 +359,5 @@ async fn fetch_alarm(
         indicators,
         note,
     };
-    Ok(record(row, rbp, outcome))
+    Ok((record(row, rbp, outcome), Some(observations)))
 }

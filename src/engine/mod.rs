@@ -37,6 +37,7 @@ pub mod submit;
 pub mod triage;
 
 mod fetch;
+mod knowledge;
 mod send;
 
 pub use plan::{floor_hour, slice_len, slices, window};
@@ -44,6 +45,7 @@ pub use report::{
     AlarmCounts, BudgetOut, DetectionCounts, Outcome, ReplayCounts, ReplaySummary, SliceCounts,
     Summary, WindowOut,
 };
+pub use knowledge::{current as policy_with_knowledge, unjudged};
 pub use triage::{MAX_FETCH_ATTEMPTS, MAX_INDICATORS_PER_ALARM};
 
 use crate::error::Fatal;

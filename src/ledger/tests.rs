@@ -46,6 +46,7 @@ fn slice(alarms: Vec<AlarmRecord>) -> SliceIngest {
         slice_start: t(10, 0),
         covered_until: Some(t(11, 0)),
         saturated_at: vec![],
+        observations: Vec::new(),
         alarms,
     }
 }
