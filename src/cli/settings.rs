@@ -204,5 +204,13 @@ pub fn ledger_path(g: &GlobalArgs) -> Result<PathBuf, Fatal> {
     Ok(config::resolve(&sources_of(layer, g))?.ledger().value)
 }
 
+/// The indicator policy as configured, for commands that take only the global
+/// flags (`ledger domains`, `ledger networks`, `ledger show`).
+pub fn policy_for(g: &GlobalArgs) -> Result<crate::policy::Policy, Fatal> {
+    let mut layer = Layer::default();
+    global_layer(g, &mut layer);
+    Ok(config::resolve(&sources_of(layer, g))?.filters()?.policy)
+}
+
 #[cfg(test)]
 mod tests;

@@ -165,6 +165,30 @@ impl Policy {
         self
     }
 
+    /// The configured internal domain suffixes, sorted.
+    pub fn internal_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.internal_domains.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The allowed domain suffixes, sorted.
+    pub fn allowed_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.allow_domains.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The configured `own_networks`.
+    pub fn own_networks(&self) -> &[IpNetwork] {
+        &self.own_networks
+    }
+
+    /// The allowed networks.
+    pub fn allowed_networks(&self) -> &[IpNetwork] {
+        &self.allow_networks
+    }
+
     /// Whether `name` (normalised) is under a configured internal domain.
     pub fn is_configured_internal(&self, name: &str) -> bool {
         matching_suffix(name, &self.internal_domains).is_some()
