@@ -8,8 +8,8 @@ use super::send::Sink;
 use super::{deadline_passed, failure, plan, race, triage, Progress, RunOptions};
 use crate::error::Fatal;
 use crate::ledger::{AlarmOutcome, AlarmRecord, Coverage, Ledger, SliceIngest};
-use crate::model::{AlarmRow, Observations};
 use crate::model::{AlarmId, DetectionId};
+use crate::model::{AlarmRow, Observations};
 use crate::policy::Policy;
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
@@ -69,8 +69,10 @@ pub(super) async fn sync(
     progress(opts, s, done, s.detections.submitted, true);
     // Learning is complete for this run: judge what waits again with everything
     // now known, so nothing learned from a later alarm of this run leaves.
-    let policy = super::knowledge::rejudge(sink, &opts.policy, s)?;
-    super::knowledge::warn_unjudged(sink.ledger, &policy)?;
+    let (policy, now_excluded) = super::knowledge::rejudge(sink, &opts.policy)?;
+    s.detections.excluded += now_excluded;
+    s.detections.new = s.detections.new.saturating_sub(now_excluded);
+    super::knowledge::warn_unjudged(sink.ledger, &policy, s)?;
     if !s.outcome.may_submit() {
         return Ok(());
     }

@@ -20,39 +20,54 @@ pub fn current(ledger: &Ledger, base: &Policy) -> Result<Policy, Fatal> {
         .into_iter()
         .map(|n| n.record)
         .collect();
-    Ok(base.clone().with_knowledge(networks, ledger.learned_domains()?))
+    Ok(base
+        .clone()
+        .with_knowledge(networks, ledger.learned_domains()?))
 }
 
 /// Judges every `pending` and `failed` detection again with everything known
 /// now, marking the ones that are now the organisation's `excluded` with the
 /// reason; returns the policy used.
-pub(super) fn rejudge(sink: &mut Sink<'_>, base: &Policy, s: &mut Summary) -> Result<Policy, Fatal> {
+pub(super) fn rejudge(sink: &mut Sink<'_>, base: &Policy) -> Result<(Policy, u64), Fatal> {
     let policy = current(sink.ledger, base)?;
     let now_excluded: Vec<_> = sink
         .ledger
         .due_values(&DUE_STATES)?
         .into_iter()
-        .filter_map(|(id, kind, value)| match policy::judge_stored(kind, &value, &policy) {
-            Verdict::Exclude(reason) => Some((id, reason)),
-            Verdict::Send => None,
-        })
+        .filter_map(
+            |(id, kind, value)| match policy::judge_stored(kind, &value, &policy) {
+                Verdict::Exclude(reason) => Some((id, reason)),
+                Verdict::Send => None,
+            },
+        )
         .collect();
+    let mut n = 0;
     if !now_excluded.is_empty() {
-        let n = sink.ledger.exclude_due(&now_excluded, (sink.now)())?;
+        n = sink.ledger.exclude_due(&now_excluded, (sink.now)())?;
         tracing::info!(
             excluded = n,
             "detections waiting to be sent are now known to be the organisation's and were excluded"
         );
-        s.detections.excluded += n;
-        s.detections.new = s.detections.new.saturating_sub(n);
     }
-    Ok(policy)
+    Ok((policy, n))
 }
 
 /// Warns about registered domains whose host names are about to be sent although
 /// nobody judged them (see [`policy::unjudged_domains`]).
-pub(super) fn warn_unjudged(ledger: &Ledger, policy: &Policy) -> Result<(), Fatal> {
-    for u in unjudged(ledger, policy)? {
+pub(super) fn warn_unjudged(
+    ledger: &Ledger,
+    policy: &Policy,
+    s: &mut Summary,
+) -> Result<(), Fatal> {
+    s.organisation.learned_domains = ledger.learned_domains()?;
+    s.organisation.networks = ledger
+        .known_networks()?
+        .iter()
+        .map(|n| n.record.label())
+        .collect();
+    let list = unjudged(ledger, policy)?;
+    s.organisation.unjudged_domains = list.iter().map(|u| u.domain.clone()).collect();
+    for u in list {
         tracing::warn!(
             domain = %u.domain,
             hosts = u.hosts,

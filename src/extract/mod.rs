@@ -27,8 +27,8 @@
 //!
 //! # LogRhythm's own classification
 //!
-//! Each field belongs to an event side ([`side_of`]): `impacted*` and `domain`
-//! to the impacted side, `origin*` to the origin side; `url` and `cve` to none.
+//! Each field belongs to an event side ([`side_of`]): `impacted*` to the
+//! impacted side, `origin*` to the origin side; `domain`, `url` and `cve` to none.
 //! A side's facts ([`side_facts`]) are its zone (`impactedZone`/`originZone`:
 //! `Internal` or `DMZ` make the side the organisation's), its network record
 //! (`impactedNetwork`/`originNetwork`, accepted by [`network_record`]) and its
@@ -65,9 +65,12 @@ const MAX_V6_RANGE: u128 = 1 << 96;
 /// Longest network record name kept.
 const MAX_NETWORK_NAME: usize = 100;
 
-/// The event side a field belongs to.
+/// The event side a field belongs to. `domain` belongs to none: although the
+/// spec calls it the impacted domain, mail events carry the sender's domain there
+/// (the spec's events fixture), so the impacted side's zone says nothing about
+/// it; the organisation's logon domain is excluded by learning or configuration.
 pub fn side_of(field: &str) -> Option<Side> {
-    if field.starts_with("impacted") || field == "domain" {
+    if field.starts_with("impacted") {
         Some(Side::Impacted)
     } else if field.starts_with("origin") {
         Some(Side::Origin)
@@ -121,14 +124,29 @@ pub fn network_record(v: &Value) -> Option<NetworkRecord> {
     let begin = range_end(o.get("beginIPRange"))?;
     let end = range_end(o.get("endIPRange"))?;
     let size = range_size(begin, end)?;
-    let max = if begin.is_ipv4() { MAX_V4_RANGE } else { MAX_V6_RANGE };
+    let max = if begin.is_ipv4() {
+        MAX_V4_RANGE
+    } else {
+        MAX_V6_RANGE
+    };
     if size > max {
         return None;
     }
+    // Names are shown in tables and reasons: unsafe characters escaped, plain
+    // spaces kept.
     let clean = |s: &str| -> String {
-        policy::safe_raw(s.trim())
+        s.trim()
             .chars()
             .take(MAX_NETWORK_NAME)
+            .flat_map(|c| {
+                let unsafe_char = crate::text::is_unsafe(c) || (c.is_whitespace() && c != ' ');
+                let shown: Vec<char> = if unsafe_char || c == '\\' {
+                    c.escape_unicode().collect()
+                } else {
+                    vec![c]
+                };
+                shown
+            })
             .collect()
     };
     Some(NetworkRecord {
@@ -161,9 +179,12 @@ pub fn side_facts(event: &Value, side: Side) -> SideFacts {
     });
     SideFacts {
         zone,
-        network: event.get(side_key(side, "Network")).and_then(network_record),
+        network: event
+            .get(side_key(side, "Network"))
+            .and_then(network_record),
         external: zone_text.eq_ignore_ascii_case("external"),
         address,
+        alarm_networks: Vec::new(),
     }
 }
 
@@ -274,11 +295,17 @@ pub fn candidates(event: &Value) -> Vec<Candidate> {
 pub fn indicators(events: &[Value], policy: &Policy) -> Vec<Indicator> {
     let mut seen: HashMap<(IndicatorType, String), usize> = HashMap::new();
     let mut out: Vec<Indicator> = Vec::new();
-    let none = SideFacts::default();
+    let alarm_networks = observations_networks(events);
+    let none = SideFacts {
+        alarm_networks: alarm_networks.clone(),
+        ..SideFacts::default()
+    };
     for event in events {
         let source = event_source(event);
-        let impacted = side_facts(event, Side::Impacted);
-        let origin = side_facts(event, Side::Origin);
+        let mut impacted = side_facts(event, Side::Impacted);
+        let mut origin = side_facts(event, Side::Origin);
+        impacted.alarm_networks.clone_from(&alarm_networks);
+        origin.alarm_networks.clone_from(&alarm_networks);
         for c in candidates(event) {
             let facts = match side_of(c.field) {
                 Some(Side::Impacted) => &impacted,
@@ -298,6 +325,24 @@ pub fn indicators(events: &[Value], policy: &Policy) -> Vec<Indicator> {
                             first.verdict = ind.verdict;
                         }
                     }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The network records accepted from any side of any of these events, de-duplicated.
+fn observations_networks(events: &[Value]) -> Vec<NetworkRecord> {
+    let mut out: Vec<NetworkRecord> = Vec::new();
+    for event in events {
+        for side in [Side::Impacted, Side::Origin] {
+            if let Some(n) = event
+                .get(side_key(side, "Network"))
+                .and_then(network_record)
+            {
+                if !out.contains(&n) {
+                    out.push(n);
                 }
             }
         }

@@ -87,7 +87,14 @@ pub(super) fn record(
                 ])?;
             }
             for s in &obs.names {
-                if sight.execute(params![s.registered, s.witness, alarm, s.host, s.basis, now])? > 0
+                if sight.execute(params![
+                    s.registered,
+                    s.witness,
+                    alarm,
+                    s.host,
+                    s.basis,
+                    now
+                ])? > 0
                 {
                     touched.insert(s.registered.clone());
                 }
@@ -101,7 +108,12 @@ pub(super) fn record(
 }
 
 /// Learns `domain` when its evidence reaches the threshold.
-fn learn(tx: &Transaction<'_>, domain: &str, run_id: Option<i64>, now: &str) -> rusqlite::Result<()> {
+fn learn(
+    tx: &Transaction<'_>,
+    domain: &str,
+    run_id: Option<i64>,
+    now: &str,
+) -> rusqlite::Result<()> {
     let (witnesses, alarms): (i64, i64) = tx.query_row(
         "SELECT COUNT(DISTINCT witness), COUNT(DISTINCT alarm_id) FROM org_sightings
          WHERE registered = ?1",
@@ -219,10 +231,8 @@ impl Ledger {
             )
             .optional()
             .map_err(|e| self.sql(e))?;
-        t.map(|t| {
-            sql::parse_time(&t, 0, "org_domains.learned_at").map_err(|e| self.sql(e))
-        })
-        .transpose()
+        t.map(|t| sql::parse_time(&t, 0, "org_domains.learned_at").map_err(|e| self.sql(e)))
+            .transpose()
     }
 
     /// Stored values of these types with their state and count (for per-domain
@@ -291,7 +301,11 @@ impl Ledger {
 impl Writer {
     /// Marks these detections `excluded` with their reasons, if they are still
     /// `pending` or `failed` (never one already sent). Returns how many changed.
-    pub fn exclude_due(&mut self, items: &[(DetectionId, String)], now: DateTime<Utc>) -> Result<u64> {
+    pub fn exclude_due(
+        &mut self,
+        items: &[(DetectionId, String)],
+        now: DateTime<Utc>,
+    ) -> Result<u64> {
         let now = ts(now);
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(

@@ -118,6 +118,9 @@ mod tests {
                 "ci_holdings",
                 "coverage",
                 "detections",
+                "org_domains",
+                "org_networks",
+                "org_sightings",
                 "pruned_alarms",
                 "runs",
                 "submissions"

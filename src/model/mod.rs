@@ -149,9 +149,9 @@ pub struct Detection {
     pub threat_name: Option<String>,
 }
 
-/// The side of an event an indicator field belongs to: `impacted*` fields and
-/// `domain` (the impacted domain) are [`Side::Impacted`], `origin*` fields are
-/// [`Side::Origin`]; `url` and `cve` belong to no side.
+/// The side of an event an indicator field belongs to: `impacted*` fields are
+/// [`Side::Impacted`], `origin*` fields are [`Side::Origin`]; `domain`, `url`
+/// and `cve` belong to no side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Side {
     Impacted,
@@ -230,6 +230,9 @@ pub struct SideFacts {
     pub external: bool,
     /// The side's address (`…IP`, else `…NATIP`), normalised, when it has one.
     pub address: Option<std::net::IpAddr>,
+    /// Network records attached anywhere in the same alarm's events: an address
+    /// inside one is the organisation's whichever field or side holds it.
+    pub alarm_networks: Vec<NetworkRecord>,
 }
 
 /// One sighting of a host name on an event side that LogRhythm classifies as the

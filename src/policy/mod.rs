@@ -209,6 +209,7 @@ impl Policy {
         facts
             .network
             .iter()
+            .chain(&facts.alarm_networks)
             .chain(&self.known_networks)
             .find(|n| n.contains(ip))
     }
@@ -233,8 +234,12 @@ pub fn org_side_basis(facts: &SideFacts, p: &Policy) -> Option<String> {
     if p.allowed_ip(ip) {
         return None;
     }
-    p.org_network(ip, facts)
-        .map(|n| format!("logrhythm network {} holds the address beside it", n.label()))
+    p.org_network(ip, facts).map(|n| {
+        format!(
+            "logrhythm network {} holds the address beside it",
+            n.label()
+        )
+    })
 }
 
 /// The registered domain of a normalised host name by the Public Suffix List
@@ -250,7 +255,10 @@ pub fn registered_domain(name: &str) -> Option<String> {
 /// Whether a normalised host name is excluded by the built-in rules alone
 /// (single label, internal suffix): such names teach nothing about a domain.
 pub fn is_builtin_internal(name: &str) -> bool {
-    matches!(judge_domain(name, &Policy::default(), &SideFacts::default()), Verdict::Exclude(_))
+    matches!(
+        judge_domain(name, &Policy::default(), &SideFacts::default()),
+        Verdict::Exclude(_)
+    )
 }
 
 /// Judges a value already normalised (as the ledger stores it) against `p`, as
@@ -295,7 +303,11 @@ pub fn unjudged_domains(hosts: &[String], p: &Policy, seen: &[String]) -> Vec<Un
         .filter(|(d, names)| names.len() >= UNJUDGED_MIN_HOSTS || seen.contains(d))
         .map(|(domain, names)| Unjudged {
             hosts: names.len(),
-            example: names.iter().next().map(|s| s.to_string()).unwrap_or_default(),
+            example: names
+                .iter()
+                .next()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
             domain,
         })
         .collect()

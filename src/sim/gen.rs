@@ -740,7 +740,11 @@ fn event_marked(a: &AlarmMeta, index: u32) -> (Node, Marks) {
     let aie = index == 0 && a.rule_name.starts_with("AIE:");
     let class_name = set_classification(&mut e, &mut rng, a, index, aie);
     set_direction_and_entities(&mut e, &mut rng, a, index, aie, log_date);
-    let ind = set_indicators(&mut e, &mut rng, internal_only(a), &mut marks);
+    // A hostile corpus item replaces a field of the first event: that event comes
+    // from an older source (no zones, no network records), so the item is judged
+    // by the fixed rules alone, as the corpus means it to be.
+    let legacy = index == 0 && a.hostile.is_some();
+    let ind = set_indicators(&mut e, &mut rng, (internal_only(a), legacy), &mut marks);
     set_mail_and_port(&mut e, &mut rng, &ind.external);
     e.set(
         "logMessage",
@@ -895,7 +899,9 @@ const ORG_EGRESS: &str = "62.60.128.40";
 /// The organisation's LAN, a LogRhythm network record in the Internal zone.
 pub const ORG_LAN_RANGE: (&str, &str) = ("10.20.0.0", "10.20.255.255");
 /// Internal servers (under [`ORG_HQ`]).
-const ORG_SERVERS: [&str; 7] = ["dc01", "dc02", "fs02", "sql01", "build", "print01", "exch01"];
+const ORG_SERVERS: [&str; 7] = [
+    "dc01", "dc02", "fs02", "sql01", "build", "print01", "exch01",
+];
 /// The internal DNS sinkhole: answers attackers' names with this address.
 const ORG_SINKHOLE: &str = "10.20.250.53";
 
@@ -1028,17 +1034,19 @@ fn host_field(rng: &mut ChaCha8Rng) -> &'static str {
 /// [`ORG_DOMAIN`]): sets the sides' zones, networks, NAT, host name, name,
 /// domain, URL and CVE fields, and returns the two addresses (set last) with
 /// what the message repeats. `internal_only` makes an event that names only the
-/// organisation's hosts.
+/// organisation's hosts; `legacy` one from an older source without zones.
 fn set_indicators(
     e: &mut Node,
     rng: &mut ChaCha8Rng,
-    internal_only: bool,
+    (internal_only, legacy): (bool, bool),
     m: &mut Marks,
 ) -> Indicators {
     let external = pick(rng, &EXTERNAL_HOSTS).to_string();
     let attacker_host = |rng: &mut ChaCha8Rng| rng.random_bool(0.5).then(|| external.clone());
     let kind = if internal_only {
         rng.random_range(60..80)
+    } else if legacy {
+        rng.random_range(86..100)
     } else {
         rng.random_range(0..100)
     };
@@ -1046,7 +1054,10 @@ fn set_indicators(
     let (impacted_ip, origin_ip) = match kind {
         // Inbound to the DMZ: an attacker against a public server.
         0..28 => {
-            let o = { let h = attacker_host(rng); SideSpec::external(rng, h) };
+            let o = {
+                let h = attacker_host(rng);
+                SideSpec::external(rng, h)
+            };
             let i = SideSpec::dmz(rng, m);
             if rng.random_bool(0.3) {
                 let nat = format!("10.30.0.{}", rng.random_range(2..60));
@@ -1074,7 +1085,10 @@ fn set_indicators(
                 m.org.push(("ip", ORG_EGRESS.to_string()));
                 e.set("originNATIP", Node::s(ORG_EGRESS));
             }
-            let i = { let h = attacker_host(rng); SideSpec::external(rng, h) };
+            let i = {
+                let h = attacker_host(rng);
+                SideSpec::external(rng, h)
+            };
             url = match rng.random_range(0..10) {
                 0..5 => format!(
                     "https://{external}/{}?id={}",
@@ -1143,7 +1157,10 @@ fn set_indicators(
                 m.org.push(("domain", host.to_string()));
                 e.set("impactedName", Node::s(host));
             }
-            let o = { let h = attacker_host(rng); SideSpec::external(rng, h) };
+            let o = {
+                let h = attacker_host(rng);
+                SideSpec::external(rng, h)
+            };
             let f = host_field(rng);
             (Node::s(ip), set_side(e, "origin", o, f))
         }

@@ -150,7 +150,10 @@ async fn first_run_without_configuration_sends_nothing_of_the_organisations_and_
             .unwrap();
         assert_eq!(org["detections"]["sent"], 0, "{org}");
         assert!(org["detections"]["excluded"].as_i64().unwrap() > 0, "{org}");
-        assert!(org["evidence"]["example_alarm_id"].as_i64().is_some(), "{org}");
+        assert!(
+            org["evidence"]["example_alarm_id"].as_i64().is_some(),
+            "{org}"
+        );
         let nets = lrci_ledger_json(&home, &["ledger", "networks", "--json"]);
         let ranges: BTreeSet<&str> = nets
             .as_array()
@@ -160,7 +163,11 @@ async fn first_run_without_configuration_sends_nothing_of_the_organisations_and_
             .collect();
         let dmz = format!("{}-{}", ORG_DMZ_RANGE.0, ORG_DMZ_RANGE.1);
         let lan = format!("{}-{}", ORG_LAN_RANGE.0, ORG_LAN_RANGE.1);
-        assert_eq!(ranges, BTreeSet::from([dmz.as_str(), lan.as_str()]), "{nets}");
+        assert_eq!(
+            ranges,
+            BTreeSet::from([dmz.as_str(), lan.as_str()]),
+            "{nets}"
+        );
     }
 }
 

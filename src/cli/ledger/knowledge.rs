@@ -196,14 +196,17 @@ fn network_rows(l: &Ledger, p: &Policy) -> Result<Vec<NetworkRow>, Fatal> {
     let count = |inside: &dyn Fn(std::net::IpAddr) -> bool| {
         let mut c = Counts::default();
         for v in &ips {
-            if v.value.parse().is_ok_and(|ip| inside(ip)) {
+            if v.value.parse().is_ok_and(inside) {
                 c.add(v);
             }
         }
         c
     };
     let mut rows = Vec::new();
-    for (nets, status) in [(p.own_networks(), "configured"), (p.allowed_networks(), "allowed")] {
+    for (nets, status) in [
+        (p.own_networks(), "configured"),
+        (p.allowed_networks(), "allowed"),
+    ] {
         for n in nets {
             rows.push(NetworkRow {
                 range: n.to_string(),
