@@ -26,8 +26,8 @@ pub fn current(ledger: &Ledger, base: &Policy) -> Result<Policy, Fatal> {
 }
 
 /// Judges every `pending` and `failed` detection again with everything known
-/// now, marking the ones that are now the organisation's `excluded` with the
-/// reason; returns the policy used.
+/// now, marking the ones that are now the organisation's (configured or learned)
+/// `excluded` with the reason; returns the policy used and how many changed.
 pub(super) fn rejudge(sink: &mut Sink<'_>, base: &Policy) -> Result<(Policy, u64), Fatal> {
     let policy = current(sink.ledger, base)?;
     let now_excluded: Vec<_> = sink
@@ -36,8 +36,15 @@ pub(super) fn rejudge(sink: &mut Sink<'_>, base: &Policy) -> Result<(Policy, u64
         .into_iter()
         .filter_map(
             |(id, kind, value)| match policy::judge_stored(kind, &value, &policy) {
-                Verdict::Exclude(reason) => Some((id, reason)),
-                Verdict::Send => None,
+                // Only what is known of the organisation is judged again: a value
+                // the fixed rules refuse was refused when it was recorded (one in
+                // the ledger anyway was put there by hand, and CI is left to say so).
+                Verdict::Exclude(reason)
+                    if policy::judge_stored(kind, &value, &Policy::default()) == Verdict::Send =>
+                {
+                    Some((id, reason))
+                }
+                _ => None,
             },
         )
         .collect();

@@ -385,7 +385,11 @@ pub fn public_v6(rng: &mut ChaCha8Rng) -> String {
 pub fn private_ip(rng: &mut ChaCha8Rng) -> String {
     match rng.random_range(0..9) {
         0 | 1 => {
-            Ipv4Addr::new(10, rng.random(), rng.random(), rng.random_range(1..=254)).to_string()
+            // 10.20/16 and 10.30/16 are the simulated organisation's LAN and DMZ
+            // inside addresses (its network records); random traffic stays out.
+            let b: u8 = rng.random();
+            let b = if matches!(b, 20 | 30) { b + 1 } else { b };
+            Ipv4Addr::new(10, b, rng.random(), rng.random_range(1..=254)).to_string()
         }
         2 => Ipv4Addr::new(
             172,
