@@ -74,6 +74,20 @@
 //!
 //! Values that cannot be normalised are excluded as `invalid <type>` and keep
 //! their raw text, made safe for storage by [`safe_raw`].
+//!
+//! # The organisation's (issue 10)
+//!
+//! After the fixed rules and the user's lists: `configured own network <net>`
+//! (`own_networks`); then, unless the value is in the allow list
+//! (`allow_domains`, `allow_networks`: configured wins over learned), what
+//! LogRhythm says: an address inside a network record attached to the event or
+//! shown before (`logrhythm network <name> (<range>)`), anything on a side whose
+//! zone is `Internal` or `DMZ` (`logrhythm zone <zone>`), a host name beside an
+//! address of such a record (`… holds the address beside it`), and names under a
+//! registered domain learned as the organisation's (`learned organisation domain
+//! <domain>`). URLs take their host's verdict. Which sides count and what is
+//! learned from them: [`org_side_basis`], `crate::extract::observations` and
+//! [`crate::model::LEARN_MIN_WITNESSES`].
 
 use crate::model::{Candidate, Indicator, IndicatorType, NetworkRecord, SideFacts, Verdict};
 use ipnetwork::IpNetwork;

@@ -288,3 +288,63 @@ fn lrci_ledger_json(home: &Home, args: &[&str]) -> Value {
 fn lrci_ledger_text(home: &Home, args: &[&str]) -> String {
     text(&lrci_ledger(home, args).stdout)
 }
+
+/// Guidance: a dry run shows what it learned (the summary's `organisation`) and
+/// warns of domains nobody judged; `doctor` says the same from the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_and_doctor_show_what_was_learned_and_warn_of_unjudged_domains() {
+    let sim = start(SimConfig {
+        seed: 1,
+        daily_quota: 1_000_000,
+        ..live_config(6, 30)
+    })
+    .await;
+    let home = Home::new();
+    let dry = lrci(&sim, &home, &["sync", "--dry-run", "--json"]).await;
+    dry.expect_code(0);
+    let s = dry.summary();
+    assert_eq!(
+        s["organisation"]["learned_domains"],
+        serde_json::json!([ORG_DOMAIN]),
+        "{s}"
+    );
+    assert_eq!(
+        s["organisation"]["networks"].as_array().unwrap().len(),
+        2,
+        "{s}"
+    );
+    // The sinkhole placed attackers' names on the organisation's side: seen, not
+    // learned, and about to be sent, so named for review.
+    let unjudged = s["organisation"]["unjudged_domains"].as_array().unwrap();
+    assert!(!unjudged.is_empty(), "{s}");
+    assert!(!unjudged.contains(&Value::from(ORG_DOMAIN)), "{s}");
+    assert!(dry.stderr.contains("lrci ledger domains"), "{}", dry.stderr);
+    assert!(received(&sim).await.is_empty(), "a dry run stores nothing");
+
+    lrci(&sim, &home, &["sync"]).await.expect_code(0);
+    let check = |run: &LrciRun| {
+        let doc: Value = serde_json::from_str(&run.stdout).unwrap();
+        doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "organisation")
+            .cloned()
+            .unwrap_or_else(|| panic!("no organisation check: {doc}"))
+    };
+    let ok = check(&lrci(&sim, &home, &["doctor", "--json", "--offline"]).await);
+    assert_eq!(ok["status"], "ok", "{ok}");
+    // Put the sent names back to waiting: now they are about to be sent.
+    rusqlite::Connection::open(home.ledger())
+        .unwrap()
+        .execute_batch(
+            "UPDATE detections SET state = 'pending', sent_at = NULL
+             WHERE state = 'sent' AND ioc_type = 'domain'",
+        )
+        .unwrap();
+    let warn = check(&lrci(&sim, &home, &["doctor", "--json", "--offline"]).await);
+    assert_eq!(warn["status"], "warn", "{warn}");
+    let detail = warn["detail"].as_str().unwrap();
+    assert!(detail.contains("lrci ledger domains"), "{detail}");
+    assert!(!detail.contains(ORG_DOMAIN), "{detail}");
+}
