@@ -129,7 +129,7 @@ fn evidence_text(e: Option<&Evidence>) -> String {
     match e {
         None => "-".into(),
         Some(e) => format!(
-            "{} witnesses in {} alarms (need {} in {}); e.g. alarm {}: {} ({})",
+            "{} witnesses in {} alarms (learned at {} in {}); e.g. alarm {}: {} ({})",
             e.witnesses,
             e.alarms,
             crate::model::LEARN_MIN_WITNESSES,
