@@ -261,6 +261,12 @@ pub struct RunArgs {
     /// One of the organisation's networks (CIDR), never sent (repeatable).
     #[arg(long = "own-network", value_name = "CIDR")]
     pub own_network: Vec<String>,
+    /// A domain suffix sent although LogRhythm's zones or learning mark it as the organisation's (repeatable).
+    #[arg(long = "allow-domain", value_name = "DOMAIN")]
+    pub allow_domain: Vec<String>,
+    /// A network (CIDR) sent although LogRhythm's zones or network records mark it as the organisation's (repeatable).
+    #[arg(long = "allow-network", value_name = "CIDR")]
+    pub allow_network: Vec<String>,
     /// Indicators never to send, one a line: IP, CIDR, domain suffix or URL.
     #[arg(long, value_name = "FILE")]
     pub exclude_indicators: Option<PathBuf>,
@@ -588,6 +594,10 @@ pub enum LedgerCommand {
     Gaps(GapsArgs),
     /// Every detection with its alarm's fields, streamed as JSON lines or CSV.
     Export(ExportArgs),
+    /// What the policy knows of the organisation's domains: per registered domain, learned, configured, allowed or default, the evidence with an example alarm, and detections sent and excluded.
+    Domains(KnowledgeArgs),
+    /// The organisation's networks: records LogRhythm has shown, own_networks and allow_networks, with detections sent and excluded.
+    Networks(KnowledgeArgs),
     /// Remove old detail but keep what is needed never to resend a pruned alarm (takes the run lock).
     Prune(PruneArgs),
 }
@@ -665,6 +675,14 @@ pub struct IndicatorsArgs {
     /// At most N indicators.
     #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), allow_negative_numbers = true)]
     pub limit: u32,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `ledger domains` and `ledger networks`.
+#[derive(Debug, Args, Clone)]
+pub struct KnowledgeArgs {
     /// Print a JSON array instead of a table.
     #[arg(long)]
     pub json: bool,

@@ -14,9 +14,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// The simulated site's own domain, given to the policy as `--internal-domains` would.
-const DEMO_INTERNAL_DOMAIN: &str = "corp.example";
-
 /// Runs the demo and returns the worst exit code of its two syncs.
 pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
     let cfg = sim::SimConfig {
@@ -43,9 +40,9 @@ pub async fn run(args: &DemoArgs) -> Result<u8, Fatal> {
         args.alarms_per_hour, args.seed
     ));
     out.push_str(&format!("ledger: {}\n", path.display()));
-    out.push_str(&format!(
-        "internal domains: {DEMO_INTERNAL_DOMAIN} (as --internal-domains FILE would say)\n\n"
-    ));
+    out.push_str(
+        "configuration: none beyond the two API URLs and keys; what is the organisation's is learned from LogRhythm\n\n",
+    );
     let result = two_syncs(&api, &url, &path, &mut out).await;
     sim.shutdown().await;
     let code = result?;
@@ -75,7 +72,8 @@ fn demo_api(url: &str, lr_key: String, rf_key: String) -> Result<ApiConfig, Fata
     })
 }
 
-/// A sync's options with the declared defaults, and the demo site's domain internal.
+/// A sync's options with the declared defaults and no knowledge configured: the
+/// simulated organisation's domain and networks are learned from its events.
 fn demo_options() -> RunOptions {
     let n = |v: u64| usize::try_from(v).unwrap_or(1);
     RunOptions {
@@ -90,12 +88,7 @@ fn demo_options() -> RunOptions {
         min_rbp: None,
         rf_only: false,
         exclude_rules: Vec::new(),
-        // As a deployment would with --internal-domains: the simulated site's own
-        // domain is internal, and lrci cannot guess that by itself.
-        policy: crate::policy::Policy::new(
-            vec![DEMO_INTERNAL_DOMAIN.to_string()],
-            crate::policy::Exclusions::default(),
-        ),
+        policy: crate::policy::Policy::default(),
         page_size: u32::try_from(spec::DEFAULT_PAGE_SIZE).unwrap_or(1000),
         concurrency: n(spec::DEFAULT_CONCURRENCY),
         batch_size: n(spec::DEFAULT_BATCH_SIZE),
@@ -149,8 +142,35 @@ async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) ->
             after.saturating_sub(before)
         ));
     }
+    describe_knowledge(out, &ledger)?;
     describe_ledger(out, &ledger, path)?;
     Ok(first.exit_code.max(second.exit_code))
+}
+
+/// What was learned of the organisation, as `lrci ledger domains` and `lrci
+/// ledger networks` would show it.
+fn describe_knowledge(out: &mut String, ledger: &Ledger) -> Result<(), Fatal> {
+    out.push_str("\nlearned from LogRhythm (lrci ledger domains, lrci ledger networks):\n");
+    for d in ledger.domain_evidence()? {
+        let status = if d.learned_at.is_some() {
+            "learned, never sent"
+        } else {
+            "seen, not learned (too little evidence), sent"
+        };
+        out.push_str(&format!(
+            "  domain   {:<32} {status}: {} witnesses in {} alarms, e.g. alarm {} {} ({})\n",
+            d.domain, d.witnesses, d.alarms, d.example_alarm_id, d.example_host, d.basis
+        ));
+    }
+    for n in ledger.known_networks()? {
+        out.push_str(&format!(
+            "  network  {:<32} zone {}, in {} alarms, never sent\n",
+            n.record.label(),
+            n.record.zone,
+            n.sightings
+        ));
+    }
+    Ok(())
 }
 
 fn describe_ledger(out: &mut String, ledger: &Ledger, path: &Path) -> Result<(), Fatal> {

@@ -47,6 +47,7 @@ pub async fn run(s: &Settings, args: &ReplayArgs) -> Result<u8, Fatal> {
         dry_run: args.mode.dry_run,
         batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
         daily_budget: s.number("daily_budget"),
+        policy: s.filters()?.policy,
         interrupt: Some(interrupt_on_signals()?),
     };
     // Read only, so a typo in --alarm changes nothing.

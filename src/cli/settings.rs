@@ -113,6 +113,12 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
     if !r.own_network.is_empty() {
         layer.flag("own_networks", Raw::List(r.own_network.clone()));
     }
+    if !r.allow_domain.is_empty() {
+        layer.flag("allow_domains", Raw::List(r.allow_domain.clone()));
+    }
+    if !r.allow_network.is_empty() {
+        layer.flag("allow_networks", Raw::List(r.allow_network.clone()));
+    }
     let numbers = [
         ("settle", r.settle),
         ("events_grace", r.events_grace),
@@ -197,6 +203,14 @@ pub fn ledger_path(g: &GlobalArgs) -> Result<PathBuf, Fatal> {
     let mut layer = Layer::default();
     global_layer(g, &mut layer);
     Ok(config::resolve(&sources_of(layer, g))?.ledger().value)
+}
+
+/// The indicator policy as configured, for commands that take only the global
+/// flags (`ledger domains`, `ledger networks`, `ledger show`).
+pub fn policy_for(g: &GlobalArgs) -> Result<crate::policy::Policy, Fatal> {
+    let mut layer = Layer::default();
+    global_layer(g, &mut layer);
+    Ok(config::resolve(&sources_of(layer, g))?.filters()?.policy)
 }
 
 #[cfg(test)]

@@ -266,6 +266,25 @@ fn human_summary(s: &Summary, ledger: &Path) -> String {
         "  budget     {} of {} used on {}\n",
         s.budget.used, s.budget.limit, s.budget.day
     ));
+    let org = &s.organisation;
+    let list = |v: &[String]| {
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(", ")
+        }
+    };
+    t.push_str(&format!(
+        "  organisation learned domains: {}; networks shown by LogRhythm: {} (review: lrci ledger domains, lrci ledger networks)\n",
+        list(&org.learned_domains),
+        list(&org.networks)
+    ));
+    if !org.unjudged_domains.is_empty() {
+        t.push_str(&format!(
+            "  warning    host names of domains nobody judged wait to be sent: {}; if one is the organisation's, add it to internal_domains (else allow_domains)\n",
+            list(&org.unjudged_domains)
+        ));
+    }
     if !s.dry_run {
         t.push_str(&format!("  ledger     {}\n", ledger.display()));
     }

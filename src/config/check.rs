@@ -243,7 +243,7 @@ impl Settings {
                 }
             }
         }
-        let mut exclusions = match self.path("exclude_indicators_file") {
+        let exclusions = match self.path("exclude_indicators_file") {
             Some(p) => {
                 let text = read_text(&p.label(), &p.value)?;
                 crate::policy::parse_exclusions(&text)
@@ -251,18 +251,22 @@ impl Settings {
             }
             None => crate::policy::Exclusions::default(),
         };
-        for n in self.list("own_networks") {
-            if let Ok(net) = n.parse() {
-                exclusions.nets.push(net);
-            }
-        }
+        let nets = |name: &str| -> Vec<ipnetwork::IpNetwork> {
+            self.list(name)
+                .iter()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        };
+        let policy = crate::policy::Policy::new(internal, exclusions)
+            .with_own_networks(nets("own_networks"))
+            .with_allowed(self.list("allow_domains"), nets("allow_networks"));
         Ok(Filters {
             min_rbp: self
                 .optional("min_rbp")
                 .map(|v| i64::try_from(v.value).unwrap_or(100)),
             rf_only: self.flag("rf_only"),
             exclude_rules,
-            policy: crate::policy::Policy::new(internal, exclusions),
+            policy,
         })
     }
 }

@@ -8,8 +8,9 @@ use super::send::Sink;
 use super::{deadline_passed, failure, plan, race, triage, Progress, RunOptions};
 use crate::error::Fatal;
 use crate::ledger::{AlarmOutcome, AlarmRecord, Coverage, Ledger, SliceIngest};
-use crate::model::AlarmRow;
 use crate::model::{AlarmId, DetectionId};
+use crate::model::{AlarmRow, Observations};
+use crate::policy::Policy;
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
@@ -59,11 +60,19 @@ pub(super) async fn sync(
             break;
         }
         let cov = coverage.get(&plan::floor_hour(slice.0));
-        if let Flow::Stop = one_slice(sink, lr, opts, (slice, cov), s).await? {
+        // What earlier slices taught is used by the next one.
+        let policy = super::knowledge::current(sink.ledger, &opts.policy)?;
+        if let Flow::Stop = one_slice(sink, lr, (opts, &policy), (slice, cov), s).await? {
             break;
         }
     }
     progress(opts, s, done, s.detections.submitted, true);
+    // Learning is complete for this run: judge what waits again with everything
+    // now known, so nothing learned from a later alarm of this run leaves.
+    let (policy, now_excluded) = super::knowledge::rejudge(sink, &opts.policy)?;
+    s.detections.excluded += now_excluded;
+    s.detections.new = s.detections.new.saturating_sub(now_excluded);
+    super::knowledge::warn_unjudged(sink.ledger, &policy, s)?;
     if !s.outcome.may_submit() {
         return Ok(());
     }
@@ -101,7 +110,7 @@ fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
 async fn one_slice(
     sink: &mut Sink<'_>,
     lr: &logrhythm::Client,
-    opts: &RunOptions,
+    (opts, policy): (&RunOptions, &Policy),
     (slice, cov): (Slice, Option<&Coverage>),
     s: &mut Summary,
 ) -> Result<Flow, Fatal> {
@@ -131,12 +140,20 @@ async fn one_slice(
     note_saturation(&listing, slice_start, s);
     let saturated_at = listing.saturated_at.clone();
     let todo = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
-    let Some(records) = race(sink.interrupt, decide_alarms(lr, opts, todo)).await else {
+    let Some(records) = race(sink.interrupt, decide_alarms(lr, (opts, policy), todo)).await else {
         // Abandoned before anything of this slice was written: fetched again later.
         s.outcome.interrupted();
         return Ok(Flow::Stop);
     };
-    let records = records?;
+    let fetched = records?;
+    let mut records = Vec::with_capacity(fetched.len());
+    let mut observations = Vec::new();
+    for (rec, obs) in fetched {
+        if let Some(obs) = obs {
+            observations.push((rec.row.alarm_id, obs));
+        }
+        records.push(rec);
+    }
     count_records(&records, s);
     let batch = SliceIngest {
         run_id: Some(sink.run_id),
@@ -144,6 +161,7 @@ async fn one_slice(
         covered_until: fetch_from.map(|_| slice.1),
         saturated_at,
         alarms: records,
+        observations,
     };
     let counts = sink.ledger.ingest(&batch, (sink.now)())?;
     s.detections.new += counts.new_pending;
@@ -271,26 +289,31 @@ fn count_records(records: &[AlarmRecord], s: &mut Summary) {
 /// bounded concurrency.
 async fn decide_alarms(
     lr: &logrhythm::Client,
-    opts: &RunOptions,
+    (opts, policy): (&RunOptions, &Policy),
     todo: Vec<(AlarmRow, i64)>,
-) -> Result<Vec<AlarmRecord>, Fatal> {
+) -> Result<Vec<Fetched>, Fatal> {
     let mut records = Vec::with_capacity(todo.len());
     let mut fetch = Vec::new();
     for (row, _attempts) in todo {
         match triage::rule_filter(&row.rule_name, opts.rf_only, &opts.exclude_rules) {
-            Some(reason) => records.push(record(row, None, AlarmOutcome::Filtered { reason })),
+            Some(reason) => {
+                records.push((record(row, None, AlarmOutcome::Filtered { reason }), None))
+            }
             None => fetch.push(row),
         }
     }
     let mut results = stream::iter(fetch)
-        .map(|row| fetch_alarm(lr, opts, row))
+        .map(|row| fetch_alarm(lr, (opts, policy), row))
         .buffer_unordered(opts.concurrency.max(1));
     while let Some(r) = results.next().await {
         records.push(r?);
     }
-    records.sort_by_key(|r| (r.row.date_inserted, r.row.alarm_id));
+    records.sort_by_key(|(r, _)| (r.row.date_inserted, r.row.alarm_id));
     Ok(records)
 }
+
+/// An alarm's record, and what its events showed of the organisation.
+type Fetched = (AlarmRecord, Option<Observations>);
 
 fn record(row: AlarmRow, rbp_max: Option<i64>, outcome: AlarmOutcome) -> AlarmRecord {
     AlarmRecord {
@@ -325,35 +348,42 @@ fn fetch_error(e: logrhythm::Error) -> Result<AlarmOutcome, Fatal> {
 /// Details, `--min-rbp`, events, extraction and the cap for one alarm.
 async fn fetch_alarm(
     lr: &logrhythm::Client,
-    opts: &RunOptions,
+    (opts, policy): (&RunOptions, &Policy),
     row: AlarmRow,
-) -> Result<AlarmRecord, Fatal> {
+) -> Result<Fetched, Fatal> {
     let details = match lr.details(row.alarm_id).await {
         Ok(d) => d,
-        Err(e) => return Ok(record(row, None, fetch_error(e)?)),
+        Err(e) => return Ok((record(row, None, fetch_error(e)?), None)),
     };
     let rbp = details.rbp_max;
     if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
-        return Ok(record(row, rbp, AlarmOutcome::Filtered { reason }));
+        return Ok((record(row, rbp, AlarmOutcome::Filtered { reason }), None));
     }
     let age = chrono::Utc::now() - row.date_inserted;
     let not_ready = |why: &str| triage::events_not_ready(row.alarm_id, why, age, opts.events_grace);
+    let waiting = |error| {
+        Ok((
+            record(row.clone(), rbp, AlarmOutcome::NotReady { error }),
+            None,
+        ))
+    };
     let (events, late) = match lr.events(row.alarm_id).await {
         Ok(ev) if ev.is_empty() => match not_ready("none yet") {
-            Some(error) => return Ok(record(row, rbp, AlarmOutcome::NotReady { error })),
+            Some(error) => return waiting(error),
             None => (ev, Some("no events within the events grace".to_string())),
         },
         Ok(ev) => (ev, None),
         Err(e) if events_pending(&e) => match not_ready(&e.to_string()) {
-            Some(error) => return Ok(record(row, rbp, AlarmOutcome::NotReady { error })),
+            Some(error) => return waiting(error),
             None => (
                 Vec::new(),
                 Some(format!("no events within the events grace (last: {e})")),
             ),
         },
-        Err(e) => return Ok(record(row, rbp, fetch_error(e)?)),
+        Err(e) => return Ok((record(row, rbp, fetch_error(e)?), None)),
     };
-    let mut indicators = extract::indicators(&events, &opts.policy);
+    let observations = extract::observations(&events, policy);
+    let mut indicators = extract::indicators(&events, policy);
     let note = triage::cap_indicators(&mut indicators).map(|(note, found)| {
         tracing::warn!(
             alarm_id = %row.alarm_id,
@@ -368,5 +398,5 @@ async fn fetch_alarm(
         indicators,
         note: note.or(late),
     };
-    Ok(record(row, rbp, outcome))
+    Ok((record(row, rbp, outcome), Some(observations)))
 }

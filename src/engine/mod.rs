@@ -37,8 +37,10 @@ pub mod submit;
 pub mod triage;
 
 mod fetch;
+mod knowledge;
 mod send;
 
+pub use knowledge::{current as policy_with_knowledge, unjudged};
 pub use plan::{floor_hour, slice_len, slices, window};
 pub use report::{
     AlarmCounts, BudgetOut, DetectionCounts, Outcome, ReplayCounts, ReplaySummary, SliceCounts,
@@ -159,6 +161,9 @@ pub struct ReplayOptions {
     pub dry_run: bool,
     pub batch_size: usize,
     pub daily_budget: u64,
+    /// The configured policy: pending and failed detections are judged again
+    /// with it and what the ledger knows before anything is resubmitted.
+    pub policy: policy::Policy,
     /// Stops the replay between batches when raised.
     pub interrupt: Option<Interrupt>,
 }
@@ -273,6 +278,10 @@ async fn replay_selected(
     s: &mut ReplaySummary,
 ) -> Result<(), Fatal> {
     if s.detections.selected > 0 {
+        let (_, now_excluded) = knowledge::rejudge(sink, &opts.policy)?;
+        if now_excluded > 0 {
+            s.detections.selected = sink.ledger.count_selected(&opts.selection)?;
+        }
         let sel = &opts.selection;
         let source =
             |l: &Ledger, after: DetectionId, limit: usize| l.select_detections(sel, after, limit);

@@ -89,9 +89,22 @@ pub struct Summary {
     pub exit_code: u8,
     /// Short reasons the exit code is not 0.
     pub problems: Vec<String>,
+    /// What the policy knows of the organisation after the run.
+    pub organisation: OrganisationOut,
     /// What the exit code is derived from.
     #[serde(skip)]
     pub outcome: Outcome,
+}
+
+/// What the policy knows of the organisation at the end of a run (issue 10).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OrganisationOut {
+    /// Registered domains learned as the organisation's (never sent).
+    pub learned_domains: Vec<String>,
+    /// Network records LogRhythm has shown (`name (begin-end)`, never sent).
+    pub networks: Vec<String>,
+    /// Registered domains whose host names wait to be sent although nobody judged them.
+    pub unjudged_domains: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

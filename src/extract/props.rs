@@ -363,3 +363,54 @@ proptest! {
         prop_assert_eq!(got, ids);
     }
 }
+
+/// An IPv4 range and an address inside it.
+fn range_and_inside() -> impl Strategy<Value = (u32, u32, u32)> {
+    (any::<u32>(), 0u32..(1 << 24)).prop_flat_map(|(begin, width)| {
+        let end = begin.saturating_add(width);
+        (Just(begin), Just(end), begin..=end)
+    })
+}
+
+proptest! {
+    /// Issue 10: no address inside a range LogRhythm has shown is ever sent,
+    /// whichever field holds it, whatever the event's zones say, whether the
+    /// range is attached to the event or only known from an earlier one (the
+    /// ledger's), and as the host of a URL.
+    #[test]
+    fn no_address_inside_a_range_logrhythm_has_shown_is_sent(
+        (begin, end, inside) in range_and_inside(),
+        field in prop::sample::select(vec!["impactedIP", "originIP", "impactedNATIP", "originNATIP", "impactedHostName", "originName", "domain"]),
+        zone in prop::sample::select(vec!["Internal", "DMZ", "External", "Unknown", ""]),
+        attached in any::<bool>(),
+        as_url in any::<bool>(),
+    ) {
+        let (b, e, ip) = (Ipv4Addr::from(begin), Ipv4Addr::from(end), Ipv4Addr::from(inside));
+        let record = serde_json::json!({
+            "beginIPRange": {"value": b.to_string()}, "endIPRange": {"value": e.to_string()},
+            "hostZone": "Internal", "name": "Shown", "recordStatus": "Active",
+        });
+        let side = if field.starts_with("origin") { "origin" } else { "impacted" };
+        let mut event = serde_json::json!({});
+        event[format!("{side}Zone")] = Value::from(zone);
+        if as_url {
+            event["url"] = Value::from(format!("http://{ip}/x"));
+        } else {
+            event[field] = Value::from(ip.to_string());
+        }
+        let policy = if attached {
+            event[format!("{side}Network")] = record;
+            Policy::default()
+        } else {
+            let shown = crate::model::NetworkRecord {
+                begin: IpAddr::V4(b), end: IpAddr::V4(e), name: "Shown".into(), zone: "Internal".into(),
+            };
+            Policy::default().with_knowledge(vec![shown], vec![])
+        };
+        // A URL has no side: only the ranges known from earlier events apply to it.
+        prop_assume!(!(as_url && attached));
+        for ind in indicators(&[event], &policy) {
+            prop_assert_ne!(ind.verdict, Verdict::Send, "{} {} sent", ind.kind, ind.value);
+        }
+    }
+}

@@ -235,3 +235,159 @@ fn event_source_table() {
         assert_eq!(s.threat_name.as_deref(), tn, "{event}");
     }
 }
+
+// Issue 10: sides, network records, observations.
+
+fn org_event() -> Value {
+    serde_json::json!({
+        "originIP": "10.20.3.4", "originHostName": "ws-0412.hq.example.co.uk", "originZone": "Internal",
+        "originNATIP": "62.60.128.40",
+        "originNetwork": {"beginIPRange": {"value": "10.20.0.0"}, "endIPRange": {"value": "10.20.255.255"},
+                          "hostZone": "Internal", "name": "HQ LAN", "recordStatus": "Active"},
+        "impactedIP": "45.9.1.2", "impactedHostName": "c2.evil.example.net", "impactedZone": "External",
+        "impactedNetwork": {"beginIPRange": {"value": ""}, "endIPRange": {"value": ""},
+                            "hostZone": "Unknown", "name": "", "recordStatus": "Deleted"},
+        "domain": "HQ.EXAMPLE.CO.UK",
+        "url": "https://c2.evil.example.net/x",
+    })
+}
+
+#[test]
+fn sides_decide_what_is_the_organisations() {
+    let inds = indicators(&[org_event()], &Policy::default());
+    let got: Vec<(&str, &str)> = inds
+        .iter()
+        .map(|i| {
+            let v = match &i.verdict {
+                crate::model::Verdict::Send => "send",
+                crate::model::Verdict::Exclude(r) => r.as_str(),
+            };
+            (i.value.as_str(), v)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("45.9.1.2", "send"),
+            ("10.20.3.4", "private ip"),
+            ("62.60.128.40", "logrhythm zone Internal"),
+            ("c2.evil.example.net", "send"),
+            ("ws-0412.hq.example.co.uk", "logrhythm zone Internal"),
+            // `domain` belongs to no side: learning (not this event) is what
+            // excludes the organisation's logon domain.
+            ("hq.example.co.uk", "send"),
+            ("https://c2.evil.example.net/x", "send"),
+        ]
+    );
+}
+
+#[test]
+fn an_exclusion_on_any_occurrence_wins() {
+    let external = serde_json::json!({"impactedIP": "62.60.128.10", "impactedZone": "External"});
+    let dmz = serde_json::json!({"impactedIP": "62.60.128.10", "impactedZone": "DMZ"});
+    for events in [[external.clone(), dmz.clone()], [dmz, external]] {
+        let inds = indicators(&events, &Policy::default());
+        assert_eq!(inds.len(), 1);
+        assert_eq!(
+            inds[0].verdict,
+            crate::model::Verdict::Exclude("logrhythm zone DMZ".into())
+        );
+    }
+}
+
+#[test]
+fn network_records_accepted_and_refused() {
+    let rec = |b: &str, e: &str, zone: &str, status: &str| {
+        serde_json::json!({"beginIPRange": {"value": b}, "endIPRange": {"value": e},
+                           "hostZone": zone, "name": "N\u{202e}x", "recordStatus": status})
+    };
+    let cases = [
+        (rec("10.0.0.0", "10.0.255.255", "Internal", "Active"), true),
+        (rec("62.60.128.0", "62.60.128.63", "DMZ", "Active"), true),
+        (
+            rec("62.60.128.0", "62.60.128.63", "Unknown", "Active"),
+            true,
+        ),
+        (
+            rec("62.60.128.0", "62.60.128.63", "External", "Active"),
+            false,
+        ),
+        (rec("62.60.128.0", "62.60.128.63", "DMZ", "Deleted"), false),
+        (rec("62.60.128.0", "62.60.128.63", "DMZ", "Retired"), false),
+        (rec("", "", "Unknown", "Deleted"), false),
+        (rec("62.60.128.63", "62.60.128.0", "DMZ", "Active"), false),
+        (rec("10.0.0.0", "2001:db8::1", "DMZ", "Active"), false),
+        (
+            rec("0.0.0.0", "255.255.255.255", "Internal", "Active"),
+            false,
+        ),
+        (
+            rec("10.0.0.0", "10.255.255.255", "Internal", "Active"),
+            true,
+        ),
+        (
+            rec(
+                "2a00:1450::",
+                "2a00:1450:ffff:ffff:ffff:ffff:ffff:ffff",
+                "DMZ",
+                "Active",
+            ),
+            true,
+        ),
+        (
+            rec(
+                "2a00::",
+                "2aff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+                "DMZ",
+                "Active",
+            ),
+            false,
+        ),
+        (
+            serde_json::json!({"beginIPRange": "10.1.0.0", "endIPRange": "10.1.0.9"}),
+            true,
+        ),
+        (serde_json::json!("10.0.0.0-10.0.0.9"), false),
+    ];
+    for (v, accepted) in cases {
+        let got = network_record(&v);
+        assert_eq!(got.is_some(), accepted, "{v}");
+        if let Some(n) = got {
+            assert!(
+                !n.name.chars().any(crate::text::is_unsafe)
+                    && (n.name.is_empty() || n.name == "N\\u{202e}x"),
+                "{n:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn observations_learn_only_from_the_organisations_sides() {
+    let sinkhole = serde_json::json!({
+        "impactedIP": "10.20.250.53", "impactedHostName": "a.evil.example.net", "impactedZone": "Internal",
+        "originHostName": "b.evil.example.net", "originZone": "External", "originIP": "45.1.1.1",
+    });
+    let name_only =
+        serde_json::json!({"impactedName": "fs02.hq.example.co.uk", "impactedZone": "DMZ"});
+    let obs = observations(&[org_event(), sinkhole, name_only], &Policy::default());
+    let names: Vec<(&str, &str, &str)> = obs
+        .names
+        .iter()
+        .map(|s| (s.registered.as_str(), s.host.as_str(), s.witness.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("example.co.uk", "ws-0412.hq.example.co.uk", "ip:10.20.3.4"),
+            ("example.net", "a.evil.example.net", "ip:10.20.250.53"),
+            (
+                "example.co.uk",
+                "fs02.hq.example.co.uk",
+                "name:fs02.hq.example.co.uk"
+            ),
+        ]
+    );
+    assert_eq!(obs.networks.len(), 1);
+    assert_eq!(obs.networks[0].name, "HQ LAN");
+}

@@ -995,6 +995,7 @@ mod tests {
                 slice_start: t(27, 10, 0),
                 covered_until: Some(t(27, 11, 0)),
                 saturated_at: vec![],
+                observations: Vec::new(),
                 alarms: vec![
                     record(
                         1,
@@ -1035,6 +1036,7 @@ mod tests {
                 slice_start: t(27, 11, 0),
                 covered_until: Some(t(27, 11, 30)),
                 saturated_at: vec![],
+                observations: Vec::new(),
                 alarms: vec![record(
                     3,
                     "Recorded Future: Phishing",

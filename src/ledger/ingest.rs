@@ -3,7 +3,9 @@
 //! before it records (coverage, known alarms, alarms to fetch again).
 
 use super::{sql, ts, Coverage, Ledger, Result, Writer};
-use crate::model::{AlarmDecision, AlarmId, AlarmRow, DetectionState, Indicator, Verdict};
+use crate::model::{
+    AlarmDecision, AlarmId, AlarmRow, DetectionState, Indicator, Observations, Verdict,
+};
 use chrono::{DateTime, Utc};
 use rusqlite::{params, OptionalExtension, Row, Transaction};
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +59,9 @@ pub struct SliceIngest {
     pub covered_until: Option<DateTime<Utc>>,
     pub saturated_at: Vec<DateTime<Utc>>,
     pub alarms: Vec<AlarmRecord>,
+    /// What each accepted alarm's events showed of the organisation (network
+    /// records, host names on its sides), recorded in the same transaction.
+    pub observations: Vec<(AlarmId, Observations)>,
 }
 
 /// What an ingest added.
@@ -255,6 +260,7 @@ impl Writer {
             for rec in &batch.alarms {
                 record_alarm(tx, rec, batch.run_id, &now, &mut counts)?;
             }
+            super::knowledge::record(tx, &batch.observations, batch.run_id, &now)?;
             if let Some(until) = batch.covered_until {
                 record_coverage(tx, batch, until, &now)?;
             }

@@ -9,7 +9,7 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every migration, oldest first. Step 1 is `schema.sql`.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), MIGRATION_2];
+pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), MIGRATION_2, MIGRATION_3];
 
 /// Migration 2 (issue 11): what each detection's event said about its source
 /// (`ioc.source_type`, `malwares`), and `ci_holdings`, what `lrci reconcile`
@@ -27,6 +27,45 @@ CREATE TABLE ci_holdings (
     detection_time TEXT,
     seen_at        TEXT NOT NULL,
     PRIMARY KEY (incident_id, ioc_type, value)
+);
+";
+
+/// Migration 3 (issue 10): what LogRhythm has shown about the organisation.
+/// `org_networks`: network records accepted from events (one row per range);
+/// `org_sightings`: host names seen on the organisation's event sides, one row
+/// per (registered domain, witness, alarm), kept until the domain is learned;
+/// `org_domains`: registered domains learned as the organisation's, with when
+/// and from which alarm.
+const MIGRATION_3: &str = "
+CREATE TABLE org_networks (
+    begin_ip         TEXT    NOT NULL,
+    end_ip           TEXT    NOT NULL,
+    name             TEXT    NOT NULL,
+    host_zone        TEXT    NOT NULL,
+    first_seen       TEXT    NOT NULL,
+    last_seen        TEXT    NOT NULL,
+    example_alarm_id INTEGER NOT NULL,
+    sightings        INTEGER NOT NULL,
+    PRIMARY KEY (begin_ip, end_ip)
+);
+CREATE TABLE org_sightings (
+    registered  TEXT    NOT NULL,
+    witness     TEXT    NOT NULL,
+    alarm_id    INTEGER NOT NULL,
+    host        TEXT    NOT NULL,
+    basis       TEXT    NOT NULL,
+    seen_at     TEXT    NOT NULL,
+    PRIMARY KEY (registered, witness, alarm_id)
+);
+CREATE TABLE org_domains (
+    domain           TEXT    PRIMARY KEY,
+    learned_at       TEXT    NOT NULL,
+    run_id           INTEGER REFERENCES runs (id),
+    example_alarm_id INTEGER NOT NULL,
+    example_host     TEXT    NOT NULL,
+    basis            TEXT    NOT NULL,
+    witnesses        INTEGER NOT NULL,
+    alarms           INTEGER NOT NULL
 );
 ";
 
@@ -79,6 +118,9 @@ mod tests {
                 "ci_holdings",
                 "coverage",
                 "detections",
+                "org_domains",
+                "org_networks",
+                "org_sightings",
                 "pruned_alarms",
                 "runs",
                 "submissions"

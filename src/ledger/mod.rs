@@ -35,6 +35,7 @@
 pub mod audit;
 mod file;
 mod ingest;
+mod knowledge;
 mod lock;
 pub mod migrate;
 mod prune;
@@ -45,6 +46,7 @@ mod writer;
 
 pub use file::{create_private_dir, resolve_ledger_path};
 pub use ingest::{AlarmOutcome, AlarmRecord, IngestCounts, KnownAlarm, SliceIngest};
+pub use knowledge::{DomainEvidence, KnownNetwork, ValueCount};
 pub use lock::RunLock;
 pub use prune::PruneCounts;
 pub use queue::{Selection, SubmissionRecord};

@@ -46,6 +46,7 @@ fn slice(alarms: Vec<AlarmRecord>) -> SliceIngest {
         slice_start: t(10, 0),
         covered_until: Some(t(11, 0)),
         saturated_at: vec![],
+        observations: Vec::new(),
         alarms,
     }
 }
@@ -429,4 +430,156 @@ fn a_stored_value_that_does_not_parse_is_error_65_never_skipped() {
         assert_eq!(e.exit_code(), 65, "{corrupt}");
         assert!(e.to_string().contains(want), "{corrupt}: {e}");
     }
+}
+
+// Issue 10: what the ledger learns of the organisation.
+
+fn sighting(registered: &str, host: &str, witness: &str) -> crate::model::NameSighting {
+    crate::model::NameSighting {
+        registered: registered.into(),
+        host: host.into(),
+        witness: witness.into(),
+        basis: "origin: logrhythm zone Internal".into(),
+    }
+}
+
+fn observed(
+    id: i64,
+    names: Vec<crate::model::NameSighting>,
+) -> (AlarmId, crate::model::Observations) {
+    (
+        id.into(),
+        crate::model::Observations {
+            networks: vec![],
+            names,
+        },
+    )
+}
+
+/// Ingests one slice holding these alarms' observations.
+fn learn(l: &mut Writer, obs: Vec<(AlarmId, crate::model::Observations)>) {
+    let alarms = obs
+        .iter()
+        .map(|(id, _)| accepted(i64::from(*id), t(10, 5), vec![]))
+        .collect();
+    let mut batch = slice(alarms);
+    batch.observations = obs;
+    l.ingest(&batch, t(12, 0)).unwrap();
+}
+
+#[test]
+fn a_domain_is_learned_from_three_witnesses_in_two_alarms_and_never_from_a_sinkhole() {
+    let mut l = Writer::open_in_memory().unwrap();
+    // A sinkhole: many names, many alarms, one address.
+    learn(
+        &mut l,
+        (1..=6)
+            .map(|i| {
+                observed(
+                    i,
+                    vec![sighting(
+                        "evil.net",
+                        &format!("x{i}.evil.net"),
+                        "ip:10.20.250.53",
+                    )],
+                )
+            })
+            .collect(),
+    );
+    // Three witnesses in one alarm: not yet.
+    learn(
+        &mut l,
+        vec![observed(
+            10,
+            vec![
+                sighting("acme.com", "a.acme.com", "ip:10.0.0.1"),
+                sighting("acme.com", "b.acme.com", "ip:10.0.0.2"),
+                sighting("acme.com", "c.acme.com", "name:c.acme.com"),
+            ],
+        )],
+    );
+    assert!(l.learned_domains().unwrap().is_empty());
+    // The same witness again in another alarm: two alarms, three witnesses.
+    learn(
+        &mut l,
+        vec![observed(
+            11,
+            vec![sighting("acme.com", "a.acme.com", "ip:10.0.0.1")],
+        )],
+    );
+    assert_eq!(l.learned_domains().unwrap(), ["acme.com"]);
+    let ev = l.domain_evidence().unwrap();
+    let acme = ev.iter().find(|e| e.domain == "acme.com").unwrap();
+    assert_eq!(
+        (acme.witnesses, acme.alarms, acme.learned_at),
+        (3, 2, Some(t(12, 0)))
+    );
+    assert_eq!(i64::from(acme.example_alarm_id), 10);
+    let evil = ev.iter().find(|e| e.domain == "evil.net").unwrap();
+    assert_eq!((evil.witnesses, evil.alarms, evil.learned_at), (1, 6, None));
+    // Learning twice changes nothing.
+    learn(
+        &mut l,
+        vec![observed(
+            12,
+            vec![sighting("acme.com", "d.acme.com", "ip:10.0.0.4")],
+        )],
+    );
+    assert_eq!(l.learned_at("acme.com").unwrap(), Some(t(12, 0)));
+}
+
+#[test]
+fn network_records_are_kept_once_and_excluding_due_detections_spares_sent_ones() {
+    let mut l = Writer::open_in_memory().unwrap();
+    let net = crate::model::NetworkRecord {
+        begin: "62.60.128.0".parse().unwrap(),
+        end: "62.60.128.63".parse().unwrap(),
+        name: "DMZ public".into(),
+        zone: "DMZ".into(),
+    };
+    for id in [1, 2] {
+        let mut batch = slice(vec![accepted(
+            id,
+            t(10, 5),
+            vec![ind(IndicatorType::Ip, "62.60.128.40", Verdict::Send)],
+        )]);
+        batch.observations = vec![(
+            id.into(),
+            crate::model::Observations {
+                networks: vec![net.clone()],
+                names: vec![],
+            },
+        )];
+        l.ingest(&batch, t(12, 0)).unwrap();
+    }
+    let known = l.known_networks().unwrap();
+    assert_eq!(known.len(), 1);
+    assert_eq!(
+        (known[0].sightings, i64::from(known[0].example_alarm_id)),
+        (2, 1)
+    );
+    assert_eq!(known[0].record, net);
+    let due = l.due_values(&[DetectionState::Pending]).unwrap();
+    assert_eq!(due.len(), 2);
+    let first = due[0].0;
+    l.conn
+        .execute(
+            "UPDATE detections SET state = 'sent' WHERE id = ?1",
+            [first],
+        )
+        .unwrap();
+    let items: Vec<(DetectionId, String)> = due
+        .iter()
+        .map(|(id, _, _)| (*id, "now known".to_string()))
+        .collect();
+    assert_eq!(l.exclude_due(&items, t(12, 1)).unwrap(), 1);
+    let states: Vec<String> = l
+        .conn
+        .prepare("SELECT state FROM detections ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(states, ["sent", "excluded"]);
 }

@@ -148,3 +148,126 @@ pub struct Detection {
     /// The event's `threatName`, when it had one.
     pub threat_name: Option<String>,
 }
+
+/// The side of an event an indicator field belongs to: `impacted*` fields are
+/// [`Side::Impacted`], `origin*` fields are [`Side::Origin`]; `domain`, `url`
+/// and `cve` belong to no side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Side {
+    Impacted,
+    Origin,
+}
+
+impl Side {
+    /// `impacted` or `origin`, as the event's field names begin.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Impacted => "impacted",
+            Side::Origin => "origin",
+        }
+    }
+}
+
+/// A LogRhythm zone that makes an event side the organisation's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrgZone {
+    Internal,
+    Dmz,
+}
+
+impl OrgZone {
+    /// LogRhythm's spelling: `Internal`, `DMZ`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrgZone::Internal => "Internal",
+            OrgZone::Dmz => "DMZ",
+        }
+    }
+}
+
+/// A network record LogRhythm attached to an event side (`impactedNetwork`,
+/// `originNetwork`) that lrci accepts as the organisation's: an active record
+/// whose `hostZone` is not `External`, with a sane `beginIPRange`–`endIPRange`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NetworkRecord {
+    pub begin: std::net::IpAddr,
+    pub end: std::net::IpAddr,
+    /// The record's `name`, made safe to store and show (may be empty).
+    pub name: String,
+    /// The record's `hostZone` (`Internal`, `DMZ`, `Unknown`, …).
+    pub zone: String,
+}
+
+impl NetworkRecord {
+    /// Whether `ip` lies in `begin..=end` (same address family only).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        match (self.begin, self.end, ip) {
+            (IpAddr::V4(b), IpAddr::V4(e), IpAddr::V4(x)) => (b..=e).contains(&x),
+            (IpAddr::V6(b), IpAddr::V6(e), IpAddr::V6(x)) => (b..=e).contains(&x),
+            _ => false,
+        }
+    }
+
+    /// `name (begin-end)`, or `begin-end` for a record without a name.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            format!("{}-{}", self.begin, self.end)
+        } else {
+            format!("{} ({}-{})", self.name, self.begin, self.end)
+        }
+    }
+}
+
+/// What LogRhythm says about one side of one event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SideFacts {
+    /// The side's zone when it is `Internal` or `DMZ`.
+    pub zone: Option<OrgZone>,
+    /// The network record attached to the side, when lrci accepts it.
+    pub network: Option<NetworkRecord>,
+    /// The side's zone is `External`: nothing on it is learned from.
+    pub external: bool,
+    /// The side's address (`…IP`, else `…NATIP`), normalised, when it has one.
+    pub address: Option<std::net::IpAddr>,
+    /// Network records attached anywhere in the same alarm's events: an address
+    /// inside one is the organisation's whichever field or side holds it.
+    pub alarm_networks: Vec<NetworkRecord>,
+}
+
+/// One sighting of a host name on an event side that LogRhythm classifies as the
+/// organisation's: evidence that its registered domain is the organisation's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NameSighting {
+    /// The registered domain (Public Suffix List) of `host`.
+    pub registered: String,
+    /// The normalised host name.
+    pub host: String,
+    /// What makes this sighting distinct from others: the address on the same
+    /// side (`ip:10.1.2.3`), or the host name itself when the side has none
+    /// (`name:ws-1.hq.example.com`). A sinkhole answering many names from one
+    /// address is therefore one witness, however many names it answers.
+    pub witness: String,
+    /// Why the side is the organisation's: `originZone Internal`, `network DMZ (…)`.
+    pub basis: String,
+}
+
+/// What the events of one alarm taught about the organisation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observations {
+    /// Network records accepted as the organisation's, de-duplicated.
+    pub networks: Vec<NetworkRecord>,
+    /// Host names seen on the organisation's sides, de-duplicated.
+    pub names: Vec<NameSighting>,
+}
+
+/// Distinct witnesses (addresses, or names seen without one) a registered domain
+/// needs on the organisation's event sides before it is learned as the
+/// organisation's. A DNS sinkhole answers every name from one address, so it
+/// is one witness however many names it answers; an organisation's domain names
+/// many hosts.
+pub const LEARN_MIN_WITNESSES: i64 = 3;
+
+/// Distinct alarms those witnesses must come from: one event, or one alarm, never
+/// teaches a domain.
+pub const LEARN_MIN_ALARMS: i64 = 2;

@@ -74,8 +74,22 @@
 //!
 //! Values that cannot be normalised are excluded as `invalid <type>` and keep
 //! their raw text, made safe for storage by [`safe_raw`].
+//!
+//! # The organisation's (issue 10)
+//!
+//! After the fixed rules and the user's lists: `configured own network <net>`
+//! (`own_networks`); then, unless the value is in the allow list
+//! (`allow_domains`, `allow_networks`: configured wins over learned), what
+//! LogRhythm says: an address inside a network record attached to the event or
+//! shown before (`logrhythm network <name> (<range>)`), anything on a side whose
+//! zone is `Internal` or `DMZ` (`logrhythm zone <zone>`), a host name beside an
+//! address of such a record (`… holds the address beside it`), and names under a
+//! registered domain learned as the organisation's (`learned organisation domain
+//! <domain>`). URLs take their host's verdict. Which sides count and what is
+//! learned from them: [`org_side_basis`], `crate::extract::observations` and
+//! [`crate::model::LEARN_MIN_WITNESSES`].
 
-use crate::model::{Candidate, Indicator, IndicatorType, Verdict};
+use crate::model::{Candidate, Indicator, IndicatorType, NetworkRecord, SideFacts, Verdict};
 use ipnetwork::IpNetwork;
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -115,6 +129,16 @@ pub struct Policy {
     excluded_nets: Vec<IpNetwork>,
     excluded_domains: HashSet<String>,
     excluded_values: HashSet<(IndicatorType, String)>,
+    /// `own_networks`: configured, never sent.
+    own_networks: Vec<IpNetwork>,
+    /// `allow_domains`: sent although LogRhythm's classification or learning says otherwise.
+    allow_domains: HashSet<String>,
+    /// `allow_networks`: sent although LogRhythm's classification says otherwise.
+    allow_networks: Vec<IpNetwork>,
+    /// Network records LogRhythm has shown (the ledger's `org_networks`).
+    known_networks: Vec<NetworkRecord>,
+    /// Registered domains learned as the organisation's (the ledger's `org_domains`).
+    learned_domains: HashSet<String>,
 }
 
 impl Policy {
@@ -127,8 +151,185 @@ impl Policy {
             excluded_nets: exclusions.nets,
             excluded_domains: exclusions.domains.into_iter().collect(),
             excluded_values: exclusions.values,
+            ..Policy::default()
         }
     }
+
+    /// The configured `own_networks`: never sent, whatever LogRhythm says.
+    pub fn with_own_networks(mut self, nets: Vec<IpNetwork>) -> Policy {
+        self.own_networks = nets;
+        self
+    }
+
+    /// The configured allow list: domain suffixes and networks that are sent
+    /// although LogRhythm's zones, network records or learning mark them as the
+    /// organisation's. It never overrides the built-in rules (non-global
+    /// addresses, internal suffixes) or the user's own exclusions.
+    pub fn with_allowed(mut self, domains: Vec<String>, nets: Vec<IpNetwork>) -> Policy {
+        self.allow_domains = domains.into_iter().collect();
+        self.allow_networks = nets;
+        self
+    }
+
+    /// What the ledger has learned: network records LogRhythm has shown and the
+    /// registered domains learned as the organisation's. Replaces earlier knowledge.
+    pub fn with_knowledge(mut self, networks: Vec<NetworkRecord>, domains: Vec<String>) -> Policy {
+        self.known_networks = networks;
+        self.learned_domains = domains.into_iter().collect();
+        self
+    }
+
+    /// The configured internal domain suffixes, sorted.
+    pub fn internal_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.internal_domains.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The allowed domain suffixes, sorted.
+    pub fn allowed_domains(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.allow_domains.iter().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// The configured `own_networks`.
+    pub fn own_networks(&self) -> &[IpNetwork] {
+        &self.own_networks
+    }
+
+    /// The allowed networks.
+    pub fn allowed_networks(&self) -> &[IpNetwork] {
+        &self.allow_networks
+    }
+
+    /// Whether `name` (normalised) is under a configured internal domain.
+    pub fn is_configured_internal(&self, name: &str) -> bool {
+        matching_suffix(name, &self.internal_domains).is_some()
+    }
+
+    /// Whether `name` (normalised) is under an allowed domain.
+    pub fn is_allowed_domain(&self, name: &str) -> bool {
+        matching_suffix(name, &self.allow_domains).is_some()
+    }
+
+    /// Whether `name` (normalised) is under a learned domain.
+    pub fn is_learned(&self, name: &str) -> bool {
+        matching_suffix(name, &self.learned_domains).is_some()
+    }
+
+    /// The known or attached network record holding `ip`, if any.
+    fn org_network<'a>(&'a self, ip: IpAddr, facts: &'a SideFacts) -> Option<&'a NetworkRecord> {
+        facts
+            .network
+            .iter()
+            .chain(&facts.alarm_networks)
+            .chain(&self.known_networks)
+            .find(|n| n.contains(ip))
+    }
+
+    fn allowed_ip(&self, ip: IpAddr) -> bool {
+        self.allow_networks.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// Why LogRhythm says an event side is the organisation's, or `None`: its zone
+/// is `Internal` or `DMZ`, or the side's address lies in a network record
+/// (attached to the side, or shown before and kept in the ledger). A side whose
+/// zone is `External` is never the organisation's by a network record alone.
+pub fn org_side_basis(facts: &SideFacts, p: &Policy) -> Option<String> {
+    if let Some(z) = facts.zone {
+        return Some(format!("logrhythm zone {}", z.as_str()));
+    }
+    if facts.external {
+        return None;
+    }
+    let ip = facts.address?;
+    if p.allowed_ip(ip) {
+        return None;
+    }
+    p.org_network(ip, facts).map(|n| {
+        format!(
+            "logrhythm network {} holds the address beside it",
+            n.label()
+        )
+    })
+}
+
+/// The registered domain of a normalised host name by the Public Suffix List
+/// (`ws-1.hq.example.co.uk` → `example.co.uk`), or `None` when the name is a
+/// public suffix itself or has no registrable part.
+pub fn registered_domain(name: &str) -> Option<String> {
+    let d = psl::domain_str(name)?;
+    // The list's default rule makes any unknown last label a suffix; a single
+    // label is never a registered domain.
+    d.contains('.').then(|| d.to_string())
+}
+
+/// Whether a normalised host name is excluded by the built-in rules alone
+/// (single label, internal suffix): such names teach nothing about a domain.
+pub fn is_builtin_internal(name: &str) -> bool {
+    matches!(
+        judge_domain(name, &Policy::default(), &SideFacts::default()),
+        Verdict::Exclude(_)
+    )
+}
+
+/// Judges a value already normalised (as the ledger stores it) against `p`, as
+/// [`classify`] would with no event context. Used to judge pending detections
+/// again at submit time, once more is known.
+pub fn judge_stored(kind: IndicatorType, value: &str, p: &Policy) -> Verdict {
+    judge(kind, value, p, &SideFacts::default()).1
+}
+
+/// Distinct host names under one registered domain about to be sent that make
+/// it worth a look ([`unjudged_domains`]).
+pub const UNJUDGED_MIN_HOSTS: usize = 3;
+
+/// A registered domain whose host names are about to be sent although nobody
+/// judged it (not learned, configured internal, or allowed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unjudged {
+    pub domain: String,
+    /// Distinct host names under it about to be sent.
+    pub hosts: usize,
+    /// One of them.
+    pub example: String,
+}
+
+/// The registered domains of `hosts` (names about to be sent) that look like
+/// an organisation's and that nobody judged: [`UNJUDGED_MIN_HOSTS`] or more
+/// distinct names, or any name of a domain already seen on the organisation's
+/// sides (`seen`) without reaching the learning threshold. Sorted by domain.
+pub fn unjudged_domains(hosts: &[String], p: &Policy, seen: &[String]) -> Vec<Unjudged> {
+    let mut by_domain: std::collections::BTreeMap<String, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for h in hosts {
+        if p.is_allowed_domain(h) || p.is_configured_internal(h) || p.is_learned(h) {
+            continue;
+        }
+        if let Some(d) = registered_domain(h) {
+            by_domain.entry(d).or_default().insert(h);
+        }
+    }
+    by_domain
+        .into_iter()
+        .filter(|(d, names)| names.len() >= UNJUDGED_MIN_HOSTS || seen.contains(d))
+        .map(|(domain, names)| Unjudged {
+            hosts: names.len(),
+            example: names
+                .iter()
+                .next()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            domain,
+        })
+        .collect()
+}
+
+/// The host of a stored (normalised) URL, for grouping by registered domain.
+pub fn url_host(url: &str) -> Option<String> {
+    Url::parse(url).ok()?.host_str().map(str::to_string)
 }
 
 /// The parsed exclusions file: CIDR networks, domain suffixes and exact
@@ -197,9 +398,15 @@ pub enum LineErrorKind {
 // Classification
 // ---------------------------------------------------------------------------
 
-/// Normalise a candidate and decide whether it is sent.
+/// Normalise a candidate and decide whether it is sent, with no event context.
 pub fn classify(c: &Candidate, p: &Policy) -> Indicator {
-    let (value, verdict) = judge(c.kind, &c.raw, p);
+    classify_on(c, p, &SideFacts::default())
+}
+
+/// Normalise a candidate found on an event side with these facts and decide
+/// whether it is sent (`url` and `cve` candidates take empty facts).
+pub fn classify_on(c: &Candidate, p: &Policy, facts: &SideFacts) -> Indicator {
+    let (value, verdict) = judge(c.kind, &c.raw, p, facts);
     Indicator {
         kind: c.kind,
         value,
@@ -210,19 +417,19 @@ pub fn classify(c: &Candidate, p: &Policy) -> Indicator {
 }
 
 /// Normalise `raw` as `kind` and judge it: (value, verdict).
-fn judge(kind: IndicatorType, raw: &str, p: &Policy) -> (String, Verdict) {
+fn judge(kind: IndicatorType, raw: &str, p: &Policy, facts: &SideFacts) -> (String, Verdict) {
     let s = raw.trim();
     if s.chars().any(is_forbidden_char) {
         return invalid(kind, raw);
     }
     match kind {
         IndicatorType::Ip => match normalize_ip(s) {
-            Some(ip) => (ip.to_string(), judge_ip(ip, p)),
+            Some(ip) => (ip.to_string(), judge_ip(ip, p, facts)),
             None => invalid(kind, raw),
         },
         IndicatorType::Domain => match normalize_domain(s) {
             Some(d) => {
-                let verdict = judge_domain(&d, p);
+                let verdict = judge_domain(&d, p, facts);
                 (d, verdict)
             }
             None => invalid(kind, raw),
@@ -401,14 +608,27 @@ fn non_global_v6(ip: Ipv6Addr) -> Option<&'static str> {
     None
 }
 
-fn judge_ip(ip: IpAddr, p: &Policy) -> Verdict {
+fn judge_ip(ip: IpAddr, p: &Policy, facts: &SideFacts) -> Verdict {
     if let Some(reason) = non_global_reason(ip) {
         return exclude(reason);
     }
     if let Some(net) = p.excluded_nets.iter().find(|n| n.contains(ip)) {
         return Verdict::Exclude(format!("user excluded cidr {net}"));
     }
-    judge_value(IndicatorType::Ip, &ip.to_string(), p)
+    if let Some(net) = p.own_networks.iter().find(|n| n.contains(ip)) {
+        return Verdict::Exclude(format!("configured own network {net}"));
+    }
+    let verdict = judge_value(IndicatorType::Ip, &ip.to_string(), p);
+    if verdict != Verdict::Send || p.allowed_ip(ip) {
+        return verdict;
+    }
+    if let Some(n) = p.org_network(ip, facts) {
+        return Verdict::Exclude(format!("logrhythm network {}", n.label()));
+    }
+    match org_side_basis(facts, p) {
+        Some(basis) => Verdict::Exclude(basis),
+        None => Verdict::Send,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -463,7 +683,7 @@ fn matching_suffix<'a>(name: &'a str, set: &HashSet<String>) -> Option<&'a str> 
     }
 }
 
-fn judge_domain(d: &str, p: &Policy) -> Verdict {
+fn judge_domain(d: &str, p: &Policy, facts: &SideFacts) -> Verdict {
     if !d.contains('.') {
         return exclude("single-label host");
     }
@@ -479,7 +699,17 @@ fn judge_domain(d: &str, p: &Policy) -> Verdict {
     if let Some(sfx) = matching_suffix(d, &p.excluded_domains) {
         return Verdict::Exclude(format!("user excluded domain {sfx}"));
     }
-    judge_value(IndicatorType::Domain, d, p)
+    let verdict = judge_value(IndicatorType::Domain, d, p);
+    if verdict != Verdict::Send || p.is_allowed_domain(d) {
+        return verdict;
+    }
+    if let Some(basis) = org_side_basis(facts, p) {
+        return Verdict::Exclude(basis);
+    }
+    if let Some(sfx) = matching_suffix(d, &p.learned_domains) {
+        return Verdict::Exclude(format!("learned organisation domain {sfx}"));
+    }
+    Verdict::Send
 }
 
 // ---------------------------------------------------------------------------
@@ -534,17 +764,17 @@ fn judge_url_host(url: &Url, written: &str, p: &Policy) -> HostJudgement {
         Some(url::Host::Ipv4(_)) => match written.parse::<Ipv4Addr>() {
             Ok(v4) => HostJudgement::Ok {
                 domain: None,
-                verdict: judge_ip(IpAddr::V4(v4), p),
+                verdict: judge_ip(IpAddr::V4(v4), p, &SideFacts::default()),
             },
             Err(_) => HostJudgement::Invalid,
         },
         Some(url::Host::Ipv6(v6)) => HostJudgement::Ok {
             domain: None,
-            verdict: judge_ip(canonical_ip(IpAddr::V6(v6)), p),
+            verdict: judge_ip(canonical_ip(IpAddr::V6(v6)), p, &SideFacts::default()),
         },
         Some(url::Host::Domain(_)) => match normalize_domain(written) {
             Some(d) => {
-                let verdict = judge_domain(&d, p);
+                let verdict = judge_domain(&d, p, &SideFacts::default());
                 HostJudgement::Ok {
                     domain: Some(d),
                     verdict,

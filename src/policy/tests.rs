@@ -633,3 +633,264 @@ fn million_line_files_parse() {
     assert_eq!(parse_rule_list(&rules).len(), 1_000_000);
     eprintln!("1M rule lines: {:?}", start.elapsed());
 }
+
+// ---------------------------------------------------------------------------
+// Issue 10: LogRhythm's own classification, learned and configured knowledge.
+// ---------------------------------------------------------------------------
+
+fn record(begin: &str, end: &str, name: &str) -> NetworkRecord {
+    NetworkRecord {
+        begin: begin.parse().unwrap(),
+        end: end.parse().unwrap(),
+        name: name.to_string(),
+        zone: "DMZ".to_string(),
+    }
+}
+
+fn facts(
+    zone: Option<crate::model::OrgZone>,
+    network: Option<NetworkRecord>,
+    address: Option<&str>,
+    external: bool,
+) -> SideFacts {
+    SideFacts {
+        zone,
+        network,
+        external,
+        address: address.map(|a| a.parse().unwrap()),
+        alarm_networks: vec![],
+    }
+}
+
+fn on(kind: IndicatorType, raw: &str, p: &Policy, f: &SideFacts) -> String {
+    let c = Candidate {
+        kind,
+        field: "test",
+        raw: raw.to_string(),
+    };
+    match classify_on(&c, p, f).verdict {
+        Verdict::Send => "send".to_string(),
+        Verdict::Exclude(r) => r,
+    }
+}
+
+#[test]
+fn organisation_sides_networks_learning_and_configuration() {
+    use crate::model::OrgZone::{Dmz, Internal};
+    let dmz = record("62.60.128.0", "62.60.128.63", "DMZ public");
+    let learned = Policy::default().with_knowledge(vec![dmz.clone()], vec!["example.co.uk".into()]);
+    let configured = learned
+        .clone()
+        .with_own_networks(vec!["81.2.69.0/24".parse().unwrap()])
+        .with_allowed(
+            vec!["partner.example.co.uk".into()],
+            vec!["62.60.128.32/28".parse().unwrap()],
+        );
+    let none = SideFacts::default();
+    let dmz_side = facts(Some(Dmz), None, Some("62.60.128.10"), false);
+    let internal = facts(Some(Internal), None, Some("10.20.1.1"), false);
+    let external = facts(None, None, Some("62.60.128.11"), true);
+    let attached = facts(
+        None,
+        Some(record("91.1.0.0", "91.1.0.255", "Branch")),
+        Some("91.1.0.7"),
+        false,
+    );
+    let rows: &[(IndicatorType, &str, &Policy, &SideFacts, &str)] = &[
+        // Zones: everything on an Internal or DMZ side.
+        (
+            Ip,
+            "62.60.128.10",
+            &Policy::default(),
+            &dmz_side,
+            "logrhythm zone DMZ",
+        ),
+        (
+            Ip,
+            "52.1.2.3",
+            &Policy::default(),
+            &internal,
+            "logrhythm zone Internal",
+        ),
+        (
+            Domain,
+            "evil.example.net",
+            &Policy::default(),
+            &internal,
+            "logrhythm zone Internal",
+        ),
+        // Attached network record: the address, and a name beside an address in it.
+        (
+            Ip,
+            "91.1.0.9",
+            &Policy::default(),
+            &attached,
+            "logrhythm network Branch (91.1.0.0-91.1.0.255)",
+        ),
+        (
+            Domain,
+            "gw.branch.example.org",
+            &Policy::default(),
+            &attached,
+            "logrhythm network Branch (91.1.0.0-91.1.0.255) holds the address beside it",
+        ),
+        (
+            Ip,
+            "91.1.1.9",
+            &Policy::default(),
+            &attached,
+            "logrhythm network Branch (91.1.0.0-91.1.0.255) holds the address beside it",
+        ),
+        // Known network records: an address alone, a URL on it; an External side's
+        // address in a known range is still excluded, its names are not.
+        (
+            Ip,
+            "62.60.128.40",
+            &learned,
+            &none,
+            "logrhythm network DMZ public (62.60.128.0-62.60.128.63)",
+        ),
+        (
+            U,
+            "http://62.60.128.40/x",
+            &learned,
+            &none,
+            "url host internal: logrhythm network DMZ public (62.60.128.0-62.60.128.63)",
+        ),
+        (
+            Ip,
+            "62.60.128.11",
+            &learned,
+            &external,
+            "logrhythm network DMZ public (62.60.128.0-62.60.128.63)",
+        ),
+        (Domain, "mail.evil.example.net", &learned, &external, "send"),
+        (Ip, "62.60.129.1", &learned, &none, "send"),
+        // Learned domains: names under them alone, URLs on them; not a look-alike.
+        (
+            Domain,
+            "ws-0412.hq.example.co.uk",
+            &learned,
+            &none,
+            "learned organisation domain example.co.uk",
+        ),
+        (
+            Domain,
+            "EXAMPLE.CO.UK",
+            &learned,
+            &none,
+            "learned organisation domain example.co.uk",
+        ),
+        (
+            U,
+            "https://dc01.hq.example.co.uk/a",
+            &learned,
+            &none,
+            "url host internal: learned organisation domain example.co.uk",
+        ),
+        (Domain, "example.co.uk.evil.net", &learned, &none, "send"),
+        (Domain, "notexample.co.uk", &learned, &none, "send"),
+        (
+            Domain,
+            "ws-1.hq.example.co.uk",
+            &Policy::default(),
+            &none,
+            "send",
+        ),
+        // Configured wins: own networks are excluded, allowed ones sent although
+        // learned or in a DMZ zone; fixed rules are never overridden.
+        (
+            Ip,
+            "81.2.69.160",
+            &configured,
+            &none,
+            "configured own network 81.2.69.0/24",
+        ),
+        (Ip, "62.60.128.40", &configured, &dmz_side, "send"),
+        (
+            Ip,
+            "62.60.128.10",
+            &configured,
+            &dmz_side,
+            "logrhythm network DMZ public (62.60.128.0-62.60.128.63)",
+        ),
+        (
+            Domain,
+            "www.partner.example.co.uk",
+            &configured,
+            &none,
+            "send",
+        ),
+        (
+            Domain,
+            "www.partner.example.co.uk",
+            &configured,
+            &internal,
+            "send",
+        ),
+        (
+            Domain,
+            "www.example.co.uk",
+            &configured,
+            &none,
+            "learned organisation domain example.co.uk",
+        ),
+        (Domain, "intranet", &configured, &none, "single-label host"),
+        (
+            Ip,
+            "10.1.2.3",
+            &Policy::default().with_allowed(vec![], vec!["10.0.0.0/8".parse().unwrap()]),
+            &none,
+            "private ip",
+        ),
+        // CVEs have no side and are never the organisation's.
+        (Cve, "CVE-2024-3400", &learned, &internal, "send"),
+    ];
+    let failures: Vec<String> = rows
+        .iter()
+        .filter_map(|(kind, raw, p, f, want)| {
+            let got = on(*kind, raw, p, f);
+            (got != *want).then(|| format!("{kind} {raw:?}: got {got:?}, want {want:?}"))
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn registered_domains_follow_the_public_suffix_list() {
+    for (name, want) in [
+        ("ws-0412.hq.acme.com", Some("acme.com")),
+        (
+            "ws-0412.hq.kestrel-logistics.co.uk",
+            Some("kestrel-logistics.co.uk"),
+        ),
+        ("acme.com", Some("acme.com")),
+        ("co.uk", None),
+        ("com", None),
+        ("a.b.corp.example", Some("corp.example")),
+    ] {
+        assert_eq!(registered_domain(name).as_deref(), want, "{name}");
+    }
+}
+
+#[test]
+fn unjudged_domains_need_several_names_or_earlier_evidence() {
+    let hosts: Vec<String> = [
+        "a.acme.com",
+        "b.acme.com",
+        "c.acme.com",
+        "x.evil.net",
+        "y.evil.net",
+        "one.seen.org",
+        "p.mine.com",
+        "q.mine.com",
+        "r.mine.com",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let p = Policy::new(vec!["mine.com".into()], Exclusions::default());
+    let got = unjudged_domains(&hosts, &p, &["seen.org".to_string()]);
+    let names: Vec<(&str, usize)> = got.iter().map(|u| (u.domain.as_str(), u.hosts)).collect();
+    assert_eq!(names, [("acme.com", 3), ("seen.org", 1)]);
+}

@@ -385,7 +385,11 @@ pub fn public_v6(rng: &mut ChaCha8Rng) -> String {
 pub fn private_ip(rng: &mut ChaCha8Rng) -> String {
     match rng.random_range(0..9) {
         0 | 1 => {
-            Ipv4Addr::new(10, rng.random(), rng.random(), rng.random_range(1..=254)).to_string()
+            // 10.20/16 and 10.30/16 are the simulated organisation's LAN and DMZ
+            // inside addresses (its network records); random traffic stays out.
+            let b: u8 = rng.random();
+            let b = if matches!(b, 20 | 30) { b + 1 } else { b };
+            Ipv4Addr::new(10, b, rng.random(), rng.random_range(1..=254)).to_string()
         }
         2 => Ipv4Addr::new(
             172,
@@ -716,6 +720,19 @@ fn empty_value(field: &str) -> Node {
 /// Event `index` of an alarm, drawn from its own seed (so an event never depends on
 /// how many others are served).
 fn event(a: &AlarmMeta, index: u32) -> Node {
+    event_marked(a, index).0
+}
+
+/// Whether an alarm's events name only the organisation's hosts: the first
+/// alarm of every window, so a fresh install's first run meets one before it
+/// has learned anything.
+fn internal_only(a: &AlarmMeta) -> bool {
+    a.id == FIRST_ALARM_ID
+}
+
+/// Event `index` of an alarm with what the generator knows of its values.
+fn event_marked(a: &AlarmMeta, index: u32) -> (Node, Marks) {
+    let mut marks = Marks::default();
     let mut rng = ChaCha8Rng::seed_from_u64(mix(a.seed, a.id, 100 + u64::from(index)));
     let mut e = Node::Obj(
         EVENT_FIELDS
@@ -727,7 +744,11 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
     let aie = index == 0 && a.rule_name.starts_with("AIE:");
     let class_name = set_classification(&mut e, &mut rng, a, index, aie);
     set_direction_and_entities(&mut e, &mut rng, a, index, aie, log_date);
-    let ind = set_indicators(&mut e, &mut rng);
+    // A hostile corpus item replaces a field of the first event: that event comes
+    // from an older source (no zones, no network records), so the item is judged
+    // by the fixed rules alone, as the corpus means it to be.
+    let legacy = index == 0 && a.hostile.is_some();
+    let ind = set_indicators(&mut e, &mut rng, (internal_only(a), legacy), &mut marks);
     set_mail_and_port(&mut e, &mut rng, &ind.external);
     e.set(
         "logMessage",
@@ -736,7 +757,19 @@ fn event(a: &AlarmMeta, index: u32) -> Node {
     set_log_source(&mut e, &mut rng, aie);
     e.set("impactedIP", ind.impacted_ip);
     e.set("originIP", ind.origin_ip);
-    e
+    (e, marks)
+}
+
+/// What the generator knows of an alarm's served values: the organisation's,
+/// and attackers' values placed on an organisation's side (see [`Marks`]).
+pub fn marks(a: &AlarmMeta) -> Marks {
+    let mut all = Marks::default();
+    for i in 0..a.events_served {
+        let m = event_marked(a, i).1;
+        all.org.extend(m.org);
+        all.held_back.extend(m.held_back);
+    }
+    all
 }
 
 /// The indicator values of one event that later fields (the log message) repeat.
@@ -843,46 +876,335 @@ fn set_direction_and_entities(
     );
 }
 
-/// Draws the indicator fields: sets the NAT, host name, name, domain, URL and CVE
-/// fields, and returns the two addresses (set last) with what the message repeats.
-fn set_indicators(e: &mut Node, rng: &mut ChaCha8Rng) -> Indicators {
-    let impacted_ip = match rng.random_range(0..20) {
-        0..9 => Node::Str(private_ip(rng)),
-        9..14 => Node::Str(public_v4(rng)),
-        14..16 => Node::Str(public_v6(rng)),
-        _ => Node::Null,
-    };
-    let origin_ip = match rng.random_range(0..20) {
-        0..9 => Node::Str(public_v4(rng)),
-        9..12 => Node::Str(public_v6(rng)),
-        12..15 => Node::Str(private_ip(rng)),
-        _ => Node::Null,
-    };
-    if rng.random_bool(0.15) {
-        e.set("impactedNATIP", Node::Str(public_v4(rng)));
-        e.set("impactedNATPort", Node::Int(rng.random_range(1024..65535)));
+// ---------------------------------------------------------------------------------
+// The simulated organisation (DESIGN.md section 4): Kestrel Logistics.
+
+/// The organisation's registered domain (under the public suffix `co.uk`).
+pub const ORG_DOMAIN: &str = "kestrel-logistics.co.uk";
+/// Its internal hosts' zone: `hq.` + [`ORG_DOMAIN`], on `10.20.0.0/16`.
+const ORG_HQ: &str = "hq.kestrel-logistics.co.uk";
+/// The AD logon domain as events write it in `domain`.
+const ORG_AD_DOMAINS: [&str; 3] = [
+    "HQ.KESTREL-LOGISTICS.CO.UK",
+    "hq.kestrel-logistics.co.uk",
+    "KESTREL",
+];
+/// DMZ hosts on the organisation's public range (in [`ORG_DMZ_RANGE`]).
+const ORG_DMZ_HOSTS: [(&str, &str); 4] = [
+    ("www.kestrel-logistics.co.uk", "62.60.128.10"),
+    ("mail.kestrel-logistics.co.uk", "62.60.128.11"),
+    ("vpn.kestrel-logistics.co.uk", "62.60.128.12"),
+    ("sftp.kestrel-logistics.co.uk", "62.60.128.13"),
+];
+/// The organisation's public range, a LogRhythm network record in the DMZ zone.
+pub const ORG_DMZ_RANGE: (&str, &str) = ("62.60.128.0", "62.60.128.63");
+/// The address the organisation's outbound traffic is translated to.
+const ORG_EGRESS: &str = "62.60.128.40";
+/// The organisation's LAN, a LogRhythm network record in the Internal zone.
+pub const ORG_LAN_RANGE: (&str, &str) = ("10.20.0.0", "10.20.255.255");
+/// Internal servers (under [`ORG_HQ`]).
+const ORG_SERVERS: [&str; 7] = [
+    "dc01", "dc02", "fs02", "sql01", "build", "print01", "exch01",
+];
+/// The internal DNS sinkhole: answers attackers' names with this address.
+const ORG_SINKHOLE: &str = "10.20.250.53";
+
+/// What the generator knows about the values it placed in one event: the
+/// organisation's (never to be sent), and attackers' values that LogRhythm put
+/// on an organisation's side (a sinkhole answer), which an agent excludes there
+/// and must not learn from.
+#[derive(Debug, Default)]
+pub struct Marks {
+    /// `(type, raw value)` of the organisation's values.
+    pub org: Vec<(&'static str, String)>,
+    /// `(type, raw value)` of attackers' values placed on an organisation's side.
+    pub held_back: Vec<(&'static str, String)>,
+}
+
+/// A workstation: `ws-NNNN.hq…` and its fixed address.
+fn org_workstation(rng: &mut ChaCha8Rng) -> (String, String) {
+    let n: u32 = rng.random_range(100..1000);
+    (
+        format!("ws-{n:04}.{ORG_HQ}"),
+        format!("10.20.{}.{}", 10 + n / 200, 1 + n % 200),
+    )
+}
+
+/// A server: `NAME.hq…` and its fixed address.
+fn org_server(rng: &mut ChaCha8Rng) -> (String, String) {
+    let i = rng.random_range(0..ORG_SERVERS.len());
+    (
+        format!("{}.{ORG_HQ}", ORG_SERVERS[i]),
+        format!("10.20.1.{}", 10 + i),
+    )
+}
+
+fn filled_network(name: &str, (begin, end): (&str, &str), zone: &str, id: i64) -> Node {
+    Node::obj([
+        ("beginIPRange", Node::obj([("value", Node::s(begin))])),
+        ("dateUpdated", Node::s("2024-03-11T09:12:44.21Z")),
+        ("riskThreshold", Node::s("")),
+        ("endIPRange", Node::obj([("value", Node::s(end))])),
+        ("entityId", Node::Int(1)),
+        ("hostZone", Node::s(zone)),
+        ("locationId", Node::Int(0)),
+        ("longDesc", Node::s("")),
+        ("name", Node::s(name)),
+        ("networkId", Node::Int(id)),
+        ("recordStatus", Node::s("Active")),
+        ("shortDesc", Node::s("")),
+    ])
+}
+
+fn lan_record() -> Node {
+    filled_network("HQ LAN", ORG_LAN_RANGE, "Internal", 3)
+}
+
+fn dmz_record() -> Node {
+    filled_network("DMZ public", ORG_DMZ_RANGE, "DMZ", 7)
+}
+
+/// One side of an event: address, host name, zone, network record.
+struct SideSpec {
+    ip: Node,
+    host: Option<String>,
+    zone: &'static str,
+    network: Option<Node>,
+}
+
+impl SideSpec {
+    fn external(rng: &mut ChaCha8Rng, host: Option<String>) -> SideSpec {
+        let ip = match rng.random_range(0..10) {
+            0..7 => Node::Str(public_v4(rng)),
+            7..9 => Node::Str(public_v6(rng)),
+            _ => Node::Null,
+        };
+        let zone = if rng.random_bool(0.8) {
+            "External"
+        } else {
+            "Unknown"
+        };
+        SideSpec {
+            ip,
+            host,
+            zone,
+            network: None,
+        }
     }
-    if rng.random_bool(0.1) {
-        e.set("originNATIP", Node::Str(private_ip(rng)));
+
+    fn internal(rng: &mut ChaCha8Rng, (host, ip): (String, String), m: &mut Marks) -> SideSpec {
+        m.org.push(("domain", host.clone()));
+        SideSpec {
+            ip: Node::Str(ip),
+            host: Some(host),
+            zone: "Internal",
+            network: rng.random_bool(0.6).then(lan_record),
+        }
     }
-    let internal = pick(rng, &INTERNAL_HOSTS).to_string();
+
+    fn dmz(rng: &mut ChaCha8Rng, m: &mut Marks) -> SideSpec {
+        let (host, ip) = *pick(rng, &ORG_DMZ_HOSTS);
+        m.org.push(("domain", host.to_string()));
+        m.org.push(("ip", ip.to_string()));
+        SideSpec {
+            ip: Node::s(ip),
+            host: rng.random_bool(0.8).then(|| host.to_string()),
+            zone: "DMZ",
+            network: Some(dmz_record()),
+        }
+    }
+}
+
+fn set_side(e: &mut Node, side: &str, spec: SideSpec, host_field: &str) -> Node {
+    if let Some(h) = spec.host {
+        e.set(&format!("{side}{host_field}"), Node::Str(h));
+    }
+    e.set(&format!("{side}Zone"), Node::s(spec.zone));
+    if let Some(n) = spec.network {
+        e.set(&format!("{side}Network"), n);
+    }
+    spec.ip
+}
+
+fn host_field(rng: &mut ChaCha8Rng) -> &'static str {
+    if rng.random_bool(0.8) {
+        "HostName"
+    } else {
+        "Name"
+    }
+}
+
+/// Draws the indicator fields of a realistic organisation's event (see
+/// [`ORG_DOMAIN`]): sets the sides' zones, networks, NAT, host name, name,
+/// domain, URL and CVE fields, and returns the two addresses (set last) with
+/// what the message repeats. `internal_only` makes an event that names only the
+/// organisation's hosts; `legacy` one from an older source without zones.
+fn set_indicators(
+    e: &mut Node,
+    rng: &mut ChaCha8Rng,
+    (internal_only, legacy): (bool, bool),
+    m: &mut Marks,
+) -> Indicators {
     let external = pick(rng, &EXTERNAL_HOSTS).to_string();
-    set_host_names(e, rng, &internal, &external);
-    let url = match rng.random_range(0..20) {
-        0..6 => format!(
-            "https://{external}/{}?id={}",
-            pick(rng, &["login", "invoice.php", "dl/payload.bin", "a/b/c"]),
-            rng.random_range(1..99999)
-        ),
-        6..8 => format!("http://admin:hunter2@{external}/panel"),
-        8..10 => format!("https://{internal}/admin/"),
-        10 => format!("http://{}:8080/x.sh", public_v4(rng)),
-        _ => String::new(),
+    let attacker_host = |rng: &mut ChaCha8Rng| rng.random_bool(0.5).then(|| external.clone());
+    let kind = if internal_only {
+        rng.random_range(60..80)
+    } else if legacy {
+        rng.random_range(86..100)
+    } else {
+        rng.random_range(0..100)
     };
+    let mut url = String::new();
+    let (impacted_ip, origin_ip) = match kind {
+        // Inbound to the DMZ: an attacker against a public server.
+        0..28 => {
+            let o = {
+                let h = attacker_host(rng);
+                SideSpec::external(rng, h)
+            };
+            let i = SideSpec::dmz(rng, m);
+            if rng.random_bool(0.3) {
+                let nat = format!("10.30.0.{}", rng.random_range(2..60));
+                m.org.push(("ip", nat.clone()));
+                e.set("impactedNATIP", Node::Str(nat));
+            }
+            if rng.random_bool(0.3) {
+                url = format!(
+                    "https://www.{ORG_DOMAIN}/login?next={}",
+                    rng.random_range(1..999)
+                );
+                m.org.push(("url", url.clone()));
+            }
+            let f = host_field(rng);
+            (
+                set_side(e, "impacted", i, "HostName"),
+                set_side(e, "origin", o, f),
+            )
+        }
+        // Outbound: a workstation reaching an attacker, translated to the egress address.
+        28..58 => {
+            let ws = org_workstation(rng);
+            let o = SideSpec::internal(rng, ws, m);
+            if rng.random_bool(0.7) {
+                m.org.push(("ip", ORG_EGRESS.to_string()));
+                e.set("originNATIP", Node::s(ORG_EGRESS));
+            }
+            let i = {
+                let h = attacker_host(rng);
+                SideSpec::external(rng, h)
+            };
+            url = match rng.random_range(0..10) {
+                0..5 => format!(
+                    "https://{external}/{}?id={}",
+                    pick(rng, &["login", "invoice.php", "dl/payload.bin", "a/b/c"]),
+                    rng.random_range(1..99999)
+                ),
+                5..7 => format!("http://admin:hunter2@{external}/panel"),
+                7 => format!("http://{}:8080/x.sh", public_v4(rng)),
+                _ => String::new(),
+            };
+            let f = host_field(rng);
+            (
+                set_side(e, "impacted", i, f),
+                set_side(e, "origin", o, "HostName"),
+            )
+        }
+        // A sinkhole answer: the DNS server answered an attacker's name with the sinkhole.
+        58..60 => {
+            let ws = org_workstation(rng);
+            let o = SideSpec::internal(rng, ws, m);
+            m.held_back.push(("domain", external.clone()));
+            let i = SideSpec {
+                ip: Node::s(ORG_SINKHOLE),
+                host: Some(external.clone()),
+                zone: "Internal",
+                network: rng.random_bool(0.5).then(lan_record),
+            };
+            (
+                set_side(e, "impacted", i, "HostName"),
+                set_side(e, "origin", o, "HostName"),
+            )
+        }
+        // Lateral movement between internal hosts.
+        60..72 => {
+            let ws = org_workstation(rng);
+            let o = SideSpec::internal(rng, ws, m);
+            let srv = org_server(rng);
+            let i = SideSpec::internal(rng, srv.clone(), m);
+            if rng.random_bool(0.3) {
+                url = format!("https://{}/admin/", srv.0);
+                m.org.push(("url", url.clone()));
+            }
+            (
+                set_side(e, "impacted", i, "HostName"),
+                set_side(e, "origin", o, "HostName"),
+            )
+        }
+        // Name only: an internal host named without address or zone.
+        72..80 => {
+            let (host, _) = if rng.random_bool(0.5) {
+                org_workstation(rng)
+            } else {
+                org_server(rng)
+            };
+            m.org.push(("domain", host.clone()));
+            let f = host_field(rng);
+            e.set(&format!("impacted{f}"), Node::Str(host));
+            (Node::Null, Node::Null)
+        }
+        // The organisation's public address with no zone and no network record.
+        80..86 => {
+            let (host, ip) = *pick(rng, &ORG_DMZ_HOSTS);
+            let ip = if rng.random_bool(0.5) { ORG_EGRESS } else { ip };
+            m.org.push(("ip", ip.to_string()));
+            if rng.random_bool(0.5) {
+                m.org.push(("domain", host.to_string()));
+                e.set("impactedName", Node::s(host));
+            }
+            let o = {
+                let h = attacker_host(rng);
+                SideSpec::external(rng, h)
+            };
+            let f = host_field(rng);
+            (Node::s(ip), set_side(e, "origin", o, f))
+        }
+        // Older sources: private addresses, local names, sentinels, no zones.
+        _ => {
+            let i = Node::Str(private_ip(rng));
+            if rng.random_bool(0.5) {
+                let h = pick(rng, &INTERNAL_HOSTS).to_string();
+                e.set("impactedHostName", str_or_sentinel(rng, h, 0.85));
+            }
+            match rng.random_range(0..3) {
+                0 => e.set("originHostName", Node::s(external.clone())),
+                1 => e.set("originHostName", Node::s(*pick(rng, &SENTINELS))),
+                _ => {}
+            }
+            if rng.random_bool(0.3) {
+                e.set("originName", Node::s(*pick(rng, &EXTERNAL_HOSTS)));
+            }
+            let o = match rng.random_range(0..3) {
+                0 => Node::Str(public_v4(rng)),
+                1 => Node::Str(private_ip(rng)),
+                _ => Node::Null,
+            };
+            (i, o)
+        }
+    };
+    match rng.random_range(0..10) {
+        0..5 => {
+            let d = *pick(rng, &ORG_AD_DOMAINS);
+            m.org.push(("domain", d.to_string()));
+            e.set("domain", Node::s(d));
+        }
+        5 => e.set("domain", Node::s(*pick(rng, &SENTINELS))),
+        _ => {}
+    }
     e.set("url", Node::s(url.clone()));
-    let cve = match rng.random_range(0..10) {
-        0 | 1 => pick(rng, &CVES).to_string(),
-        2 => format!("{}, {}", pick(rng, &CVES), pick(rng, &CVES)),
+    let cve = match (internal_only, rng.random_range(0..10)) {
+        (true, _) => String::new(),
+        (false, 0 | 1) => pick(rng, &CVES).to_string(),
+        (false, 2) => format!("{}, {}", pick(rng, &CVES), pick(rng, &CVES)),
         _ => String::new(),
     };
     e.set("cve", Node::s(cve.clone()));
@@ -895,40 +1217,11 @@ fn set_indicators(e: &mut Node, rng: &mut ChaCha8Rng) -> Indicators {
     }
 }
 
-/// Sets the host name, name and domain fields from the drawn hosts.
-fn set_host_names(e: &mut Node, rng: &mut ChaCha8Rng, internal: &str, external: &str) {
-    if rng.random_bool(0.7) {
-        e.set(
-            "impactedHostName",
-            str_or_sentinel(rng, internal.to_string(), 0.85),
-        );
-        e.set("impactedHostId", Node::Int(rng.random_range(1..500)));
-    }
-    match rng.random_range(0..10) {
-        0..4 => e.set("originHostName", Node::s(external.to_string())),
-        4 => e.set("originHostName", Node::s(*pick(rng, &INTERNAL_HOSTS))),
-        5 => e.set("originHostName", Node::s(*pick(rng, &SENTINELS))),
-        _ => {}
-    }
-    if rng.random_bool(0.15) {
-        e.set("impactedName", Node::s(*pick(rng, &INTERNAL_HOSTS)));
-    }
-    if rng.random_bool(0.15) {
-        e.set("originName", Node::s(*pick(rng, &EXTERNAL_HOSTS)));
-    }
-    match rng.random_range(0..20) {
-        0..7 => e.set("domain", Node::s(*pick(rng, &EXTERNAL_HOSTS))),
-        7..9 => e.set("domain", Node::s(*pick(rng, &INTERNAL_HOSTS))),
-        9 => e.set("domain", Node::s(*pick(rng, &SENTINELS))),
-        _ => {}
-    }
-}
-
 /// Sometimes sets the mail fields (sender at `external`) and the port and protocol.
 fn set_mail_and_port(e: &mut Node, rng: &mut ChaCha8Rng, external: &str) {
     if rng.random_bool(0.1) {
         e.set("sender", Node::s(format!("billing@{external}")));
-        e.set("recipient", Node::s("alice@corp.example"));
+        e.set("recipient", Node::s(format!("alice@{ORG_DOMAIN}")));
         e.set("subject", Node::s("Invoice overdue"));
     }
     if rng.random_bool(0.4) {

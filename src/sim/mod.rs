@@ -553,7 +553,11 @@ impl SimState {
     /// the served events are not parseable JSON (hostile scenario: lone surrogate,
     /// invalid UTF-8, 10 000-deep nesting, `1e99999`, an HTML page), `events` is
     /// `null` and `"eventsUnparseable"` gives the parser's complaint; when the served
-    /// list is `null`, `events` is `null` too.
+    /// list is `null`, `events` is `null` too. `"organisationValues"` lists the
+    /// `{"type", "value"}` (raw, as placed) of the simulated organisation's values
+    /// in the events, which must never reach CI; `"heldBack"` lists attackers'
+    /// values LogRhythm placed on an organisation's side (a DNS sinkhole answer),
+    /// which an agent excludes in that alarm but must not learn from.
     pub fn ground_truth(&self) -> Vec<u8> {
         use json::Node;
         let alarms = self.alarm_list();
@@ -587,6 +591,17 @@ impl SimState {
             if let Some(c) = complaint {
                 obj.set("eventsUnparseable", Node::Str(c));
             }
+            let marks = gen::marks(a);
+            let list = |items: Vec<(&'static str, String)>| {
+                Node::Arr(
+                    items
+                        .into_iter()
+                        .map(|(t, v)| Node::obj([("type", Node::s(t)), ("value", Node::Str(v))]))
+                        .collect(),
+                )
+            };
+            obj.set("organisationValues", list(marks.org));
+            obj.set("heldBack", list(marks.held_back));
             obj.write(&mut out);
         }
         out.push(b']');

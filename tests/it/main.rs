@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod hostile;
 mod ledger_cli;
 mod permissions;
+mod privacy;
 mod reliability;
 mod replay_flow;
 mod run_log;

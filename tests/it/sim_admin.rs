@@ -94,7 +94,7 @@ async fn reset_clears_received_and_stats() {
 }
 
 #[tokio::test]
-async fn ground_truth_has_the_five_fields() {
+async fn ground_truth_has_the_five_fields_and_the_marks() {
     let sim = start(config()).await;
     let t = truth(&sim).await;
     for a in &t {
@@ -107,7 +107,9 @@ async fn ground_truth_has_the_five_fields() {
                 "alarmRuleName",
                 "dateInserted",
                 "details",
-                "events"
+                "events",
+                "heldBack",
+                "organisationValues"
             ]
         );
         assert_eq!(a["details"]["alarmId"], a["alarmId"]);

@@ -103,7 +103,8 @@ async fn full_day_every_public_indicator_reaches_ci_once_with_its_alarm_time() {
     let got = received(&sim).await;
     let keys = unique_keys(&got);
     let want = oracle(&window);
-    assert!(want.len() > 10_000, "oracle holds {} items", want.len());
+    // The realistic organisation (issue 10) keeps about half of all values on site.
+    assert!(want.len() > 6_000, "oracle holds {} items", want.len());
     assert_same_keys(&keys, &want, "received vs oracle");
 
     // Each item carries its alarm's time and names its alarm and rule.

@@ -31,6 +31,7 @@ use url::Url;
 
 mod apis;
 mod files;
+mod privacy;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -38,6 +39,7 @@ mod tests;
 use crate::cli::output::error_chain as chain;
 use apis::*;
 use files::*;
+use privacy::*;
 use settings::*;
 
 /// The result of one check.
@@ -215,6 +217,7 @@ pub async fn checks(
             out.push(c);
         }
     }
+    organisation_check(&s, &mut out);
     log_dir_check(&s, &mut out);
     if offline {
         out.push(Check::info("logrhythm", "not checked (--offline)"));

@@ -1,5 +1,6 @@
 //! `lrci ledger ...`: the read-only audit commands (`status`, `alarms`,
-//! `indicators`, `show`, `runs`, `gaps`, `export`) and their clap types.
+//! `indicators`, `show`, `runs`, `gaps`, `export`, `domains`, `networks`) and
+//! their clap types.
 //!
 //! Every command here opens the ledger with [`Mode::ReadOnly`] and never takes the
 //! run lock, so it works while a sync runs and never blocks it (WAL). The one
@@ -35,6 +36,7 @@ use std::path::Path;
 mod export;
 mod format;
 mod gaps;
+mod knowledge;
 mod list;
 mod runs;
 mod show;
@@ -47,6 +49,7 @@ use export::*;
 use format::*;
 pub use format::{cell, escape, human_age, when};
 use gaps::*;
+use knowledge::*;
 use list::*;
 use runs::*;
 use show::*;
@@ -139,7 +142,21 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
         LedgerCommand::Status(a) => status(&path, a, now, &mut out),
         LedgerCommand::Alarms(a) => alarms(&path, a, &mut out),
         LedgerCommand::Indicators(a) => indicators(&path, a, &mut out),
-        LedgerCommand::Show(a) => show(&path, a, &mut out),
+        LedgerCommand::Show(a) => {
+            // What is configured only refines the note on values sent before it
+            // was known; a configuration that does not resolve leaves the note to
+            // what the ledger learned.
+            let p = crate::cli::settings::policy_for(global).unwrap_or_default();
+            show(&path, a, &p, &mut out)
+        }
+        LedgerCommand::Domains(a) => {
+            let p = crate::cli::settings::policy_for(global)?;
+            domains(&path, &p, a.json, &mut out)
+        }
+        LedgerCommand::Networks(a) => {
+            let p = crate::cli::settings::policy_for(global)?;
+            networks(&path, &p, a.json, &mut out)
+        }
         LedgerCommand::Runs(a) => runs(&path, a, &mut out),
         LedgerCommand::Gaps(a) => gaps(&path, a, now, &mut out),
         LedgerCommand::Export(a) => export(&path, a, &mut out),

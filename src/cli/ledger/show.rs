@@ -47,7 +47,12 @@ pub(super) fn verdict(a: &AlarmDetail, inds: &[AlarmIndicator]) -> String {
     }
 }
 
-pub(super) fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
+pub(super) fn show(
+    path: &Path,
+    a: &ShowArgs,
+    policy: &crate::policy::Policy,
+    out: &mut dyn Write,
+) -> Outcome {
     let l = open(path)?;
     let Some(alarm) = l.alarm_detail(AlarmId::from(a.alarm_id))? else {
         return show_missing(&l, path, a);
@@ -57,6 +62,7 @@ pub(super) fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
         .iter()
         .filter(|i| i.state == DetectionState::Sent)
         .count();
+    let before = sent_before_knowledge(&l, policy, &inds)?;
     if a.json {
         let doc = json!({
             "alarm": alarm,
@@ -64,6 +70,7 @@ pub(super) fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
             "sent": sent,
             "verdict": verdict(&alarm, &inds),
             "indicators": inds,
+            "sent_before_knowledge": before,
         });
         return Ok(write_json(out, &doc)?);
     }
@@ -71,7 +78,8 @@ pub(super) fn show(path: &Path, a: &ShowArgs, out: &mut dyn Write) -> Outcome {
     if inds.is_empty() {
         return Ok(());
     }
-    show_indicators(out, &inds)
+    show_indicators(out, &inds)?;
+    show_sent_before(out, &before)
 }
 
 /// The error for an alarm `show` cannot find: pruned (with what it held) or never listed.

@@ -205,8 +205,58 @@ fn oracle_cves(raw: &str) -> Vec<String> {
         .collect()
 }
 
-/// The public indicators of one ground-truth alarm, as `(type, value)`.
+/// A marked value (`{"type", "value"}` of `organisationValues` / `heldBack`) as
+/// this oracle normalises it, or `None` when it would never be sent anyway.
+fn oracle_mark(kind: &str, raw: &str) -> Option<(String, String)> {
+    let v = match kind {
+        "ip" => {
+            let ip = raw.trim().parse::<IpAddr>().ok()?;
+            match ip {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+                v4 => v4,
+            }
+            .to_string()
+        }
+        "domain" => raw.trim().trim_end_matches('.').to_ascii_lowercase(),
+        "url" => oracle_url(raw, &[])?,
+        _ => raw.trim().to_string(),
+    };
+    Some((kind.to_string(), v))
+}
+
+/// The marked values of one alarm under `key` (`organisationValues` or `heldBack`).
+pub fn marked(alarm: &Value, key: &str) -> BTreeSet<(String, String)> {
+    alarm[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| oracle_mark(m["type"].as_str()?, m["value"].as_str()?))
+        .collect()
+}
+
+/// Every value the ground truth marks as the organisation's, in any alarm.
+pub fn organisation_values(truth: &[Value]) -> BTreeSet<(String, String)> {
+    truth
+        .iter()
+        .flat_map(|a| marked(a, "organisationValues"))
+        .collect()
+}
+
+/// The public indicators of one ground-truth alarm, as `(type, value)`, less
+/// the values the simulator marks as the organisation's or as held back (an
+/// attacker's name LogRhythm placed on an organisation's side).
 pub fn oracle_indicators(alarm: &Value, extra_internal: &[&str]) -> BTreeSet<(String, String)> {
+    let all = oracle_all_public(alarm, extra_internal);
+    let org = marked(alarm, "organisationValues");
+    let held = marked(alarm, "heldBack");
+    all.into_iter()
+        .filter(|k| !org.contains(k) && !held.contains(k))
+        .collect()
+}
+
+/// The public indicators of one ground-truth alarm by the fixed rules alone
+/// (non-global addresses and internal names removed), marks not applied.
+pub fn oracle_all_public(alarm: &Value, extra_internal: &[&str]) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
     let Some(events) = alarm["events"].as_array() else {
         return out;
