@@ -77,7 +77,7 @@ pub const SERIES: &[(&str, &str, &str)] = &[
     (
         "lrci_visibility_lag_seconds",
         "gauge",
-        "Observed delay between an alarm's time and its visibility in the API",
+        "Largest first seen minus dateInserted of the alarms inserted in the last day (includes the schedule interval and settle)",
     ),
     (
         "lrci_saturated_slices",
@@ -238,7 +238,7 @@ pub fn ledger_facts(path: &Path, lookback_days: i64, budget_limit: u64) -> Optio
         budget_used: l.budget_used(now.date_naive()).ok()?,
         budget_limit,
         coverage_lag: fresh.coverage_lag_seconds,
-        visibility_lag: None,
+        visibility_lag: fresh.visibility_lag_seconds,
         saturated_slices: cov.saturated_hours,
         alarms_in_error: l.alarm_counts().ok()?.error,
     })

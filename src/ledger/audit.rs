@@ -49,6 +49,10 @@ pub struct Freshness {
     pub window_start: Option<String>,
     /// Seconds from the end of the newest completely listed hour to now.
     pub coverage_lag_seconds: Option<f64>,
+    /// The largest observed lag, first seen − `dateInserted`, of the alarms
+    /// inserted in the last day (it includes the schedule's interval and
+    /// `settle`): how late alarms reach lrci.
+    pub visibility_lag_seconds: Option<f64>,
 }
 
 /// Seconds from `then` to `now`, never negative.
@@ -647,6 +651,20 @@ impl Ledger {
         Ok(Some(age(reached, now)))
     }
 
+    /// The largest first seen − `dateInserted` of the alarms inserted since
+    /// `since`, in seconds; `None` when there are none.
+    pub fn visibility_lag(&self, since: DateTime<Utc>) -> Result<Option<f64>> {
+        self.conn
+            .query_row(
+                "SELECT max((julianday(first_seen_at) - julianday(date_inserted)) * 86400.0)
+                 FROM alarms WHERE date_inserted >= ?1",
+                [ts(since)],
+                |r| r.get::<_, Option<f64>>(0),
+            )
+            .map(|v| v.map(|s| (s.max(0.0) * 1000.0).round() / 1000.0))
+            .map_err(|e| self.sql(e))
+    }
+
     /// See [`Freshness`].
     pub fn freshness(&self, now: DateTime<Utc>) -> Result<Freshness> {
         let last = self.recent_runs(1)?.into_iter().next();
@@ -664,6 +682,7 @@ impl Ledger {
             last_success_age_seconds: success.map(|t| age(t, now)),
             window_start: start.map(ts),
             coverage_lag_seconds: lag,
+            visibility_lag_seconds: self.visibility_lag(now - Span::days(1))?,
         })
     }
 

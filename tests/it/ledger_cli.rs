@@ -268,6 +268,11 @@ fn status_json_and_table_match_the_ledger() {
     }
     assert_eq!(fr["window_start"], f.summary["window"]["from"], "{fr}");
     assert!(fr["coverage_lag_seconds"].as_f64().unwrap() >= 0.0, "{fr}");
+    // Alarms of the last day were first seen after they were inserted.
+    assert!(
+        fr["visibility_lag_seconds"].as_f64().unwrap() >= 0.0,
+        "{fr}"
+    );
     assert_eq!(s["budget"]["used"], f.summary["budget"]["used"]);
     assert_eq!(n(&s["budget"]["limit"]), 15_000);
 

@@ -40,7 +40,7 @@ def one(name, **labels):
 RUN = ["lrci_last_run_timestamp_seconds", "lrci_last_run_duration_seconds",
        "lrci_last_run_exit_code", "lrci_last_success_timestamp_seconds"]
 LEDGER = ["lrci_budget_used", "lrci_budget_limit", "lrci_coverage_lag_seconds",
-          "lrci_saturated_slices", "lrci_alarms_in_error"]
+          "lrci_visibility_lag_seconds", "lrci_saturated_slices", "lrci_alarms_in_error"]
 for name in RUN + LEDGER + ["lrci_detections"]:
     check(f"metrics: {name} is present and a gauge",
           name in families and families[name].type == "gauge",
@@ -71,4 +71,6 @@ used = one("lrci_budget_used", profile="good")
 check("metrics: budget used <= limit", None not in (used, limit) and 0 < used <= limit, (used, limit))
 lag = one("lrci_coverage_lag_seconds", profile="good")
 check("metrics: coverage lag is known and under an hour after a sync", lag is not None and 0 <= lag < 3600, lag)
+vis = one("lrci_visibility_lag_seconds", profile="good")
+check("metrics: visibility lag observed (first seen - dateInserted) is >= 0", vis is not None and vis >= 0, vis)
 sys.exit(1 if failed else 0)
