@@ -215,6 +215,9 @@ pub struct SettingArgs {
     /// Days a fresh ledger's first sync looks back (vendor flag -lb) [default: 1].
     #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365), allow_negative_numbers = true)]
     pub lookback_days: Option<u32>,
+    /// Days back a sync catches up from the oldest hour not yet listed completely (after an outage); older gaps are named in a warning for backfill [default: 7].
+    #[arg(long, value_name = "DAYS", value_parser = clap::value_parser!(u32).range(1..=365), allow_negative_numbers = true)]
+    pub max_catchup_days: Option<u32>,
 }
 
 /// Flags of `sync` (and of `lrci` alone).

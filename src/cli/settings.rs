@@ -140,6 +140,9 @@ fn setting_layer(s: &SettingArgs, layer: &mut Layer) {
     if let Some(n) = s.lookback_days {
         layer.flag("lookback", int(n));
     }
+    if let Some(n) = s.max_catchup_days {
+        layer.flag("max_catchup", int(n));
+    }
 }
 
 /// The flag layer of a parsed command line.

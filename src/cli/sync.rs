@@ -18,8 +18,42 @@ use std::time::{Duration, Instant};
 /// `lrci sync` (and `lrci` alone).
 pub async fn sync(s: &Settings, args: &SyncArgs) -> Result<u8, Fatal> {
     let lookback = i64::try_from(s.number("lookback")).unwrap_or(1);
-    let window = engine::window(Utc::now(), Span::days(lookback), settle(s));
+    let now = Utc::now();
+    let window = engine::window(now, Span::days(lookback), settle(s));
     execute(s, &args.mode, RunKind::Sync, window, false).await
+}
+
+/// Where a sync of an existing ledger starts: the oldest hour since the ledger's
+/// first, at most `catchup` back, that is not listed completely (an outage
+/// longer than the lookback, a slice that failed). Gaps older than that are
+/// named in a warning, with the backfill that fills them. `None` for a ledger
+/// that does not exist or cannot be read (the run itself reports that).
+fn catch_up_from(
+    l: &crate::ledger::Ledger,
+    now: DateTime<Utc>,
+    catchup: Span,
+) -> Option<DateTime<Utc>> {
+    let first = engine::floor_hour(l.first_slice().ok()??);
+    let current = engine::floor_hour(now);
+    let bound = engine::floor_hour(now - catchup);
+    if first < bound {
+        let old = l.slice_states(first, bound).ok()?;
+        let gaps = crate::ledger::audit::merge_gaps(&old);
+        if let (Some(a), Some(b)) = (gaps.first(), gaps.last()) {
+            let hours: i64 = gaps.iter().map(|g| g.hours()).sum();
+            tracing::warn!(
+                hours,
+                from = %crate::ledger::ts(a.from),
+                to = %crate::ledger::ts(b.to),
+                "hours older than max_catchup were never listed completely and are left to backfill: lrci backfill --from FROM --to TO"
+            );
+        }
+    }
+    let states = l.slice_states(first.max(bound), current).ok()?;
+    states
+        .iter()
+        .find(|(_, st)| !matches!(st, crate::ledger::audit::SliceState::Covered))
+        .map(|(start, _)| *start)
 }
 
 /// `lrci backfill`.
@@ -128,19 +162,25 @@ async fn execute(
         RunKind::Backfill => Some(progress_reporter()),
         RunKind::Sync => None,
     };
-    let opts = RunOptions {
+    let mut opts = RunOptions {
         progress: bar.as_ref().map(|(f, _)| f.clone()),
         ..run_options(s, mode, kind, window, refetch, deadline)?
     };
-    let summary = if mode.dry_run {
-        // Nothing is written: an existing ledger is read only, a missing one is
-        // replaced by an empty in-memory ledger.
-        let mut ledger = Writer::scratch_copy(&path)?;
-        engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
+    // Nothing is written by a dry run: an existing ledger is read only, a missing
+    // one is replaced by an empty in-memory ledger.
+    let mut ledger = if mode.dry_run {
+        Writer::scratch_copy(&path)?
     } else {
-        let mut ledger = Writer::open(&path)?;
-        engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await
+        Writer::open(&path)?
     };
+    if kind == RunKind::Sync {
+        // After an outage: from the oldest hour not listed completely.
+        let catchup = Span::days(i64::try_from(s.number("max_catchup")).unwrap_or(7));
+        if let Some(from) = catch_up_from(&ledger, Utc::now(), catchup) {
+            opts.window.0 = opts.window.0.min(from);
+        }
+    }
+    let summary = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await;
     if let Some(bar) = bar.and_then(|(_, b)| b) {
         bar.finish_and_clear();
     }

@@ -117,6 +117,8 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::Int(DEFAULT_CONNECT_TIMEOUT_SECS), doc: "Seconds allowed to connect" },
     Spec { name: "max_retries", flag: "--max-retries", env: "LRCI_MAX_RETRIES", kind: int(0, 20),
         default: Default::Int(DEFAULT_MAX_RETRIES), doc: "Retries of a transient failure (429, 5xx, timeout) per request" },
+    Spec { name: "max_catchup", flag: "--max-catchup-days", env: "LRCI_MAX_CATCHUP", kind: int(1, 365),
+        default: Default::Int(7), doc: "Days back a sync catches up from the oldest hour not yet listed completely (after an outage); anything older is named in a warning and left to backfill" },
     Spec { name: "lookback", flag: "--lookback-days", env: "LRCI_LOOKBACK", kind: int(1, 365),
         default: Default::Int(1), doc: "Days a fresh ledger's first sync looks back (vendor flag -lb)" },
     Spec { name: "settle", flag: "--settle", env: "LRCI_SETTLE", kind: int(0, 86_400),

@@ -868,3 +868,111 @@ async fn events_not_ready_are_waited_for_by_age_not_attempts() {
         "{reason:?}"
     );
 }
+
+/// Issue 9 item 4: after an outage longer than the lookback, a sync catches up
+/// from the oldest hour not listed completely (at most max_catchup back), so
+/// nothing between is skipped; what is older than max_catchup is named in a
+/// warning with the backfill that fills it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_after_a_long_outage_catches_up_from_the_oldest_open_hour() {
+    let sim = start(SimConfig {
+        daily_quota: 10_000_000,
+        ..live_config(80, 4)
+    })
+    .await;
+    let truth = truth(&sim).await;
+    let cut_at =
+        |hours: i64| lrci::engine::floor_hour(chrono::Utc::now() - chrono::Duration::hours(hours));
+    let outage = |home: &Home, hours: i64| {
+        // The ledger as a host down for `hours` would have it: nothing of that
+        // time (whole hours) listed or seen.
+        let cut = cut_at(hours).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let c = rusqlite::Connection::open(home.ledger()).unwrap();
+        c.execute_batch(&format!(
+            "DELETE FROM coverage WHERE slice_start >= '{cut}';
+             DELETE FROM detections WHERE alarm_id IN (SELECT alarm_id FROM alarms WHERE date_inserted >= '{cut}');
+             DELETE FROM alarms WHERE date_inserted >= '{cut}';"
+        ))
+        .unwrap();
+    };
+    let want = |from_hours: i64| -> BTreeSet<i64> {
+        let since = cut_at(from_hours) + chrono::Duration::hours(1);
+        truth
+            .iter()
+            .filter(|a| {
+                inserted(a) >= since
+                    && inserted(a) < chrono::Utc::now() - chrono::Duration::minutes(3)
+            })
+            .map(|a| a["alarmId"].as_i64().unwrap())
+            .collect()
+    };
+    let args = ["sync", "--json", "--daily-budget=10000000"];
+    // Three days synced, then 50 hours down.
+    let home = Home::new();
+    lrci(
+        &sim,
+        &home,
+        &[
+            "backfill",
+            "--days",
+            "3",
+            "--json",
+            "--daily-budget=10000000",
+        ],
+    )
+    .await
+    .expect_code(0);
+    outage(&home, 50);
+    let run = lrci(&sim, &home, &args).await;
+    run.expect_code(0);
+    let have = ledger_alarm_ids(&home.ledger());
+    let missing: Vec<_> = want(50).difference(&have).copied().collect();
+    assert!(missing.is_empty(), "skipped after the outage: {missing:?}");
+    let from = instant(run.summary()["window"]["from"].as_str().unwrap());
+    assert!(
+        from <= chrono::Utc::now() - chrono::Duration::hours(49),
+        "window from {from}"
+    );
+
+    // A catch-up bound of one day: the older part is named for backfill.
+    let home = Home::new();
+    lrci(
+        &sim,
+        &home,
+        &[
+            "backfill",
+            "--days",
+            "3",
+            "--json",
+            "--daily-budget=10000000",
+        ],
+    )
+    .await
+    .expect_code(0);
+    outage(&home, 50);
+    let run = lrci(
+        &sim,
+        &home,
+        &[
+            "sync",
+            "--json",
+            "--daily-budget=10000000",
+            "--max-catchup-days",
+            "1",
+        ],
+    )
+    .await;
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("left to backfill")
+            && run.stderr.contains("lrci backfill --from FROM --to TO"),
+        "{}",
+        run.stderr
+    );
+    let have = ledger_alarm_ids(&home.ledger());
+    let missing: Vec<_> = want(23).difference(&have).copied().collect();
+    assert!(
+        missing.is_empty(),
+        "missing inside the catch-up bound: {missing:?}"
+    );
+}
