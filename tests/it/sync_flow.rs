@@ -906,24 +906,26 @@ async fn a_sync_after_a_long_outage_catches_up_from_the_oldest_open_hour() {
             .map(|a| a["alarmId"].as_i64().unwrap())
             .collect()
     };
-    let args = ["sync", "--json", "--daily-budget=10000000"];
-    // Three days synced, then 50 hours down.
-    let home = Home::new();
-    lrci(
-        &sim,
-        &home,
-        &[
+    // Three days synced, then `hours` down.
+    let sim = &sim;
+    let synced_then_down = |hours: i64| {
+        let home = Home::new();
+        let backfill = [
             "backfill",
             "--days",
             "3",
             "--json",
             "--daily-budget=10000000",
-        ],
-    )
-    .await
-    .expect_code(0);
-    outage(&home, 50);
-    let run = lrci(&sim, &home, &args).await;
+        ];
+        async move {
+            lrci(sim, &home, &backfill).await.expect_code(0);
+            outage(&home, hours);
+            home
+        }
+    };
+    let args = ["sync", "--json", "--daily-budget=10000000"];
+    let home = synced_then_down(50).await;
+    let run = lrci(sim, &home, &args).await;
     run.expect_code(0);
     let have = ledger_alarm_ids(&home.ledger());
     let missing: Vec<_> = want(50).difference(&have).copied().collect();
@@ -935,23 +937,9 @@ async fn a_sync_after_a_long_outage_catches_up_from_the_oldest_open_hour() {
     );
 
     // A catch-up bound of one day: the older part is named for backfill.
-    let home = Home::new();
-    lrci(
-        &sim,
-        &home,
-        &[
-            "backfill",
-            "--days",
-            "3",
-            "--json",
-            "--daily-budget=10000000",
-        ],
-    )
-    .await
-    .expect_code(0);
-    outage(&home, 50);
+    let home = synced_then_down(50).await;
     let run = lrci(
-        &sim,
+        sim,
         &home,
         &[
             "sync",
