@@ -157,7 +157,6 @@ async fn execute(
     let deadline = s
         .optional("max_runtime")
         .map(|m| tokio::time::Instant::now() + Duration::from_secs(m.value));
-    let (lr, ci) = clients(&api, deadline)?;
     let bar = match kind {
         RunKind::Backfill => Some(progress_reporter()),
         RunKind::Sync => None,
@@ -167,12 +166,15 @@ async fn execute(
         ..run_options(s, mode, kind, window, refetch, deadline)?
     };
     // Nothing is written by a dry run: an existing ledger is read only, a missing
-    // one is replaced by an empty in-memory ledger.
+    // one is replaced by an empty in-memory ledger. The lock is taken before
+    // the clients are built (loading the platform's roots takes a while), so
+    // of two runs started together the first one holds it.
     let mut ledger = if mode.dry_run {
         Writer::scratch_copy(&path)?
     } else {
         Writer::open(&path)?
     };
+    let (lr, ci) = clients(&api, deadline)?;
     if kind == RunKind::Sync {
         // After an outage: from the oldest hour not listed completely.
         let catchup = Span::days(i64::try_from(s.number("max_catchup")).unwrap_or(7));
