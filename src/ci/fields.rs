@@ -36,6 +36,9 @@ pub struct Fields {
     pub mitre_codes: bool,
     /// Send `malwares` from `threatName`.
     pub malwares: bool,
+    /// `detection.type` when no rule matches (setting `detection_type`);
+    /// `None` is [`DEFAULT_TYPE`].
+    pub default_type: Option<&'static str>,
 }
 
 /// The `detection` object chosen for a rule name.
@@ -59,7 +62,7 @@ impl Fields {
                 id: r.id.as_deref(),
             })
             .unwrap_or(Chosen {
-                kind: DEFAULT_TYPE,
+                kind: self.default_type.unwrap_or(DEFAULT_TYPE),
                 sub_type: None,
                 id: None,
             })
@@ -270,6 +273,14 @@ mod tests {
         );
         assert_eq!(f.detection("Other").kind, "playbook");
         assert_eq!(Fields::default().detection("x").kind, "correlation");
+        // The global default applies where no line matches; lines still win.
+        let g = Fields {
+            default_type: Some("sandbox"),
+            rules: parse_type_rules("Recorded Future* = correlation\n").unwrap(),
+            ..Fields::default()
+        };
+        assert_eq!(g.detection("AIE: x").kind, "sandbox");
+        assert_eq!(g.detection("Recorded Future: y").kind, "correlation");
     }
 
     #[test]

@@ -276,6 +276,9 @@ pub struct RunArgs {
     /// Seconds to leave alarms alone after they fire (their data may not be ready) [default: 120].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=86_400), allow_negative_numbers = true)]
     pub settle: Option<u64>,
+    /// Seconds during which listed time is provisional: every run lists it again for alarms that became visible late [default: 7200].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=604_800), allow_negative_numbers = true)]
+    pub relist_horizon: Option<u64>,
     /// Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them [default: 86400].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=604_800), allow_negative_numbers = true)]
     pub events_grace: Option<u64>,
@@ -304,6 +307,9 @@ pub struct SubmitArgs {
     /// detection.type by rule name, PATTERN = TYPE[:SUB_TYPE][,ID] a line; first match wins, `* = TYPE` sets the default [default: correlation].
     #[arg(long, value_name = "FILE")]
     pub detection_types: Option<PathBuf>,
+    /// detection.type of every rule no --detection-types line matches: correlation, playbook or sandbox [default: correlation].
+    #[arg(long, value_name = "TYPE")]
+    pub detection_type: Option<String>,
     /// Send mitre_codes: ATT&CK technique ids (T1059, T1059.001) found in rule names.
     #[arg(long)]
     pub mitre_codes: bool,
@@ -350,6 +356,11 @@ pub struct DoctorArgs {
     /// ago than this: 90s, 30m, 2h, 1d, 1h30m (a bare number is seconds).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_age: Option<std::time::Duration>,
+    /// Also check a backup of the ledger (from `lrci ledger backup`): readable,
+    /// an lrci ledger this version can restore, PRAGMA integrity_check, one
+    /// self-contained file, and how far it is behind the ledger.
+    #[arg(long, value_name = "FILE")]
+    pub backup: Option<PathBuf>,
 }
 
 /// `90s`, `30m`, `2h`, `1d`, `1h30m`, or a bare number of seconds.
@@ -426,6 +437,9 @@ pub enum StateArg {
     Failed,
     Rejected,
     Sent,
+    /// CI answered 2xx without a recognisable result (replay posts them again
+    /// only when asked by name; sync and `reconcile` settle them from CI's search).
+    Unconfirmed,
     /// Accepted only to be refused with a clear reason: never replayed.
     Excluded,
 }
@@ -488,20 +502,16 @@ pub struct DemoArgs {
     pub seed: u64,
 }
 
-/// The subcommand names, for [`normalize_argv`].
-const SUBCOMMANDS: [&str; 11] = [
-    "sync",
-    "backfill",
-    "sim",
-    "demo",
-    "ledger",
-    "replay",
-    "doctor",
-    "config",
-    "completions",
-    "man",
-    "help",
-];
+/// Whether `name` names a subcommand, for [`normalize_argv`]: read from the
+/// clap definition itself, so a new command cannot be forgotten here (a list
+/// kept by hand once lacked `reconcile`, which then ran as `sync reconcile`).
+fn is_subcommand(name: &str) -> bool {
+    use clap::CommandFactory;
+    name == "help"
+        || Cli::command()
+            .get_subcommands()
+            .any(|c| c.get_name() == name || c.get_all_aliases().any(|a| a == name))
+}
 
 /// Global flags that take a value, for [`normalize_argv`].
 const GLOBAL_WITH_VALUE: [&str; 8] = [
@@ -562,9 +572,10 @@ pub fn normalize_argv<I: IntoIterator<Item = std::ffi::OsString>>(
         }
     }
     // Nothing left, or a non-UTF-8 argument (no subcommand name): it is sync.
-    let named = argv.get(i).and_then(|a| a.to_str()).is_some_and(|a| {
-        SUBCOMMANDS.contains(&a) || matches!(a, "-h" | "--help" | "-V" | "--version")
-    });
+    let named = argv
+        .get(i)
+        .and_then(|a| a.to_str())
+        .is_some_and(|a| is_subcommand(a) || matches!(a, "-h" | "--help" | "-V" | "--version"));
     if !named {
         argv.insert(i.min(argv.len()), "sync".into());
     }
@@ -603,6 +614,8 @@ pub enum LedgerCommand {
     Networks(KnowledgeArgs),
     /// Remove old detail but keep what is needed never to resend a pruned alarm (takes the run lock).
     Prune(PruneArgs),
+    /// A consistent copy of the ledger in FILE (SQLite online backup), safe while a sync runs; checked before it is put in place. Restore: stop the scheduled runs, copy FILE over the ledger, remove the ledger's -wal and -shm files.
+    Backup(BackupArgs),
 }
 
 /// Flags of `ledger status`.
@@ -756,6 +769,21 @@ pub struct ExportArgs {
     pub to: Option<String>,
 }
 
+/// Flags of `ledger backup`.
+#[derive(Debug, Args, Clone)]
+pub struct BackupArgs {
+    /// The copy to write: a new file in an existing directory (written under a
+    /// temporary name, checked, then renamed into place).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Replace FILE when it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Flags of `ledger prune`.
 #[derive(Debug, Args, Clone)]
 pub struct PruneArgs {
@@ -846,18 +874,38 @@ pub struct SimArgs {
     /// Events and summary answer 404 for alarms younger than this many seconds.
     #[arg(long, default_value_t = 0)]
     pub not_ready_secs: u64,
+    /// An alarm is listed only this many seconds after its dateInserted (ingestion
+    /// and AI Engine lag; wall clock).
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub visibility_lag_secs: u64,
+    /// Up to this many seconds more visibility lag, a fixed share per alarm.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub visibility_jitter_secs: u64,
     /// Collective Insights daily detection quota.
     #[arg(long, default_value_t = 15_000)]
     pub daily_quota: u64,
     /// Collective Insights maximum items per request (413 above it).
     #[arg(long)]
     pub max_batch: Option<usize>,
+    /// Probability (0–1) that a Collective Insights post is silently swallowed:
+    /// answered 2xx with a result, nothing stored (its items are listed by
+    /// `GET /_sim/dropped`; `POST /_sim/silent-drop {"rate": P}` changes it).
+    #[arg(long, value_name = "P", default_value_t = 0.0, value_parser = parse_probability)]
+    pub rf_silent_drop: f64,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+}
+
+/// A probability: a number from 0 to 1.
+fn parse_probability(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("{s:?} is not a probability from 0 to 1")),
+    }
 }
 
 fn parse_loopback(s: &str) -> Result<SocketAddr, String> {
@@ -1004,6 +1052,13 @@ mod tests {
             ]
         );
         assert_eq!(norm(&["lrci", "demo"]), ["lrci", "demo"]);
+        // Every subcommand clap knows is left alone.
+        use clap::CommandFactory;
+        for c in Cli::command().get_subcommands() {
+            let name = c.get_name();
+            assert_eq!(norm(&["lrci", name]), ["lrci", name], "{name}");
+        }
+        assert_eq!(norm(&["lrci", "reconcile"]), ["lrci", "reconcile"]);
         assert_eq!(
             norm(&["lrci", "--ledger", "/x", "doctor", "--offline"]),
             ["lrci", "--ledger", "/x", "doctor", "--offline"]

@@ -96,6 +96,9 @@ fn demo_options() -> RunOptions {
         events_grace: Span::seconds(
             i64::try_from(spec::DEFAULT_EVENTS_GRACE_SECS).unwrap_or(86_400),
         ),
+        relist_horizon: Span::seconds(
+            i64::try_from(spec::DEFAULT_RELIST_HORIZON_SECS).unwrap_or(7_200),
+        ),
         deadline: None,
         interrupt: None,
         progress: None,

@@ -238,7 +238,8 @@ fn init_logging(
     Ok(guard)
 }
 
-/// Whether a command writes the ledger (and so logs to the log directory too).
+/// Whether a command writes the ledger or its backup (and so logs to the log
+/// directory too).
 pub fn writes_ledger(cli: &Cli) -> bool {
     match &cli.command {
         None => false,

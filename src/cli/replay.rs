@@ -100,6 +100,7 @@ pub fn states(asked: &[StateArg], resend: bool) -> Result<Vec<DetectionState>, F
             StateArg::Pending => DetectionState::Pending,
             StateArg::Failed => DetectionState::Failed,
             StateArg::Rejected => DetectionState::Rejected,
+            StateArg::Unconfirmed => DetectionState::Unconfirmed,
             StateArg::Sent if resend => DetectionState::Sent,
             StateArg::Sent => {
                 return Err(Fatal::msg(

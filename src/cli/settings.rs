@@ -84,6 +84,9 @@ fn submit_layer(a: &SubmitArgs, layer: &mut Layer) {
     if let Some(p) = &a.detection_types {
         layer.flag("detection_types_file", path(p));
     }
+    if let Some(t) = &a.detection_type {
+        layer.flag("detection_type", Raw::Str(t.clone()));
+    }
     for (name, on) in [("mitre_codes", a.mitre_codes), ("malwares", a.malwares)] {
         if on {
             layer.flag(name, Raw::Bool(true));
@@ -122,6 +125,7 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
     let numbers = [
         ("settle", r.settle),
         ("events_grace", r.events_grace),
+        ("relist_horizon", r.relist_horizon),
         ("concurrency", r.concurrency.map(u64::from)),
         ("page_size", r.page_size.map(u64::from)),
         ("max_runtime", r.max_runtime),

@@ -58,6 +58,9 @@ impl SimArgs {
             not_ready: Duration::from_secs(self.not_ready_secs),
             daily_quota: self.daily_quota,
             max_batch: self.max_batch,
+            rf_silent_drop: self.rf_silent_drop,
+            visibility_lag: Duration::from_secs(self.visibility_lag_secs),
+            visibility_jitter: Duration::from_secs(self.visibility_jitter_secs),
             tls: None,
         }
     }

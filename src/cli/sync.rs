@@ -137,6 +137,9 @@ fn run_options(
         batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
         daily_budget: s.number("daily_budget"),
         events_grace: Span::seconds(i64::try_from(s.number("events_grace")).unwrap_or(i64::MAX)),
+        relist_horizon: Span::seconds(
+            i64::try_from(s.number("relist_horizon")).unwrap_or(i64::MAX),
+        ),
         deadline,
         interrupt: Some(interrupt_on_signals()?),
         progress: None,
@@ -293,8 +296,8 @@ fn human_summary(s: &Summary, ledger: &Path) -> String {
         s.slices.total, s.slices.fetched, s.slices.covered, s.slices.saturated, s.slices.failed
     ));
     t.push_str(&format!(
-        "  alarms     {} seen, {} new, {} filtered, {} left for retry, {} waiting for events\n",
-        s.alarms.seen, s.alarms.new, s.alarms.filtered, s.alarms.errors, s.alarms.waiting
+        "  alarms     {} seen, {} new ({} late), {} filtered, {} left for retry, {} waiting for events\n",
+        s.alarms.seen, s.alarms.new, s.alarms.late, s.alarms.filtered, s.alarms.errors, s.alarms.waiting
     ));
     t.push_str(&format!(
         "  detections {} new, {} submitted, {} failed, {} rejected, {} excluded by policy\n",
@@ -304,6 +307,13 @@ fn human_summary(s: &Summary, ledger: &Path) -> String {
         s.detections.rejected,
         s.detections.excluded
     ));
+    let (u, st) = (s.detections.unconfirmed, &s.detections.settled);
+    if u + st.found + st.absent + st.waiting > 0 {
+        t.push_str(&format!(
+            "  unconfirmed {u} new (2xx without a result); earlier ones: {} found in CI, {} posted again, {} still waiting\n",
+            st.found, st.absent, st.waiting
+        ));
+    }
     t.push_str(&format!(
         "  budget     {} of {} used on {}\n",
         s.budget.used, s.budget.limit, s.budget.day

@@ -114,7 +114,8 @@ impl Settings {
         })
     }
 
-    /// `detection_types_file` (read and checked), `mitre_codes`, `malwares`.
+    /// `detection_types_file` (read and checked), `detection_type`, `mitre_codes`,
+    /// `malwares`.
     pub fn ci_fields(&self) -> Result<crate::ci::Fields, Fatal> {
         let rules = match self.path("detection_types_file") {
             Some(p) => {
@@ -138,6 +139,10 @@ impl Settings {
             rules,
             mitre_codes: self.flag("mitre_codes"),
             malwares: self.flag("malwares"),
+            default_type: match self.get("detection_type").map(|v| &v.value) {
+                Some(super::Typed::Level(t)) => Some(*t),
+                _ => None,
+            },
         })
     }
 

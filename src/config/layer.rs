@@ -168,6 +168,7 @@ pub fn typed(s: &Spec, raw: &Raw, origin: &Origin) -> Result<Typed, Fatal> {
                 t.trim()
             ))
         }),
+        (Kind::DetectionType, Raw::Str(t)) => detection_type(t).map(Typed::Level).map_err(err),
         (Kind::LogFormat, Raw::Str(t)) => log_format(t)
             .map(Typed::Level)
             .ok_or_else(|| err(format!("{:?} is not one of text, json", t.trim()))),
@@ -239,6 +240,19 @@ pub fn log_format(t: &str) -> Option<&'static str> {
     }
 }
 
+/// The canonical name of a global `detection.type`, any case.
+pub fn detection_type(t: &str) -> Result<&'static str, String> {
+    match t.trim().to_ascii_lowercase().as_str() {
+        "correlation" => Ok("correlation"),
+        "playbook" => Ok("playbook"),
+        "sandbox" => Ok("sandbox"),
+        "detection_rule" => Err(
+            "detection_rule needs a sub type and an id per rule: give it in detection_types_file (PATTERN = detection_rule:SUB_TYPE,ID)".into(),
+        ),
+        other => Err(format!("{other:?} is not one of correlation, playbook, sandbox")),
+    }
+}
+
 /// What a kind expects, for errors and the README.
 pub fn kind_text(k: Kind) -> &'static str {
     match k {
@@ -248,6 +262,7 @@ pub fn kind_text(k: Kind) -> &'static str {
         Kind::Url => "a URL",
         Kind::Level => "a log level",
         Kind::LogFormat => "text or json",
+        Kind::DetectionType => "correlation, playbook or sandbox",
         Kind::Domains => "a list of domain suffixes",
         Kind::Networks => "a list of CIDR networks",
     }

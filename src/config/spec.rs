@@ -16,6 +16,10 @@ pub const DEFAULT_SETTLE_SECS: u64 = 120;
 /// How long an alarm's events may be not ready (empty, 404, not JSON, a
 /// redirect) before it is final without them: a day (DESIGN.md section 1, item 6).
 pub const DEFAULT_EVENTS_GRACE_SECS: u64 = 86_400;
+/// `relist_horizon`: how long after its time a slice is still listed again for
+/// alarms that became listable late (AI Engine and ingestion backlogs of minutes,
+/// sometimes an hour; two hours cost a few list pages a run).
+pub const DEFAULT_RELIST_HORIZON_SECS: u64 = 7_200;
 /// Seconds allowed for one HTTP request.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 /// Seconds allowed to connect.
@@ -48,6 +52,9 @@ pub enum Kind {
     Level,
     /// `text` or `json`.
     LogFormat,
+    /// A `detection.type` that needs nothing else: `correlation`, `playbook`
+    /// or `sandbox` (`detection_rule` needs a sub type and id per rule).
+    DetectionType,
     /// Domain suffixes (a list in the file; comma-separated in the environment).
     Domains,
     /// CIDR networks (a list in the file; comma-separated in the environment).
@@ -123,6 +130,8 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::Int(1), doc: "Days a fresh ledger's first sync looks back (vendor flag -lb)" },
     Spec { name: "settle", flag: "--settle", env: "LRCI_SETTLE", kind: int(0, 86_400),
         default: Default::Int(DEFAULT_SETTLE_SECS), doc: "Seconds to leave alarms alone after they fire (their data may not be ready)" },
+    Spec { name: "relist_horizon", flag: "--relist-horizon", env: "LRCI_RELIST_HORIZON", kind: int(0, 604_800),
+        default: Default::Int(DEFAULT_RELIST_HORIZON_SECS), doc: "Seconds during which listed time is provisional: every run lists it again for alarms that became visible late (new ids only); older time is final" },
     Spec { name: "events_grace", flag: "--events-grace", env: "LRCI_EVENTS_GRACE", kind: int(0, 604_800),
         default: Default::Int(DEFAULT_EVENTS_GRACE_SECS), doc: "Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them; until then later runs retry it" },
     Spec { name: "min_rbp", flag: "--min-rbp", env: "LRCI_MIN_RBP", kind: int(0, 100),
@@ -145,6 +154,8 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::None, doc: "Indicators never to send, one a line: IP, CIDR, domain suffix or URL" },
     Spec { name: "detection_types_file", flag: "--detection-types", env: "LRCI_DETECTION_TYPES_FILE", kind: Kind::Path,
         default: Default::None, doc: "detection.type by rule name: PATTERN = TYPE[:SUB_TYPE][,ID] a line, first match wins, * = TYPE as the global default (else correlation)" },
+    Spec { name: "detection_type", flag: "--detection-type", env: "LRCI_DETECTION_TYPE", kind: Kind::DetectionType,
+        default: Default::Str("correlation"), doc: "detection.type of every rule no detection_types_file line matches: correlation, playbook or sandbox" },
     Spec { name: "mitre_codes", flag: "--mitre-codes", env: "LRCI_MITRE_CODES", kind: Kind::Bool,
         default: Default::Bool(false), doc: "Send mitre_codes: ATT&CK technique ids (T1059, T1059.001) found in rule names" },
     Spec { name: "malwares", flag: "--malwares", env: "LRCI_MALWARES", kind: Kind::Bool,

@@ -67,6 +67,15 @@ pub(super) async fn sync(
         }
     }
     progress(opts, s, done, s.detections.submitted, true);
+    let lag = sink
+        .ledger
+        .visibility_lag((sink.now)() - chrono::Duration::days(1))?;
+    s.visibility.lag_seconds = lag;
+    s.visibility.relist_horizon_seconds = opts.relist_horizon.num_seconds();
+    let late = s.visibility.late_lag_seconds;
+    if let Some(w) = super::report::lag_warning(late, opts.relist_horizon.num_seconds()) {
+        tracing::warn!("{w}");
+    }
     // Learning is complete for this run: judge what waits again with everything
     // now known, so nothing learned from a later alarm of this run leaves.
     let (policy, now_excluded) = super::knowledge::rejudge(sink, &opts.policy)?;
@@ -116,7 +125,8 @@ async fn one_slice(
 ) -> Result<Flow, Fatal> {
     let slice_start = plan::floor_hour(slice.0);
     let retry = due_retries(sink.ledger, slice)?;
-    let fetch_from = plan::fetch_from(slice, cov, opts.refetch);
+    let provisional_from = (sink.now)() - opts.relist_horizon;
+    let fetch_from = plan::fetch_from(slice, cov, opts.refetch, provisional_from);
     let step = plan::step(fetch_from, retry.len(), deadline_passed(sink.deadline));
     if step.covered {
         tracing::debug!(slice = %crate::ledger::ts(slice_start), retry = retry.len(), "slice already covered");
@@ -140,6 +150,25 @@ async fn one_slice(
     note_saturation(&listing, slice_start, s);
     let saturated_at = listing.saturated_at.clone();
     let todo = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
+    if let Some(c) = cov {
+        let late: Vec<&AlarmRow> = todo
+            .iter()
+            .filter(|(row, attempts)| *attempts == 0 && row.date_inserted < c.covered_until)
+            .map(|(row, _)| row)
+            .collect();
+        let now = (sink.now)();
+        for row in &late {
+            // At most this late: it was not listable when its time was listed.
+            let lag = (now - row.date_inserted).num_milliseconds() as f64 / 1000.0;
+            let worst = s.visibility.late_lag_seconds.get_or_insert(lag);
+            *worst = worst.max(lag);
+        }
+        let late = late.len() as u64;
+        if late > 0 {
+            tracing::info!(slice = %crate::ledger::ts(slice_start), late, "alarms became listable after their time was listed: found by re-listing provisional time");
+            s.alarms.late += late;
+        }
+    }
     let Some(records) = race(sink.interrupt, decide_alarms(lr, (opts, policy), todo)).await else {
         // Abandoned before anything of this slice was written: fetched again later.
         s.outcome.interrupted();

@@ -39,6 +39,7 @@ pub mod triage;
 mod fetch;
 mod knowledge;
 mod send;
+pub mod settle;
 
 pub use knowledge::{current as policy_with_knowledge, unjudged};
 pub use plan::{floor_hour, slice_len, slices, window};
@@ -146,6 +147,9 @@ pub struct RunOptions {
     pub daily_budget: u64,
     /// How long an alarm's events may be not ready before it is final without them.
     pub events_grace: chrono::Duration,
+    /// How long listed time stays provisional: covered slices younger than this
+    /// are listed again each run for alarms that became listable late.
+    pub relist_horizon: chrono::Duration,
     pub deadline: Option<Instant>,
     /// Stops the run between slices and batches when raised.
     pub interrupt: Option<Interrupt>,

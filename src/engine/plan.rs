@@ -36,16 +36,23 @@ pub fn slices(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Dat
 }
 
 /// Where to list a slice from: `None` when the coverage map says it is complete
-/// (and `--refetch` was not given), else the first instant not yet covered.
+/// and final (and `--refetch` was not given), else the first instant not yet
+/// covered or still provisional. Listed time after `provisional_from` (now −
+/// `relist_horizon`) is provisional: an alarm may become listable some time
+/// after its `dateInserted`, so that time is listed again by every run (only
+/// alarm ids not yet seen are then fetched).
 pub fn fetch_from(
     slice: (DateTime<Utc>, DateTime<Utc>),
     coverage: Option<&Coverage>,
     refetch: bool,
+    provisional_from: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
     let (from, to) = slice;
     match coverage {
-        Some(c) if !refetch && c.covered_until >= to => None,
-        Some(c) if !refetch => Some(c.covered_until.max(from)),
+        Some(c) if !refetch => {
+            let start = c.covered_until.min(provisional_from).max(from);
+            (start < to).then_some(start)
+        }
         _ => Some(from),
     }
 }
@@ -140,18 +147,28 @@ mod tests {
         let full = cov(t(27, 11, 0));
         let half = cov(t(27, 10, 30));
         let before = cov(t(27, 9, 0));
-        for (coverage, refetch, want) in [
-            (None, false, Some(t(27, 10, 0))),
-            (Some(&full), false, None),
-            (Some(&full), true, Some(t(27, 10, 0))),
-            (Some(&half), false, Some(t(27, 10, 30))),
-            (Some(&half), true, Some(t(27, 10, 0))),
-            (Some(&before), false, Some(t(27, 10, 0))),
+        // Final: the whole slice is older than the horizon.
+        let final_ = t(27, 12, 0);
+        for (coverage, refetch, provisional, want) in [
+            (None, false, final_, Some(t(27, 10, 0))),
+            (Some(&full), false, final_, None),
+            (Some(&full), true, final_, Some(t(27, 10, 0))),
+            (Some(&half), false, final_, Some(t(27, 10, 30))),
+            (Some(&half), true, final_, Some(t(27, 10, 0))),
+            (Some(&before), false, final_, Some(t(27, 10, 0))),
+            // Provisional from 10:40: covered time after it is listed again.
+            (Some(&full), false, t(27, 10, 40), Some(t(27, 10, 40))),
+            (Some(&half), false, t(27, 10, 40), Some(t(27, 10, 30))),
+            // The whole slice provisional: listed again from its start.
+            (Some(&full), false, t(27, 9, 0), Some(t(27, 10, 0))),
+            // Provisional from exactly the slice end: final.
+            (Some(&full), false, t(27, 11, 0), None),
+            (None, false, t(27, 9, 0), Some(t(27, 10, 0))),
         ] {
             assert_eq!(
-                fetch_from(slice, coverage, refetch),
+                fetch_from(slice, coverage, refetch, provisional),
                 want,
-                "{coverage:?} {refetch}"
+                "{coverage:?} {refetch} {provisional}"
             );
         }
     }

@@ -91,9 +91,38 @@ pub struct Summary {
     pub problems: Vec<String>,
     /// What the policy knows of the organisation after the run.
     pub organisation: OrganisationOut,
+    /// How late alarms became listable, against the relist horizon.
+    pub visibility: VisibilityOut,
     /// What the exit code is derived from.
     #[serde(skip)]
     pub outcome: Outcome,
+}
+
+/// The observed visibility lag (the largest first seen − `dateInserted` of the
+/// last day's alarms, so it includes the schedule interval, settle, and on a
+/// fresh ledger the lookback), the lag of the late alarms found this run, and
+/// the horizon within which late alarms are still found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VisibilityOut {
+    pub lag_seconds: Option<f64>,
+    /// The age of the oldest alarm this run found in time already listed (a
+    /// late alarm): how late alarms become listable, schedule included.
+    pub late_lag_seconds: Option<f64>,
+    pub relist_horizon_seconds: i64,
+}
+
+/// Share of the relist horizon the observed lag may reach before a warning.
+pub const LAG_WARN_SHARE: f64 = 0.75;
+
+/// The warning when the observed lag nears the horizon, if it does.
+pub fn lag_warning(lag_seconds: Option<f64>, horizon_seconds: i64) -> Option<String> {
+    let lag = lag_seconds?;
+    let horizon = horizon_seconds as f64;
+    (lag > horizon * LAG_WARN_SHARE).then(|| {
+        format!(
+            "alarms became listable up to {lag:.0} s after their dateInserted (found late, schedule interval included), near the relist horizon of {horizon_seconds} s: an alarm later than the horizon is never listed; raise relist_horizon (--relist-horizon)"
+        )
+    })
 }
 
 /// What the policy knows of the organisation at the end of a run (issue 10).
@@ -131,6 +160,9 @@ pub struct AlarmCounts {
     pub errors: u64,
     /// Alarms whose events are not ready yet (younger than the events grace).
     pub waiting: u64,
+    /// New alarms found in time an earlier run had already listed: they became
+    /// listable after their `dateInserted` (found by re-listing provisional time).
+    pub late: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -140,6 +172,21 @@ pub struct DetectionCounts {
     pub failed: u64,
     pub rejected: u64,
     pub excluded: u64,
+    /// Posted, answered 2xx without a recognisable result (this run).
+    pub unconfirmed: u64,
+    /// Unconfirmed detections of earlier runs settled from CI's search this run.
+    pub settled: SettledCounts,
+}
+
+/// How the unconfirmed detections found at the start of submission were settled.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SettledCounts {
+    /// Found in CI's search: `sent`.
+    pub found: u64,
+    /// Not found, and older than the settle age: `pending`, posted again.
+    pub absent: u64,
+    /// Not settled yet (too young to call absent, or the search failed).
+    pub waiting: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -217,5 +264,29 @@ mod tests {
         let mut o = Outcome::default();
         o.unavailable("LogRhythm unavailable");
         assert!(!o.may_submit() && !o.partial);
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+
+    #[test]
+    fn the_lag_is_warned_about_near_the_horizon() {
+        for (lag, horizon, warns) in [
+            (None, 7200, false),
+            (Some(60.0), 7200, false),
+            (Some(5400.0), 7200, false),
+            (Some(5401.0), 7200, true),
+            (Some(9000.0), 7200, true),
+            (Some(1.0), 0, true),
+            (Some(0.0), 0, false),
+        ] {
+            assert_eq!(
+                lag_warning(lag, horizon).is_some(),
+                warns,
+                "{lag:?} {horizon}"
+            );
+        }
     }
 }

@@ -4,10 +4,10 @@
 use super::failure;
 use super::report::{BudgetOut, DetectionCounts, Outcome};
 use super::submit::{Answer, End, Mark, Step, Submitter};
-use super::{deadline_passed, Interrupt};
+use super::{deadline_passed, settle, Interrupt};
 use crate::ci;
 use crate::error::Fatal;
-use crate::ledger::{Ledger, SubmissionRecord, Writer};
+use crate::ledger::{Holding, Ledger, SubmissionRecord, Writer};
 use crate::model::Detection;
 use crate::model::DetectionId;
 use chrono::{DateTime, Utc};
@@ -65,6 +65,7 @@ impl Sink<'_> {
         out: &mut Outcome,
         tick: &dyn Fn(&DetectionCounts),
     ) -> Result<(), Fatal> {
+        self.settle(d, out).await?;
         let used = self.ledger.budget_used((self.now)().date_naive())?;
         let mut machine = Submitter::new(self.batch, self.budget, used);
         let rejected_before = d.rejected;
@@ -114,6 +115,67 @@ impl Sink<'_> {
         }
     }
 
+    /// Looks the `unconfirmed` detections up in CI's search before submitting:
+    /// found ones become `sent`, ones absent for long enough `pending` (posted
+    /// again by this run), younger ones wait. A search that fails leaves them
+    /// as they are and says so; the run goes on with the rest.
+    async fn settle(&mut self, d: &mut DetectionCounts, out: &mut Outcome) -> Result<(), Fatal> {
+        let rows = self.ledger.unconfirmed(settle::SETTLE_LIMIT)?;
+        let Some((from, to)) = settle::window(&rows) else {
+            return Ok(());
+        };
+        let held = match self.ci.search_window(from, to, ci::MAX_PAGE).await {
+            Ok(h) => h,
+            Err(e) => {
+                let e = failure::ci(e)?;
+                d.settled.waiting += rows.len() as u64;
+                out.partial(format!(
+                    "{} unconfirmed detections could not be looked up in Collective Insights' search: {}; they stay unconfirmed",
+                    rows.len(),
+                    e.error
+                ));
+                return Ok(());
+            }
+        };
+        let holdings: Vec<Holding> = held
+            .into_iter()
+            .filter_map(|h| {
+                Some(Holding {
+                    incident_id: h.incident_id?,
+                    ioc_type: h.ioc_type,
+                    value: h.value,
+                    event_id: h.event_id,
+                    detection_time: h.detection_time,
+                })
+            })
+            .collect();
+        let now = (self.now)();
+        let s = settle::decide(&rows, &holdings, now);
+        self.ledger.confirm_sent(&s.found, now)?;
+        let reason = format!(
+            "unconfirmed since a 2xx without a result, not found in Collective Insights' search at {}: posted again",
+            crate::ledger::ts(now)
+        );
+        self.ledger.requeue(&s.absent, &reason, now)?;
+        d.settled.found += s.found.len() as u64;
+        d.settled.absent += s.absent.len() as u64;
+        d.settled.waiting += s.waiting as u64;
+        tracing::info!(
+            found = s.found.len(),
+            absent = s.absent.len(),
+            waiting = s.waiting,
+            "unconfirmed detections looked up in Collective Insights' search"
+        );
+        if s.waiting > 0 {
+            out.partial(format!(
+                "{} detections unconfirmed and not yet in Collective Insights' search; a later run checks again (after {} minutes unconfirmed they are posted again)",
+                s.waiting,
+                settle::SETTLE_AGE.num_minutes()
+            ));
+        }
+        Ok(())
+    }
+
     /// One POST; auth and TLS failures end the run here.
     async fn post(&self, items: &[Detection]) -> Result<Answer, Fatal> {
         let e = match self.ci.submit(items, self.debug).await {
@@ -128,6 +190,9 @@ impl Sink<'_> {
         };
         let error = e.error.to_string();
         Ok(match e.error {
+            ci::Error::BadResponse { status, .. } if (200..300).contains(&status) => {
+                Answer::Unconfirmed { status, error }
+            }
             ci::Error::Rejected { message, .. } => Answer::Rejected { message, error },
             ci::Error::TooLarge { .. } => Answer::TooLarge { error },
             other => Answer::Failed {
@@ -165,6 +230,12 @@ impl Sink<'_> {
                     .mark_failed(&ids, &record(status, None), &error)?;
                 d.failed += ids.len() as u64;
             }
+            Mark::Unconfirmed { ids, status, error } => {
+                tracing::warn!(items = ids.len(), status, error = %error, "Collective Insights answered without a recognisable result: detections unconfirmed");
+                self.ledger
+                    .mark_unconfirmed(&ids, &record(Some(status), None), &error)?;
+                d.unconfirmed += ids.len() as u64;
+            }
         }
         Ok(())
     }
@@ -178,6 +249,9 @@ fn ended(end: End, budget: u64, out: &mut Outcome) {
             "daily budget of {budget} detections reached; the rest waits for the next UTC day"
         )),
         End::Unavailable(e) => out.unavailable(format!("Collective Insights unavailable: {e}")),
+        End::Unconfirmed { count, error } => out.partial(format!(
+            "{count} detections unconfirmed: {error}; they are not posted again blindly: the next run looks them up in Collective Insights' search (or run `lrci reconcile`)"
+        )),
         End::Systemic(message) => out.partial(format!(
             "Collective Insights rejects every detection with the same error (HTTP 400): {message}; the run stopped, what was not sent stays due for the next run"
         )),

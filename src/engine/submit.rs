@@ -38,6 +38,9 @@ pub enum End {
     /// CI rejects everything with the same 400 (a validation change upstream, a
     /// proxy): the run stops and what was not sent stays due.
     Systemic(String),
+    /// CI answered 2xx without a recognisable result: that part is
+    /// `unconfirmed`, and the run stops rather than make more of them.
+    Unconfirmed { count: usize, error: String },
 }
 
 /// Single-item rejections with one message, before anything of the batch was
@@ -59,6 +62,8 @@ pub enum Answer {
     Rejected { message: String, error: String },
     /// 413.
     TooLarge { error: String },
+    /// 2xx without a recognisable result: stored or not, nobody can tell.
+    Unconfirmed { status: u16, error: String },
     /// Anything else.
     Failed {
         transient: bool,
@@ -83,6 +88,12 @@ pub enum Mark {
     Failed {
         ids: Vec<DetectionId>,
         status: Option<u16>,
+        error: String,
+    },
+    /// Neither sent nor due until CI's search settles them.
+    Unconfirmed {
+        ids: Vec<DetectionId>,
+        status: u16,
         error: String,
     },
 }
@@ -290,6 +301,21 @@ impl Submitter {
                 self.parts.push(b);
                 self.parts.push(a);
                 Mark::Nothing
+            }
+            Answer::Unconfirmed { status, error } => {
+                // Only the part posted is ambiguous; the rest of the batch was
+                // never posted and stays due. Posting on would only make more
+                // ambiguous answers, so submission ends here.
+                self.parts.clear();
+                self.held.clear();
+                self.held_msg = None;
+                self.probe = None;
+                self.batch_open = false;
+                self.end = Some(End::Unconfirmed {
+                    count: ids.len(),
+                    error: error.clone(),
+                });
+                Mark::Unconfirmed { ids, status, error }
             }
             Answer::TooLarge { error } => self.fail(ids, false, Some(413), error),
             Answer::Rejected { error, .. } => self.fail(ids, false, Some(400), error),
@@ -531,6 +557,58 @@ mod tests {
             message: message.into(),
             error: "HTTP 400".into(),
         }
+    }
+
+    #[test]
+    fn a_2xx_without_a_result_marks_only_its_part_and_ends() {
+        let mut sub = Submitter::new(4, 1000, 0);
+        let mut posts = 0;
+        let mut marks = Vec::new();
+        loop {
+            match sub.step() {
+                Step::Page { after_id, limit } => sub.page(
+                    (1..=10)
+                        .filter(|i| DetectionId::from(*i) > after_id)
+                        .take(limit)
+                        .map(det)
+                        .collect(),
+                ),
+                Step::Post(_) => {
+                    posts += 1;
+                    let a = if posts == 1 {
+                        ok()
+                    } else {
+                        Answer::Unconfirmed {
+                            status: 200,
+                            error: "no result".into(),
+                        }
+                    };
+                    marks.push(sub.answer(a));
+                }
+                Step::BatchDone { .. } => {}
+                Step::Done(end) => {
+                    assert_eq!(
+                        end,
+                        End::Unconfirmed {
+                            count: 4,
+                            error: "no result".into()
+                        }
+                    );
+                    break;
+                }
+            }
+        }
+        assert_eq!(posts, 2, "one batch sent, one unconfirmed, then it ends");
+        assert_eq!(marks[0], sent(&[1, 2, 3, 4]));
+        let ids = |v: &[i64]| v.iter().map(|&i| DetectionId::from(i)).collect::<Vec<_>>();
+        assert_eq!(
+            marks[1],
+            Mark::Unconfirmed {
+                ids: ids(&[5, 6, 7, 8]),
+                status: 200,
+                error: "no result".into()
+            }
+        );
     }
 
     #[test]

@@ -907,6 +907,7 @@ impl Ledger {
                 DetectionState::Sent => c.sent = n,
                 DetectionState::Failed => c.failed = n,
                 DetectionState::Rejected => c.rejected = n,
+                DetectionState::Unconfirmed => c.unconfirmed = n,
                 DetectionState::Excluded => c.excluded = n,
             }
         }

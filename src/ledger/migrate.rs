@@ -9,7 +9,12 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every migration, oldest first. Step 1 is `schema.sql`.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), MIGRATION_2, MIGRATION_3];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_UNCONFIRMED,
+];
 
 /// Migration 2 (issue 11): what each detection's event said about its source
 /// (`ioc.source_type`, `malwares`), and `ci_holdings`, what `lrci reconcile`
@@ -67,6 +72,40 @@ CREATE TABLE org_domains (
     witnesses        INTEGER NOT NULL,
     alarms           INTEGER NOT NULL
 );
+";
+
+/// Migration 4 (issue 9 item 7): detection state `unconfirmed` (CI answered 2xx
+/// without a recognisable result). SQLite cannot change a CHECK constraint in
+/// place, so `detections` is rebuilt; nothing references it, so dropping the
+/// old table is safe with foreign keys on. Columns are copied by name.
+const MIGRATION_UNCONFIRMED: &str = "
+CREATE TABLE detections_v4 (
+    id             INTEGER PRIMARY KEY,
+    alarm_id       INTEGER NOT NULL REFERENCES alarms (alarm_id),
+    ioc_type       TEXT    NOT NULL CHECK (ioc_type IN ('ip', 'domain', 'url', 'vulnerability', 'hash')),
+    value          TEXT    NOT NULL,
+    field          TEXT    NOT NULL,
+    state          TEXT    NOT NULL CHECK (state IN ('pending', 'sent', 'failed', 'rejected', 'unconfirmed', 'excluded')),
+    reason         TEXT,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT,
+    created_at     TEXT    NOT NULL,
+    updated_at     TEXT    NOT NULL,
+    sent_at        TEXT,
+    submission_id  INTEGER REFERENCES submissions (id),
+    source_type    TEXT,
+    threat_name    TEXT,
+    UNIQUE (alarm_id, ioc_type, value)
+);
+INSERT INTO detections_v4 (id, alarm_id, ioc_type, value, field, state, reason, attempts,
+        last_error, created_at, updated_at, sent_at, submission_id, source_type, threat_name)
+    SELECT id, alarm_id, ioc_type, value, field, state, reason, attempts,
+        last_error, created_at, updated_at, sent_at, submission_id, source_type, threat_name
+    FROM detections;
+DROP TABLE detections;
+ALTER TABLE detections_v4 RENAME TO detections;
+CREATE INDEX detections_by_state ON detections (state);
+CREATE INDEX detections_by_value ON detections (value);
 ";
 
 /// The `user_version` this build writes and understands.
@@ -137,6 +176,52 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
         assert_eq!(v, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn migration_4_keeps_every_detection_and_allows_unconfirmed() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for step in &MIGRATIONS[..3] {
+            tx.execute_batch(step).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 3).unwrap();
+        tx.execute_batch(
+            "INSERT INTO alarms (alarm_id, rule_name, status, entity_name, date_inserted, decision,
+                 first_seen_at, updated_at)
+             VALUES (7, 'r', 0, 'e', '2026-12-01T00:00:00.000Z', 'accepted', 'x', 'x');
+             INSERT INTO detections (id, alarm_id, ioc_type, value, field, state, created_at,
+                 updated_at, source_type, threat_name)
+             VALUES (41, 7, 'ip', '8.8.8.8', 'originIP', 'failed', 'c', 'u', 'fw', 'Emotet');",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        assert!(conn
+            .execute("UPDATE detections SET state = 'unconfirmed'", [])
+            .is_err());
+        migrate(&mut conn).unwrap();
+        let row: (i64, String, String, String) = conn
+            .query_row(
+                "SELECT id, state, source_type, threat_name FROM detections",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (41, "failed".into(), "fw".into(), "Emotet".into()));
+        conn.execute("UPDATE detections SET state = 'unconfirmed'", [])
+            .unwrap();
+        assert!(conn
+            .execute("UPDATE detections SET state = 'bogus'", [])
+            .is_err());
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'detections'
+                 AND name IN ('detections_by_state', 'detections_by_value')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexes, 2);
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub use knowledge::{DomainEvidence, KnownNetwork, ValueCount};
 pub use lock::RunLock;
 pub use prune::PruneCounts;
 pub use queue::{Selection, SubmissionRecord};
-pub use reconcile::{Holding, WindowDetection};
+pub use reconcile::{Holding, UnconfirmedRow, WindowDetection};
 pub use writer::Writer;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -212,6 +212,8 @@ pub struct StateCounts {
     pub sent: u64,
     pub failed: u64,
     pub rejected: u64,
+    /// CI answered 2xx without a recognisable result; settled by CI's search.
+    pub unconfirmed: u64,
     pub excluded: u64,
 }
 

@@ -279,6 +279,29 @@ impl Writer {
         })
     }
 
+    /// CI answered 2xx without a recognisable result: `unconfirmed`, neither sent
+    /// nor due, until CI's search settles it. The post is recorded with outcome
+    /// `failed` (nothing confirmed it) and its HTTP status.
+    pub fn mark_unconfirmed(
+        &mut self,
+        ids: &[DetectionId],
+        sub: &SubmissionRecord,
+        error: &str,
+    ) -> Result<()> {
+        self.write(|tx| {
+            let sub_id = Self::insert_submission(tx, sub, ids.len(), "failed")?;
+            let mut stmt = tx.prepare_cached(
+                "UPDATE detections SET state = 'unconfirmed', attempts = attempts + 1,
+                    last_error = ?2, submission_id = ?3, updated_at = ?4
+                 WHERE id = ?1 AND state <> 'sent'",
+            )?;
+            for id in ids {
+                stmt.execute(params![id, error, sub_id, ts(sub.at)])?;
+            }
+            Ok(())
+        })
+    }
+
     /// CI answered 400 for this one detection: `rejected`, with CI's reason.
     pub fn mark_rejected(
         &mut self,

@@ -9,6 +9,9 @@ use rusqlite::{params, Connection, OpenFlags};
 use std::path::Path;
 use std::time::Duration;
 
+/// How many 50 ms waits a backup makes for a busy ledger (30 s in all).
+const BACKUP_WAITS: u32 = 600;
+
 /// A detection of the window, as reconcile compares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WindowDetection {
@@ -30,7 +33,46 @@ pub struct Holding {
     pub detection_time: Option<String>,
 }
 
+/// An `unconfirmed` detection, with its alarm's `dateInserted` (what CI files
+/// it under: lrci sends it as the timestamp) and when it became unconfirmed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnconfirmedRow {
+    pub detection: WindowDetection,
+    pub inserted: DateTime<Utc>,
+    pub since: DateTime<Utc>,
+}
+
 impl Ledger {
+    /// Every `unconfirmed` detection, oldest alarm first (at most `limit`).
+    pub fn unconfirmed(&self, limit: usize) -> Result<Vec<UnconfirmedRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT d.id, d.alarm_id, d.ioc_type, d.value, d.state, a.date_inserted, d.updated_at
+                 FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
+                 WHERE d.state = 'unconfirmed'
+                 ORDER BY a.date_inserted, d.id LIMIT ?1",
+            )
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+                Ok(UnconfirmedRow {
+                    detection: WindowDetection {
+                        id: super::sql::get(r, 0, "detections.id")?,
+                        alarm_id: super::sql::get(r, 1, "detections.alarm_id")?,
+                        kind: super::sql::get(r, 2, "detections.ioc_type")?,
+                        value: super::sql::get(r, 3, "detections.value")?,
+                        state: super::sql::get(r, 4, "detections.state")?,
+                    },
+                    inserted: super::sql::time(r, 5, "alarms.date_inserted")?,
+                    since: super::sql::time(r, 6, "detections.updated_at")?,
+                })
+            })
+            .map_err(|e| self.sql(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sql(e))
+    }
+
     /// Non-excluded detections whose alarm was inserted in `[from, to]`.
     pub fn window_detections(
         &self,
@@ -63,7 +105,7 @@ impl Ledger {
 
     /// A consistent copy of the ledger at `dest` (SQLite online backup, all
     /// pages in one step, so a sync writing meanwhile is either wholly in the
-    /// copy or not at all). `dest` must not exist; the caller places it.
+    /// copy or not at all). `dest` must be new or empty; the caller places it.
     pub fn backup_to(&self, dest: &Path) -> Result<()> {
         let mut out = Connection::open_with_flags(
             dest,
@@ -73,17 +115,40 @@ impl Ledger {
             path: dest.to_path_buf(),
             source,
         })?;
+        // Failures name the copy: reading the ledger under WAL does not fail
+        // where writing the copy (a full disk, a read-only target) does.
+        let sql = |source| Error::Sql {
+            path: dest.to_path_buf(),
+            source,
+        };
         {
-            let backup =
-                rusqlite::backup::Backup::new(&self.conn, &mut out).map_err(|e| self.sql(e))?;
-            backup
-                .run_to_completion(-1, Duration::ZERO, None)
-                .map_err(|e| self.sql(e))?;
+            use rusqlite::backup::{Backup, StepResult};
+            let backup = Backup::new(&self.conn, &mut out).map_err(sql)?;
+            // Every page in one step (-1): one read transaction, so one
+            // snapshot. A step made in pieces restarts whenever a sync commits
+            // in between, and might never finish beside a busy sync.
+            let mut waits = 0;
+            loop {
+                match backup.step(-1).map_err(sql)? {
+                    StepResult::Done => break,
+                    StepResult::More => {}
+                    _ if waits < BACKUP_WAITS => {
+                        waits += 1;
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    _ => {
+                        return Err(sql(rusqlite::Error::SqliteFailure(
+                            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                            Some("the ledger stayed busy for 30 s".into()),
+                        )))
+                    }
+                }
+            }
         }
         // One self-contained file: fold the copy's WAL back in.
         out.pragma_update(None, "journal_mode", "DELETE")
-            .map_err(|e| self.sql(e))?;
-        out.close().map_err(|(_, e)| self.sql(e))
+            .map_err(sql)?;
+        out.close().map_err(|(_, e)| sql(e))
     }
 }
 

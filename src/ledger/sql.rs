@@ -171,7 +171,7 @@ mod tests {
             (
                 "SELECT 'sen'",
                 |r| get::<DetectionState>(r, 0, "detections.state").map(drop),
-                "detections.state: unknown state \"sen\" (expected pending, sent, failed, rejected or excluded)",
+                "detections.state: unknown state \"sen\" (expected pending, sent, failed, rejected, unconfirmed or excluded)",
             ),
             (
                 "SELECT 'maybe'",

@@ -66,7 +66,7 @@ macro_rules! text_enum {
 
 text_enum!(
     /// Detection state in the ledger (DESIGN.md section 3).
-    DetectionState, "state", "pending, sent, failed, rejected or excluded",
+    DetectionState, "state", "pending, sent, failed, rejected, unconfirmed or excluded",
     {
         /// Recorded, not yet accepted by CI (new, or a crash before the answer).
         Pending => "pending",
@@ -76,6 +76,10 @@ text_enum!(
         Failed => "failed",
         /// CI answered 400 for this one item.
         Rejected => "rejected",
+        /// CI answered 2xx without a recognisable result: maybe stored, maybe
+        /// not. Never posted again blindly; the next sync (or `lrci reconcile`)
+        /// looks it up in CI's search and settles it as `sent` or `pending`.
+        Unconfirmed => "unconfirmed",
         /// The indicator policy kept it on site; never sent.
         Excluded => "excluded",
     }
@@ -107,7 +111,8 @@ mod tests {
             ("rejected", Some(DetectionState::Rejected)),
             ("excluded", Some(DetectionState::Excluded)),
             ("Sent", None),
-            ("unconfirmed", None),
+            ("unconfirmed", Some(DetectionState::Unconfirmed)),
+            ("Unconfirmed", None),
             ("", None),
         ];
         for (text, want) in states {
@@ -131,7 +136,7 @@ mod tests {
         let e = "sen".parse::<DetectionState>().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "unknown state \"sen\" (expected pending, sent, failed, rejected or excluded)"
+            "unknown state \"sen\" (expected pending, sent, failed, rejected, unconfirmed or excluded)"
         );
     }
 }

@@ -21,6 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post, MethodRouter};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -55,6 +57,13 @@ pub struct CiOptions {
     pub max_batch: Option<usize>,
     /// Reject zone-less timestamps (`2024-05-21T10:42:30`) when true.
     pub strict_timestamps: bool,
+    /// Probability (0–1) that a valid, non-debug post is silently swallowed: it
+    /// answers 2xx with a result as if stored, and stores nothing (a proxy that
+    /// ate the request, a period of posts that never arrived). Changeable at run
+    /// time with [`CiSim::set_silent_drop`].
+    pub silent_drop: f64,
+    /// Seeds the silent-drop draws, so a run is repeatable.
+    pub seed: u64,
 }
 
 impl Default for CiOptions {
@@ -65,6 +74,8 @@ impl Default for CiOptions {
             daily_quota: 15_000,
             max_batch: None,
             strict_timestamps: false,
+            silent_drop: 0.0,
+            seed: 0,
         }
     }
 }
@@ -81,6 +92,7 @@ impl fmt::Debug for CiOptions {
             .field("daily_quota", &self.daily_quota)
             .field("max_batch", &self.max_batch)
             .field("strict_timestamps", &self.strict_timestamps)
+            .field("silent_drop", &self.silent_drop)
             .finish()
     }
 }
@@ -99,6 +111,11 @@ struct SimState {
     quota_day: Option<NaiveDate>,
     quota_used: u64,
     next_id: u64,
+    /// The current silent-drop probability and its random source.
+    drop_rate: f64,
+    rng: ChaCha8Rng,
+    /// Every item of a silently dropped post, in arrival order, exactly as posted.
+    dropped: Vec<Value>,
 }
 
 impl fmt::Debug for CiSim {
@@ -116,15 +133,33 @@ impl CiSim {
     /// A simulator with no stored detections, using the system clock.
     pub fn new(opts: CiOptions) -> CiSim {
         CiSim {
-            opts,
             state: Mutex::new(SimState {
                 clock: Arc::new(Utc::now),
                 stored: Vec::new(),
                 quota_day: None,
                 quota_used: 0,
                 next_id: 1,
+                drop_rate: opts.silent_drop.clamp(0.0, 1.0),
+                rng: ChaCha8Rng::seed_from_u64(opts.seed ^ 0x5113_D809_5113_D809),
+                dropped: Vec::new(),
             }),
+            opts,
         }
+    }
+
+    /// Sets the probability (clamped to 0–1) that a valid, non-debug post is
+    /// answered as stored while nothing is stored.
+    pub fn set_silent_drop(&self, rate: f64) {
+        self.lock().drop_rate = if rate.is_finite() {
+            rate.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
+    }
+
+    /// Every item of the posts silently dropped so far, in arrival order.
+    pub fn dropped(&self) -> Vec<Value> {
+        self.lock().dropped.clone()
     }
 
     /// Replaces the clock used for the quota's UTC day and for items without a
@@ -171,6 +206,7 @@ impl CiSim {
     pub fn reset(&self) {
         let mut state = self.lock();
         state.stored.clear();
+        state.dropped.clear();
         state.quota_day = None;
         state.quota_used = 0;
         state.next_id = 1;
@@ -219,7 +255,7 @@ impl CiSim {
         let items = validate::validate_items(envelope.data, self.opts.strict_timestamps)?;
         let processed = Processed::count(&items);
         let debug = envelope.debug.unwrap_or(false);
-        if !debug {
+        if !debug && !self.swallow(&items) {
             self.store(items, &envelope.organization_ids)?;
         }
         let mut result = json!({"status": "ok", "debug": debug});
@@ -227,6 +263,20 @@ impl CiSim {
             result["summary"] = json!({ "processed": processed });
         }
         Ok(json!({ "result": result }))
+    }
+
+    /// Whether this post is silently dropped (its items kept in `dropped`).
+    fn swallow(&self, items: &[Item]) -> bool {
+        let mut state = self.lock();
+        if state.drop_rate <= 0.0 {
+            return false;
+        }
+        let rate = state.drop_rate;
+        if !state.rng.random_bool(rate) {
+            return false;
+        }
+        state.dropped.extend(items.iter().map(|i| i.raw.clone()));
+        true
     }
 
     /// Stores a whole request's items, or none of them when the quota would overflow.

@@ -117,13 +117,20 @@ const RULES: [(&str, i64); 14] = [
     ("AIE: Exploit Attempt Detected", 1000000142),
     ("AIE: Phishing Email With Link", 1000000150),
     ("AIE: MAC Address Observed", 98),
-    ("AIE: Brute Force Authentication", 1000000111),
+    ("AIE: Brute Force Authentication - T1110", 1000000111),
     ("LogRhythm Agent Heartbeat Missed", 21),
-    ("AIE: Malware Beacon Detected", 1000000163),
+    ("AIE: Malware Beacon Detected [T1071.001]", 1000000163),
     ("AIE: Data Exfiltration Suspected", 1000000170),
     ("Threat Intel: Known Bad Host Contacted", 1000000180),
-    ("AIE: Lateral Movement via SMB", 1000000190),
+    (
+        "AIE: Lateral Movement via SMB (T1021.002, T1570)",
+        1000000190,
+    ),
 ];
+
+/// What the firewall sensor names in `threatName` for a malware event (sent
+/// as `malwares` when that is enabled).
+const THREAT_NAMES: [&str; 4] = ["Emotet", "Cobalt Strike", "QakBot", "AsyncRAT"];
 
 const ENTITIES: [(&str, i64); 3] = [
     ("Global Entity", -100),
@@ -755,6 +762,14 @@ fn event_marked(a: &AlarmMeta, index: u32) -> (Node, Marks) {
         Node::Str(log_message(a, aie, log_date, class_name, &ind)),
     );
     set_log_source(&mut e, &mut rng, aie);
+    if class_name == "Malware" && !aie {
+        // Chosen from the ids, not drawn: every other value stays as it was.
+        let pick = usize::try_from(a.id.unsigned_abs() + u64::from(index)).unwrap_or(0);
+        e.set(
+            "threatName",
+            Node::s(THREAT_NAMES[pick % THREAT_NAMES.len()]),
+        );
+    }
     e.set("impactedIP", ind.impacted_ip);
     e.set("originIP", ind.origin_ip);
     (e, marks)

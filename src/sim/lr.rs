@@ -212,6 +212,7 @@ async fn list(State(st): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Respo
         .get(from..)
         .unwrap_or_default()
         .iter()
+        .filter(|a| listable(&st, a))
         .filter(|a| q.status.is_none_or(|s| a.status == s))
         .filter(|a| q.rule_name.as_deref().is_none_or(|r| a.rule_name == r))
         .filter(|a| q.entity_name.as_deref().is_none_or(|e| a.entity_name == e))
@@ -302,6 +303,22 @@ fn find(st: &SimState, id: &str) -> Result<Arc<AlarmMeta>, Lookup> {
         .get(&n)
         .cloned()
         .ok_or(Lookup::NotFound(n))
+}
+
+/// Whether an alarm is listable yet: with a visibility lag, only from its
+/// `dateInserted` + lag + its own share of the jitter (wall clock), as alarms
+/// that the AI Engine or ingestion commit late. Details and events by id are
+/// not affected.
+fn listable(st: &SimState, a: &AlarmMeta) -> bool {
+    let (lag, jitter) = (st.cfg.visibility_lag, st.cfg.visibility_jitter);
+    if lag.is_zero() && jitter.is_zero() {
+        return true;
+    }
+    // A fixed share of the jitter per alarm, from its id: repeatable per seed.
+    let share = (a.id.unsigned_abs().wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
+    let delay = lag + jitter.mul_f64(share);
+    let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+    Utc::now() >= a.date_inserted + delay
 }
 
 fn not_ready(st: &SimState, a: &AlarmMeta) -> Option<Response> {

@@ -145,6 +145,14 @@ pub enum FaultKind {
     /// mangles bodies): CI's error shape on side rf.
     #[serde(rename = "400")]
     BadRequest,
+    /// The handler runs (CI stores the items), then the answer is a 200 without
+    /// a recognisable result (a proxy rewriting it, an API change). CI only.
+    #[serde(rename = "no-result")]
+    NoResult,
+    /// A 200 without a recognisable result and nothing stored (a proxy that
+    /// answered for CI). CI only.
+    #[serde(rename = "no-result-lost")]
+    NoResultLost,
 }
 
 impl FaultKind {
@@ -173,6 +181,8 @@ impl FaultKind {
             FaultKind::Html200 => "html-200",
             FaultKind::Redirect => "redirect",
             FaultKind::BadRequest => "400",
+            FaultKind::NoResult => "no-result",
+            FaultKind::NoResultLost => "no-result-lost",
         }
     }
 }
@@ -223,10 +233,17 @@ pub struct SimConfig {
     pub alarms_count: AlarmsCount,
     /// Events and summary answer 404 for alarms younger than this (wall clock).
     pub not_ready: Duration,
+    /// An alarm is listed only from its `dateInserted` + this (wall clock)...
+    pub visibility_lag: Duration,
+    /// ... plus up to this much more, a fixed share per alarm.
+    pub visibility_jitter: Duration,
     /// CI daily detection quota.
     pub daily_quota: u64,
     /// CI maximum batch size (413 above it).
     pub max_batch: Option<usize>,
+    /// Probability (0–1) that a CI post is answered as stored while nothing is
+    /// stored (see [`ci::CiOptions::silent_drop`]).
+    pub rf_silent_drop: f64,
     /// Serve HTTPS with this certificate and key instead of plain HTTP.
     pub tls: Option<TlsPem>,
 }
@@ -277,6 +294,9 @@ impl std::fmt::Debug for SimConfig {
             .field("not_ready", &self.not_ready)
             .field("daily_quota", &self.daily_quota)
             .field("max_batch", &self.max_batch)
+            .field("visibility_lag", &self.visibility_lag)
+            .field("visibility_jitter", &self.visibility_jitter)
+            .field("rf_silent_drop", &self.rf_silent_drop)
             .field("tls", &self.tls)
             .finish()
     }
@@ -308,6 +328,9 @@ impl Default for SimConfig {
             not_ready: Duration::ZERO,
             daily_quota: 15_000,
             max_batch: None,
+            rf_silent_drop: 0.0,
+            visibility_lag: Duration::ZERO,
+            visibility_jitter: Duration::ZERO,
             tls: None,
         }
     }
@@ -401,6 +424,9 @@ impl SimState {
         if !(0.0..=1.0).contains(&cfg.fault_rate) {
             return Err(Error::Invalid("fault rate must be between 0 and 1"));
         }
+        if !(0.0..=1.0).contains(&cfg.rf_silent_drop) {
+            return Err(Error::Invalid("silent drop rate must be between 0 and 1"));
+        }
         if cfg.page_cap == 0 {
             return Err(Error::Invalid("page cap must be at least 1"));
         }
@@ -431,6 +457,8 @@ impl SimState {
             no_ci_tokens: cfg.rf_no_ci_key.iter().cloned().collect(),
             daily_quota: cfg.daily_quota,
             max_batch: cfg.max_batch,
+            silent_drop: cfg.rf_silent_drop,
+            seed: cfg.seed,
             ..ci::CiOptions::default()
         }));
         Ok(SimState {
@@ -827,6 +855,13 @@ async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) ->
             dropped_connection()
         }
         FaultKind::Html200 | FaultKind::Redirect => gateway_page(fault.kind),
+        FaultKind::NoResult | FaultKind::NoResultLost => {
+            if fault.kind == FaultKind::NoResult {
+                let resp = next.run(req).await;
+                let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await;
+            }
+            (StatusCode::OK, Json(serde_json::json!({"accepted": true}))).into_response()
+        }
         FaultKind::Html => {
             let mut r = (
                 StatusCode::BAD_GATEWAY,
@@ -894,6 +929,8 @@ fn dropped_connection() -> Response {
 fn admin_router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/_sim/received", get(admin_received))
+        .route("/_sim/dropped", get(admin_dropped))
+        .route("/_sim/silent-drop", post(admin_silent_drop))
         .route("/_sim/stats", get(admin_stats))
         .route("/_sim/reset", post(admin_reset))
         .route("/_sim/alarms", get(admin_alarms))
@@ -907,6 +944,30 @@ fn admin_router(state: Arc<SimState>) -> Router {
 
 async fn admin_received(State(st): State<Arc<SimState>>) -> Json<Vec<serde_json::Value>> {
     Json(st.ci.received())
+}
+
+async fn admin_dropped(State(st): State<Arc<SimState>>) -> Json<Vec<serde_json::Value>> {
+    Json(st.ci.dropped())
+}
+
+#[derive(Deserialize)]
+struct SilentDropReq {
+    rate: f64,
+}
+
+async fn admin_silent_drop(
+    State(st): State<Arc<SimState>>,
+    body: Result<Json<SilentDropReq>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return admin_error(e.body_text()),
+    };
+    if !(0.0..=1.0).contains(&req.rate) {
+        return admin_error(format!("rate must be from 0 to 1, not {}", req.rate));
+    }
+    st.ci.set_silent_drop(req.rate);
+    Json(serde_json::json!({ "rate": req.rate })).into_response()
 }
 
 async fn admin_stats(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
@@ -1027,8 +1088,16 @@ async fn admin_faults(
         Ok(b) => b,
         Err(e) => return admin_error(e.body_text()),
     };
-    if req.kind == FaultKind::StoreThenDrop && req.side != Side::Rf {
-        return admin_error("store-then-drop is only available on side rf".to_string());
+    let rf_only = [
+        FaultKind::StoreThenDrop,
+        FaultKind::NoResult,
+        FaultKind::NoResultLost,
+    ];
+    if rf_only.contains(&req.kind) && req.side != Side::Rf {
+        return admin_error(format!(
+            "{} is only available on side rf",
+            req.kind.as_str()
+        ));
     }
     let route = match req.route.as_deref() {
         None => None,

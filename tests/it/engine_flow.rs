@@ -70,6 +70,7 @@ fn options(window: (DateTime<Utc>, DateTime<Utc>), dry_run: bool) -> RunOptions 
         batch_size: 50,
         daily_budget: 1_000_000,
         events_grace: chrono::Duration::days(1),
+        relist_horizon: chrono::Duration::hours(2),
         deadline: None,
         interrupt: None,
         progress: None,

@@ -16,6 +16,7 @@ mod hostile;
 mod ledger_cli;
 mod permissions;
 mod privacy;
+mod reconcile_flow;
 mod reliability;
 mod replay_flow;
 mod run_log;

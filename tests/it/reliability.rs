@@ -1070,18 +1070,13 @@ async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let rounds = lrci::engine::MAX_FETCH_ATTEMPTS + 1;
     for round in 0..rounds {
-        // The open hour's listing gets through; every try of the new alarm's
-        // details (one try and two retries) gets a 503.
+        // The listings get through (however many provisional hours are listed
+        // again); every try of the new alarm's details (one try and two
+        // retries) gets a 503.
         admin_post(
             &sim,
             "/_sim/faults",
-            json!({"side": "lr", "kind": "slow", "count": 1}),
-        )
-        .await;
-        admin_post(
-            &sim,
-            "/_sim/faults",
-            json!({"side": "lr", "kind": "503", "count": 3}),
+            json!({"side": "lr", "kind": "503", "count": 3, "route": "details"}),
         )
         .await;
         let run = lrci(&sim, &home, &args).await;
@@ -1106,4 +1101,73 @@ async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
     settle.expect_code(0);
     let m = measure(&truth(&sim).await, &received(&sim).await, &home.ledger());
     assert_sound(&m, true, "after the outage");
+}
+
+/// Issue 9 case 1 (late visibility): alarms become listable 3–4 s after their
+/// `dateInserted`. A sync every 0.5 s, each listing up to now (settle 0), meets
+/// their time before it can see them. With the relist horizon every one is found
+/// by a later run (0 lost, 0 duplicates, every run exits 0); with the horizon off
+/// (0 s) the late alarms are lost (all of them unless a run is slower than the
+/// lag), which is the failure this guards against.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_visible_alarms_are_found_by_later_scheduled_runs() {
+    let _serial = heavy().await;
+    let mut figures = Vec::new();
+    for horizon in ["7200", "0"] {
+        let sim = start(SimConfig {
+            visibility_lag: Duration::from_millis(3000),
+            visibility_jitter: Duration::from_millis(1000),
+            ..live_config(1, 0)
+        })
+        .await;
+        let home = Home::new();
+        let mut args = args_of(&SYNC_ARGS);
+        args.extend(["--relist-horizon".into(), horizon.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (mut runs, mut late) = (0, 0);
+        for round in 0..14 {
+            if round < 4 {
+                admin_post(&sim, "/_sim/generate", json!({"count": 10})).await;
+            }
+            let run = lrci(&sim, &home, &args).await;
+            run.expect_code(0);
+            late += run.summary()["alarms"]["late"].as_u64().unwrap();
+            runs += 1;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let truth = truth(&sim).await;
+        let m = measure(&truth, &received(&sim).await, &home.ledger());
+        let alarms_lost = truth.len() - ledger_alarm_ids(&home.ledger()).len();
+        figures.push((
+            horizon,
+            runs,
+            truth.len(),
+            alarms_lost,
+            late,
+            m.lost.len(),
+            m.dup,
+        ));
+        if horizon == "0" {
+            assert!(
+                alarms_lost * 2 > truth.len(),
+                "without the horizon late alarms are lost: {figures:?}"
+            );
+        } else {
+            assert_eq!(alarms_lost, 0, "{figures:?}");
+            assert!(
+                m.lost.is_empty(),
+                "lost {:?}",
+                &m.lost[..m.lost.len().min(5)]
+            );
+            assert_eq!(m.dup, 0);
+            assert_eq!(
+                late as usize,
+                truth.len(),
+                "each found after its time was listed"
+            );
+        }
+    }
+    eprintln!(
+        "figures (horizon, runs, alarms, alarms lost, late, detections lost, dup): {figures:?}"
+    );
 }

@@ -466,3 +466,39 @@ fn binary_prints_its_url_first_and_exits_cleanly_on_sigterm() {
     };
     assert_eq!(exit.code(), Some(0));
 }
+
+/// `/_sim/silent-drop`: a swallowed post answers 2xx with a result like a stored
+/// one, stores nothing, and is listed by `/_sim/dropped`; a rate outside 0–1 is
+/// refused; reset forgets what was dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_drop_answers_like_a_store_and_keeps_nothing() {
+    let sim = start(config()).await;
+    for bad in [
+        json!({"rate": 1.5}),
+        json!({"rate": -0.1}),
+        json!({"rate": "x"}),
+    ] {
+        let (status, _) = admin_post_status(&sim, "/_sim/silent-drop", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}");
+    }
+    admin_post(&sim, "/_sim/silent-drop", json!({"rate": 1.0})).await;
+    let r = post_detections(&sim, vec![detection("8.8.8.8"), detection("8.8.4.4")])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["result"]["status"], "ok", "{body}");
+    assert_eq!(body["result"]["summary"]["processed"]["ip"], 2, "{body}");
+    assert!(received(&sim).await.is_empty());
+    let dropped = admin_get(&sim, "/_sim/dropped").await;
+    assert_eq!(dropped.as_array().unwrap().len(), 2, "{dropped}");
+    assert_eq!(dropped[0]["ioc"]["value"], "8.8.8.8");
+
+    admin_post(&sim, "/_sim/silent-drop", json!({"rate": 0.0})).await;
+    post_detections(&sim, vec![detection("1.1.1.1")])
+        .await
+        .unwrap();
+    assert_eq!(received(&sim).await.len(), 1);
+    admin_post(&sim, "/_sim/reset", json!({})).await;
+    assert_eq!(admin_get(&sim, "/_sim/dropped").await, json!([]));
+}

@@ -14,7 +14,9 @@
 # live items psengine sent, in order, and none of the debug ones. Then two profiles
 # sync against it with --metrics-file (one succeeds, one has a refused key) and
 # tests/peer/metrics_check.py reads the file with prometheus_client's own
-# text-format parser (installed into the venv) and checks every series. The last line is
+# text-format parser (installed into the venv) and checks every series. Last, one
+# sync with every item option on, and tests/peer/items_check.py validates each item
+# it sent with psengine's own models (extra fields forbidden). The last line is
 # `peer: N passed, M failed`; the exit status is non-zero on any failure.
 set -euo pipefail
 
@@ -180,6 +182,40 @@ tally "$tmp/metrics.log"
 if [[ $status -ne 0 ]] && ! grep -q '^not ok - ' "$tmp/metrics.log"; then
     sed -n '1,40p' "$m/good.err" "$m/bad.err" >&2
     die "the metrics check crashed"
+fi
+
+# --- every item shape lrci sends, through psengine's own models -----------------------
+# The simulator is reset so /_sim/received holds only this sync's items. Every
+# option that shapes an item is on: a detection type per pattern (each of the four,
+# detection_rule with sub_type and id), mitre_codes and malwares.
+d=$tmp/items
+mkdir -p "$d"
+cat >"$d/types.txt" <<'EOF'
+# PATTERN = TYPE[:SUB_TYPE][,ID]
+*Risk List Match - IP = detection_rule:sigma,rf-risk-list-ip
+*Exploit* = detection_rule:yara,lr-exploit-yara
+*Phishing* = sandbox
+*Brute Force* = playbook
+EOF
+"$py" -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"), timeout=10)' "$url/_sim/reset" \
+    || die "could not reset the simulator"
+set +e
+env -i PATH="$PATH" LOGRHYTHM_API_URL="$url" RF_API_URL="$url" LOGRHYTHM_API_KEY=sim-lr-key \
+    RF_API_KEY="$TOKEN" LRCI_LEDGER="$d/ledger.sqlite3" LRCI_LOG_DIR="$d/logs" \
+    "$LRCI_BIN" sync --lookback-days 1 --detection-types "$d/types.txt" --mitre-codes --malwares \
+    >"$d/sync.out" 2>"$d/sync.err"
+status=$?
+set -e
+echo "peer: sync with every item option exited $status" >&2
+[[ $status -eq 0 ]] || die "sync with every item option exited $status: $(tail -n 3 "$d/sync.err")"
+set +e
+"$py" "$here/items_check.py" "$url/_sim/received" >"$tmp/items.log" 2>&1
+status=$?
+set -e
+cat "$tmp/items.log"
+tally "$tmp/items.log"
+if [[ $status -ne 0 ]] && ! grep -q '^not ok - ' "$tmp/items.log"; then
+    die "the item check crashed: $(tail -n 5 "$tmp/items.log")"
 fi
 
 echo "peer: $passed passed, $failed failed"

@@ -104,6 +104,146 @@ pub(super) fn open_checks(path: &Path, out: &mut Vec<Check>) {
     }
 }
 
+/// Checks a backup (`doctor --backup FILE`): the file, that it opens as an lrci
+/// ledger this version can restore, `PRAGMA integrity_check`, that it is one
+/// self-contained file, and how far it is behind the ledger at `ledger`.
+pub(super) fn backup_checks(path: &Path, ledger: &Path, out: &mut Vec<Check>) {
+    const FILE: &str = "backup: file";
+    const OPEN: &str = "backup: open";
+    const INTEGRITY: &str = "backup: integrity";
+    const CONTENTS: &str = "backup: contents";
+    let shown = path.display();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {
+            out.push(Check::fail(
+                FILE,
+                code::NO_INPUT,
+                format!("{shown} is a directory: --backup names the backup file"),
+            ));
+            return;
+        }
+        Ok(m) => m,
+        Err(e) => {
+            out.push(Check::fail(
+                FILE,
+                code::NO_INPUT,
+                format!("cannot read {shown}: {e}"),
+            ));
+            return;
+        }
+    };
+    let mode = match platform::mode(&meta) {
+        Some(m) if m & 0o077 != 0 => Some(format!(
+            "; mode {m:o}: other users can read the alarm data, run chmod 600 {shown}"
+        )),
+        _ => None,
+    };
+    let size = format!("{shown}, {} bytes", meta.len());
+    out.push(match mode {
+        Some(warning) => Check::warn(FILE, format!("{size}{warning}")),
+        None => Check::ok(FILE, size),
+    });
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(PathBuf::from(&wal)).is_ok_and(|m| m.len() > 0) {
+        out.push(Check::warn(
+            "backup: self-contained",
+            format!(
+                "{} is beside it: the copy is only whole together with that file (a plain copy of a live ledger?); make backups with `lrci ledger backup`",
+                PathBuf::from(&wal).display()
+            ),
+        ));
+    }
+    let copy = match Ledger::open(path) {
+        Ok(l) => l,
+        Err(ledger::Error::Empty { .. }) => {
+            out.push(Check::fail(
+                OPEN,
+                code::DATA,
+                format!("{shown} is empty: it holds no ledger"),
+            ));
+            return;
+        }
+        Err(ledger::Error::Corrupt { detail, .. }) => {
+            out.push(Check::fail(
+                OPEN,
+                code::DATA,
+                format!("{shown} is damaged ({detail}): it cannot restore the ledger; make a new backup with `lrci ledger backup`"),
+            ));
+            return;
+        }
+        Err(e) => {
+            out.push(ledger_fail(OPEN, &e));
+            return;
+        }
+    };
+    match copy.schema_version() {
+        Ok(v) => out.push(Check::ok(
+            OPEN,
+            format!(
+                "an lrci ledger, schema version {v}: this lrci ({}) can restore it",
+                migrate::CURRENT_VERSION
+            ),
+        )),
+        Err(e) => {
+            out.push(ledger_fail(OPEN, &e));
+            return;
+        }
+    }
+    let started = Instant::now();
+    match copy.integrity_check() {
+        Ok(()) => out.push(Check::ok(
+            INTEGRITY,
+            format!(
+                "PRAGMA integrity_check: ok ({} ms)",
+                started.elapsed().as_millis()
+            ),
+        )),
+        Err(e) => {
+            out.push(ledger_fail(INTEGRITY, &e));
+            return;
+        }
+    }
+    out.push(match backup_contents(&copy, ledger) {
+        Ok(c) => c,
+        Err(e) => ledger_fail(CONTENTS, &e),
+    });
+}
+
+/// What the backup holds, against the ledger when it can be read.
+fn backup_contents(copy: &Ledger, ledger: &Path) -> ledger::Result<Check> {
+    const CONTENTS: &str = "backup: contents";
+    let alarms = copy.alarm_count()?;
+    let newest = copy.recent_runs(1)?.into_iter().next();
+    let mut text = format!(
+        "{alarms} alarms, newest run {}",
+        newest
+            .as_ref()
+            .map(|r| format!("{} {} at {}", r.kind, r.id, r.started_at))
+            .unwrap_or_else(|| "none".into())
+    );
+    let Ok(live) = Ledger::open(ledger) else {
+        return Ok(Check::ok(CONTENTS, text));
+    };
+    let live_alarms = live.alarm_count()?;
+    let live_newest = live.recent_runs(1)?.into_iter().next();
+    let (copy_id, live_id) = (newest.map_or(0, |r| r.id), live_newest.map_or(0, |r| r.id));
+    if copy_id > live_id {
+        text.push_str(&format!(
+            "; it is newer than the ledger {} (newest run {live_id}): was the ledger replaced?",
+            ledger.display()
+        ));
+        return Ok(Check::warn(CONTENTS, text));
+    }
+    text.push_str(&format!(
+        "; the ledger {} has {} more runs and {} more alarms",
+        ledger.display(),
+        live_id - copy_id,
+        live_alarms.saturating_sub(alarms)
+    ));
+    Ok(Check::ok(CONTENTS, text))
+}
+
 /// When the last successful sync or backfill started, against `--max-age`
 /// (exit 75 when older, or when there is none). `None` when the ledger cannot
 /// be opened: the checks above already say why.

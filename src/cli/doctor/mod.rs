@@ -147,6 +147,7 @@ pub async fn run(cli: &Cli, args: &DoctorArgs) -> Result<u8, Fatal> {
         crate::cli::settings::resolve(cli),
         args.offline,
         args.max_age,
+        args.backup.as_deref(),
     )
     .await;
     let exit = exit_code(&checks);
@@ -193,6 +194,7 @@ pub async fn checks(
     settings: Result<Settings, Fatal>,
     offline: bool,
     max_age: Option<Duration>,
+    backup: Option<&Path>,
 ) -> Vec<Check> {
     let mut out = Vec::new();
     let s = match settings {
@@ -216,6 +218,9 @@ pub async fn checks(
         if let Some(c) = freshness_check(&s.ledger().value, max_age, chrono::Utc::now()) {
             out.push(c);
         }
+    }
+    if let Some(b) = backup {
+        backup_checks(b, &s.ledger().value, &mut out);
     }
     organisation_check(&s, &mut out);
     log_dir_check(&s, &mut out);

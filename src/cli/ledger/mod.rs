@@ -1,6 +1,6 @@
 //! `lrci ledger ...`: the read-only audit commands (`status`, `alarms`,
-//! `indicators`, `show`, `runs`, `gaps`, `export`, `domains`, `networks`) and
-//! their clap types.
+//! `indicators`, `show`, `runs`, `gaps`, `export`, `domains`, `networks`), the
+//! online copy `backup`, and their clap types.
 //!
 //! Every command here opens the ledger with [`Mode::ReadOnly`] and never takes the
 //! run lock, so it works while a sync runs and never blocks it (WAL). The one
@@ -33,6 +33,7 @@ use serde_json::{json, Value};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+mod backup;
 mod export;
 mod format;
 mod gaps;
@@ -44,6 +45,7 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+use backup::*;
 pub use export::EXPORT_COLUMNS;
 use export::*;
 use format::*;
@@ -72,6 +74,7 @@ impl From<StateArg> for DetectionState {
             StateArg::Sent => DetectionState::Sent,
             StateArg::Failed => DetectionState::Failed,
             StateArg::Rejected => DetectionState::Rejected,
+            StateArg::Unconfirmed => DetectionState::Unconfirmed,
             StateArg::Excluded => DetectionState::Excluded,
         }
     }
@@ -124,9 +127,12 @@ impl From<ExportError> for Failure {
 
 type Outcome = Result<(), Failure>;
 
-/// Whether this `ledger` subcommand writes the ledger (only `prune` without `--dry-run`).
+/// Whether this `ledger` subcommand writes (and so logs to the log file, as
+/// scheduled work): `prune` without `--dry-run`, which writes the ledger, and
+/// `backup`, which writes its copy.
 pub fn writes(args: &LedgerArgs) -> bool {
     matches!(&args.command, LedgerCommand::Prune(p) if !p.dry_run)
+        || matches!(&args.command, LedgerCommand::Backup(_))
 }
 
 /// Runs one `lrci ledger ...` command and returns its exit code.
@@ -160,6 +166,7 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
         LedgerCommand::Runs(a) => runs(&path, a, &mut out),
         LedgerCommand::Gaps(a) => gaps(&path, a, now, &mut out),
         LedgerCommand::Export(a) => export(&path, a, &mut out),
+        LedgerCommand::Backup(a) => backup(&path, a, &mut out),
         // Dispatched above.
         LedgerCommand::Prune(_) => Ok(()),
     }

@@ -40,7 +40,8 @@ pub(super) fn status(
         });
         return Ok(write_json(out, &doc)?);
     }
-    let total_det = det.pending + det.sent + det.failed + det.rejected + det.excluded;
+    let total_det =
+        det.pending + det.sent + det.failed + det.rejected + det.unconfirmed + det.excluded;
     writeln!(out, "ledger      {}", escape(&path.to_string_lossy()))?;
     writeln!(
         out,
@@ -49,8 +50,8 @@ pub(super) fn status(
     )?;
     writeln!(
         out,
-        "detections  {total_det} ({} pending, {} sent, {} failed, {} rejected, {} excluded)",
-        det.pending, det.sent, det.failed, det.rejected, det.excluded
+        "detections  {total_det} ({} pending, {} sent, {} failed, {} rejected, {} unconfirmed, {} excluded)",
+        det.pending, det.sent, det.failed, det.rejected, det.unconfirmed, det.excluded
     )?;
     writeln!(
         out,
