@@ -9,7 +9,12 @@
 use rusqlite::{Connection, TransactionBehavior};
 
 /// Every migration, oldest first. Step 1 is `schema.sql`.
-pub const MIGRATIONS: &[&str] = &[include_str!("../../schema.sql"), MIGRATION_2, MIGRATION_3];
+pub const MIGRATIONS: &[&str] = &[
+    include_str!("../../schema.sql"),
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+];
 
 /// Migration 2 (issue 11): what each detection's event said about its source
 /// (`ioc.source_type`, `malwares`), and `ci_holdings`, what `lrci reconcile`
@@ -69,6 +74,28 @@ CREATE TABLE org_domains (
 );
 ";
 
+/// Migration 4 (issue 11): `server_profile`, what lrci probed of the LogRhythm
+/// server's list behaviour, one row (id 1). `page_cap` is the rows of the
+/// largest page (`page_cap_exact` 1: the server cut a page there; 0: every row
+/// fitted, so the cap is at least that; NULL: too few alarms); `offset_mode`
+/// as `logrhythm` names it; `tz_shift_hours` the hours the server's reading of
+/// `dateInserted` is ahead of UTC (NULL: no alarm to measure by); `requests`
+/// the probe's request count; `stale_reason` set when a listing contradicted
+/// the record, so the next run probes again.
+const MIGRATION_4: &str = "
+CREATE TABLE server_profile (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    page_cap       INTEGER,
+    page_cap_exact INTEGER NOT NULL CHECK (page_cap_exact IN (0, 1)),
+    offset_mode    TEXT    NOT NULL
+                   CHECK (offset_mode IN ('unknown', 'records', 'pages', 'ignored')),
+    tz_shift_hours INTEGER,
+    requests       INTEGER NOT NULL,
+    probed_at      TEXT    NOT NULL,
+    stale_reason   TEXT
+);
+";
+
 /// The `user_version` this build writes and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -123,9 +150,26 @@ mod tests {
                 "org_sightings",
                 "pruned_alarms",
                 "runs",
+                "server_profile",
                 "submissions"
             ]
         );
+    }
+
+    #[test]
+    fn a_ledger_at_version_3_picks_up_step_4() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        assert!(!tables(&conn).contains(&"server_profile".to_string()));
+        migrate(&mut conn).unwrap();
+        assert!(tables(&conn).contains(&"server_profile".to_string()));
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, 4);
     }
 
     #[test]
