@@ -51,7 +51,14 @@ pub(super) async fn sync(
         (logrhythm::Paging::new(opts.page_size), None)
     } else {
         let now = (sink.now)();
-        let (p, w) = server::prepare(sink.ledger, lr, from, now, opts.page_size).await?;
+        let prepared = server::prepare(sink.ledger, lr, from, now, opts.page_size);
+        let Some(prepared) = race(sink.interrupt, prepared).await else {
+            // Stopped while probing: nothing listed, nothing lost.
+            s.slices.total = slices.len() as u64;
+            s.outcome.interrupted();
+            return Ok(());
+        };
+        let (p, w) = prepared?;
         (p, Some(w))
     };
     let lister = Lister {
