@@ -829,12 +829,33 @@ pub struct SimArgs {
     /// End of the generated window (RFC 3339; truncated to the second). Default: now.
     #[arg(long, value_parser = parse_rfc3339)]
     pub end: Option<DateTime<Utc>>,
-    /// Largest page GET /alarms returns (larger counts are silently truncated).
-    #[arg(long, default_value_t = 100)]
-    pub page_cap: usize,
-    /// How GET /alarms treats `offset`.
-    #[arg(long, value_enum, default_value_t = SimOffsetMode::Ignored)]
-    pub offset_mode: SimOffsetMode,
+    /// Largest page GET /alarms returns (larger counts are silently truncated) [default: 100, 1000 with --server-profile realistic].
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub page_cap: Option<u64>,
+    /// How GET /alarms treats `offset` [default: ignored, records with --server-profile realistic].
+    #[arg(long, value_enum)]
+    pub offset_mode: Option<SimOffsetMode>,
+    /// A bundle of list behaviours: harsh (page cap 100, offset ignored) or realistic (page cap 1000, offset counts records); --page-cap and --offset-mode override its parts.
+    ///
+    /// Named --server-profile because --profile picks the config file's [profile.NAME].
+    #[arg(long, value_enum, default_value_t = SimServerProfile::Harsh)]
+    pub server_profile: SimServerProfile,
+    /// How stored dateInserted values compare with the parameter: millis (the rendered millisecond) or exact (the exact 1/300 s SQL datetime tick, compared as datetime2: a .007 parameter excludes the row shown as .007).
+    #[arg(long, value_enum, default_value_t = SimTickSemantics::Millis)]
+    pub tick_semantics: SimTickSemantics,
+    /// dateInserted is an exclusive bound (>) instead of inclusive (>=).
+    #[arg(long)]
+    pub strict_bound: bool,
+    /// The server reads the dateInserted parameter as its local time at UTC+N hours (-14 to 14; a zone designator is ignored) while returned dates stay UTC.
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-14..=14))]
+    pub server_tz_offset_hours: i32,
+    /// List pages come back in a random (seeded) order.
+    #[arg(long)]
+    pub shuffle_rows: bool,
+    /// Some rows of each list page come twice (alarm ids divisible by 5), within the page size.
+    #[arg(long)]
+    pub duplicate_rows: bool,
     /// Fixed latency added to every LogRhythm request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub lr_latency_ms: u64,
@@ -953,6 +974,24 @@ pub enum SimOffsetMode {
     Records,
     /// A 0-based page index (rows skipped = offset × page size).
     Pages,
+}
+
+/// `lrci sim --server-profile`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimServerProfile {
+    /// Page cap 100, offset ignored (the default).
+    Harsh,
+    /// Page cap 1000, offset counts records.
+    Realistic,
+}
+
+/// `lrci sim --tick-semantics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimTickSemantics {
+    /// The rendered millisecond is compared.
+    Millis,
+    /// The exact 1/300 s tick is compared exactly.
+    Exact,
 }
 
 /// `lrci sim --events-wrapper`: the events response's wrapper key.

@@ -6,11 +6,15 @@
 
 pub use crate::cli::args::SimArgs;
 use crate::cli::args::{
-    SimAlarmsCount, SimEmptyList, SimEventsWrapper, SimOffsetMode, SimScenario,
+    SimAlarmsCount, SimEmptyList, SimEventsWrapper, SimOffsetMode, SimScenario, SimServerProfile,
+    SimTickSemantics,
 };
 use crate::platform;
 use crate::sim::gen::Scenario;
-use crate::sim::{self, AlarmsCount, EmptyList, EventsWrapper, OffsetMode, SimConfig};
+use crate::sim::{
+    self, AlarmsCount, EmptyList, EventsWrapper, OffsetMode, ServerProfile, SimConfig,
+    TickSemantics,
+};
 use anyhow::Context;
 use std::io::Write;
 use std::path::PathBuf;
@@ -25,6 +29,7 @@ impl std::fmt::Debug for SimArgs {
 impl SimArgs {
     /// The simulator configuration these options describe.
     pub fn to_config(&self) -> SimConfig {
+        let (cap, offset) = server_profile(self.server_profile).paging();
         SimConfig {
             listen: self.listen,
             seed: self.seed,
@@ -33,8 +38,18 @@ impl SimArgs {
             alarms_per_hour: self.alarms_per_hour,
             events_per_alarm: self.events_per_alarm,
             end: self.end,
-            page_cap: self.page_cap,
-            offset_mode: offset_mode(self.offset_mode),
+            page_cap: self
+                .page_cap
+                .map_or(cap, |c| usize::try_from(c).unwrap_or(usize::MAX)),
+            offset_mode: self.offset_mode.map_or(offset, offset_mode),
+            tick_semantics: match self.tick_semantics {
+                SimTickSemantics::Millis => TickSemantics::Millis,
+                SimTickSemantics::Exact => TickSemantics::Exact,
+            },
+            strict_bound: self.strict_bound,
+            server_tz_offset_hours: self.server_tz_offset_hours,
+            shuffle_rows: self.shuffle_rows,
+            duplicate_rows: self.duplicate_rows,
             lr_latency: Duration::from_millis(self.lr_latency_ms),
             rf_latency: Duration::from_millis(self.rf_latency_ms),
             fault_rate: self.fault_rate,
@@ -71,6 +86,13 @@ fn scenario(s: SimScenario) -> Scenario {
         SimScenario::Default => Scenario::Default,
         SimScenario::Burst => Scenario::Burst,
         SimScenario::Hostile => Scenario::Hostile,
+    }
+}
+
+fn server_profile(p: SimServerProfile) -> ServerProfile {
+    match p {
+        SimServerProfile::Harsh => ServerProfile::Harsh,
+        SimServerProfile::Realistic => ServerProfile::Realistic,
     }
 }
 
@@ -145,6 +167,65 @@ mod tests {
         assert_eq!(cfg.alarms_count, d.alarms_count);
         assert_eq!((cfg.lr_key, cfg.rf_key), (d.lr_key, d.rf_key));
         assert_eq!((cfg.page_cap, cfg.daily_quota), (d.page_cap, d.daily_quota));
+        assert_eq!(cfg.tick_semantics, d.tick_semantics);
+        assert_eq!(
+            (cfg.strict_bound, cfg.server_tz_offset_hours),
+            (d.strict_bound, d.server_tz_offset_hours)
+        );
+        assert_eq!(
+            (cfg.shuffle_rows, cfg.duplicate_rows),
+            (d.shuffle_rows, d.duplicate_rows)
+        );
+    }
+
+    /// One row per command line: the page cap and offset mode it gives.
+    #[test]
+    fn server_profile_and_its_overrides() {
+        let cases: [(&[&str], usize, OffsetMode); 5] = [
+            (&[], 100, OffsetMode::Ignored),
+            (&["--server-profile", "harsh"], 100, OffsetMode::Ignored),
+            (
+                &["--server-profile", "realistic"],
+                1000,
+                OffsetMode::Records,
+            ),
+            (
+                &["--server-profile", "realistic", "--page-cap", "25"],
+                25,
+                OffsetMode::Records,
+            ),
+            (
+                &["--server-profile", "realistic", "--offset-mode", "pages"],
+                1000,
+                OffsetMode::Pages,
+            ),
+        ];
+        for (args, cap, mode) in cases {
+            let argv = std::iter::once("sim").chain(args.iter().copied());
+            let cfg = Wrap::parse_from(argv).sim.to_config();
+            assert_eq!((cfg.page_cap, cfg.offset_mode), (cap, mode), "{args:?}");
+        }
+    }
+
+    /// Every new switch is validated with an error naming it.
+    #[test]
+    fn bad_switch_values_name_the_flag() {
+        let cases: [&[&str]; 5] = [
+            &["--server-tz-offset-hours", "15"],
+            &["--server-tz-offset-hours", "two"],
+            &["--tick-semantics", "nanos"],
+            &["--server-profile", "gentle"],
+            &["--page-cap", "0"],
+        ];
+        for args in cases {
+            let argv = std::iter::once("sim").chain(args.iter().copied());
+            let err = Wrap::try_parse_from(argv).err().unwrap().to_string();
+            assert!(err.contains(args[0]), "{args:?}: {err}");
+        }
+        let argv = ["sim", "--server-tz-offset-hours", "-5", "--strict-bound"];
+        let cfg = Wrap::parse_from(argv).sim.to_config();
+        assert_eq!(cfg.server_tz_offset_hours, -5);
+        assert!(cfg.strict_bound);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::report::{DetectionCounts, Summary};
 use super::send::Sink;
-use super::{deadline_passed, failure, plan, race, triage, Progress, RunOptions};
+use super::{deadline_passed, failure, plan, race, server, triage, Progress, RunOptions};
 use crate::error::Fatal;
 use crate::ledger::{AlarmOutcome, AlarmRecord, Coverage, Ledger, SliceIngest};
 use crate::model::{AlarmId, DetectionId};
@@ -47,6 +47,49 @@ pub(super) async fn sync(
     let (from, to) = opts.window;
     let coverage = sink.ledger.coverage(plan::floor_hour(from), to)?;
     let slices = plan::slices(from, to);
+    let (paging, mut watch) = if slices.is_empty() {
+        (logrhythm::Paging::new(opts.page_size), None)
+    } else {
+        let now = (sink.now)();
+        let prepared = server::prepare(sink.ledger, lr, from, now, opts.page_size);
+        let Some(prepared) = race(sink.interrupt, prepared).await else {
+            // Stopped while probing: nothing listed, nothing lost.
+            s.slices.total = slices.len() as u64;
+            s.outcome.interrupted();
+            return Ok(());
+        };
+        let (p, w) = prepared?;
+        (p, Some(w))
+    };
+    let lister = Lister {
+        lr,
+        paging,
+        watch: watch.as_mut(),
+    };
+    let result = walk(sink, lister, opts, s, slices, &coverage).await;
+    if let Some(w) = watch {
+        w.finish(sink.ledger)?;
+    }
+    result
+}
+
+/// The LogRhythm side of a run: the client, how it pages, and the watch over
+/// what listings show of the server.
+struct Lister<'w> {
+    lr: &'w logrhythm::Client,
+    paging: logrhythm::Paging,
+    watch: Option<&'w mut server::Watch>,
+}
+
+/// Every slice, then submission.
+async fn walk(
+    sink: &mut Sink<'_>,
+    mut lister: Lister<'_>,
+    opts: &RunOptions,
+    s: &mut Summary,
+    slices: Vec<Slice>,
+    coverage: &BTreeMap<DateTime<Utc>, Coverage>,
+) -> Result<(), Fatal> {
     s.slices.total = slices.len() as u64;
     progress(opts, s, 0, 0, false);
     let mut done = 0u64;
@@ -62,7 +105,7 @@ pub(super) async fn sync(
         let cov = coverage.get(&plan::floor_hour(slice.0));
         // What earlier slices taught is used by the next one.
         let policy = super::knowledge::current(sink.ledger, &opts.policy)?;
-        if let Flow::Stop = one_slice(sink, lr, (opts, &policy), (slice, cov), s).await? {
+        if let Flow::Stop = one_slice(sink, &mut lister, (opts, &policy), (slice, cov), s).await? {
             break;
         }
     }
@@ -118,11 +161,12 @@ fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
 /// One slice: plan, list, triage, fetch, record.
 async fn one_slice(
     sink: &mut Sink<'_>,
-    lr: &logrhythm::Client,
+    lister: &mut Lister<'_>,
     (opts, policy): (&RunOptions, &Policy),
     (slice, cov): (Slice, Option<&Coverage>),
     s: &mut Summary,
 ) -> Result<Flow, Fatal> {
+    let lr = lister.lr;
     let slice_start = plan::floor_hour(slice.0);
     let retry = due_retries(sink.ledger, slice)?;
     let provisional_from = (sink.now)() - opts.relist_horizon;
@@ -142,7 +186,7 @@ async fn one_slice(
         }
         // Covered: only the alarms left in error are fetched again; no listing.
         plan::Action::RetryOnly => (logrhythm::SliceListing::default(), false),
-        plan::Action::List(at) => match list(sink, lr, opts, (at, slice.1), s).await? {
+        plan::Action::List(at) => match list(sink, lister, opts, (at, slice.1), s).await? {
             Ok(l) => (l, true),
             Err(flow) => return Ok(flow),
         },
@@ -203,18 +247,22 @@ async fn one_slice(
 /// Lists `[from, to)`; a failure is counted and says how the walk goes on.
 async fn list(
     sink: &Sink<'_>,
-    lr: &logrhythm::Client,
+    lister: &mut Lister<'_>,
     opts: &RunOptions,
     (from, to): Slice,
     s: &mut Summary,
 ) -> Result<Result<logrhythm::SliceListing, Flow>, Fatal> {
     let slice = crate::ledger::ts(plan::floor_hour(from));
-    let Some(listed) = race(sink.interrupt, lr.list_slice(from, to, opts.page_size)).await else {
+    let listing = lister.lr.list_slice(from, to, &lister.paging);
+    let Some(listed) = race(sink.interrupt, listing).await else {
         s.outcome.interrupted();
         return Ok(Err(Flow::Stop));
     };
     let e = match listed {
         Ok(l) => {
+            if let Some(w) = lister.watch.as_deref_mut() {
+                w.observe(&l);
+            }
             let from = crate::ledger::ts(from);
             tracing::debug!(slice = %slice, from = %from, alarms = l.alarms.len(), pages = l.pages, "slice listed");
             return Ok(Ok(l));

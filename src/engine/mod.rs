@@ -7,7 +7,8 @@
 //! - [`triage`]: the verdicts about alarms (retry rule, filters, caps);
 //! - [`submit`]: batching, bisection and budget as a sans-I/O state machine;
 //! - [`failure`]: the one classification of failures (what stops a run);
-//! - [`report`]: what a run counted and how it ended.
+//! - [`report`]: what a run counted and how it ended;
+//! - [`server`]: the probed server profile a run lists with, and its checks.
 //!
 //! This module only does the I/O those decide: list a slice, fetch details and
 //! events with bounded concurrency, extract indicators, write the slice's alarms,
@@ -39,6 +40,7 @@ pub mod triage;
 mod fetch;
 mod knowledge;
 mod send;
+pub mod server;
 pub mod settle;
 
 pub use knowledge::{current as policy_with_knowledge, unjudged};

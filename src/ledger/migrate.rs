@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../../schema.sql"),
     MIGRATION_2,
     MIGRATION_3,
+    MIGRATION_4,
     MIGRATION_UNCONFIRMED,
 ];
 
@@ -74,12 +75,34 @@ CREATE TABLE org_domains (
 );
 ";
 
-/// Migration 4 (issue 9 item 7): detection state `unconfirmed` (CI answered 2xx
+/// Migration 4 (issue 11): `server_profile`, what lrci probed of the LogRhythm
+/// server's list behaviour, one row (id 1). `page_cap` is the rows of the
+/// largest page (`page_cap_exact` 1: the server cut a page there; 0: every row
+/// fitted, so the cap is at least that; NULL: too few alarms); `offset_mode`
+/// as `logrhythm` names it; `tz_shift_hours` the hours the server's reading of
+/// `dateInserted` is ahead of UTC (NULL: no alarm to measure by); `requests`
+/// the probe's request count; `stale_reason` set when a listing contradicted
+/// the record, so the next run probes again.
+const MIGRATION_4: &str = "
+CREATE TABLE server_profile (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    page_cap       INTEGER,
+    page_cap_exact INTEGER NOT NULL CHECK (page_cap_exact IN (0, 1)),
+    offset_mode    TEXT    NOT NULL
+                   CHECK (offset_mode IN ('unknown', 'records', 'pages', 'ignored')),
+    tz_shift_hours INTEGER,
+    requests       INTEGER NOT NULL,
+    probed_at      TEXT    NOT NULL,
+    stale_reason   TEXT
+);
+";
+
+/// Migration 5 (issue 9 item 7): detection state `unconfirmed` (CI answered 2xx
 /// without a recognisable result). SQLite cannot change a CHECK constraint in
 /// place, so `detections` is rebuilt; nothing references it, so dropping the
 /// old table is safe with foreign keys on. Columns are copied by name.
 const MIGRATION_UNCONFIRMED: &str = "
-CREATE TABLE detections_v4 (
+CREATE TABLE detections_v5 (
     id             INTEGER PRIMARY KEY,
     alarm_id       INTEGER NOT NULL REFERENCES alarms (alarm_id),
     ioc_type       TEXT    NOT NULL CHECK (ioc_type IN ('ip', 'domain', 'url', 'vulnerability', 'hash')),
@@ -97,13 +120,13 @@ CREATE TABLE detections_v4 (
     threat_name    TEXT,
     UNIQUE (alarm_id, ioc_type, value)
 );
-INSERT INTO detections_v4 (id, alarm_id, ioc_type, value, field, state, reason, attempts,
+INSERT INTO detections_v5 (id, alarm_id, ioc_type, value, field, state, reason, attempts,
         last_error, created_at, updated_at, sent_at, submission_id, source_type, threat_name)
     SELECT id, alarm_id, ioc_type, value, field, state, reason, attempts,
         last_error, created_at, updated_at, sent_at, submission_id, source_type, threat_name
     FROM detections;
 DROP TABLE detections;
-ALTER TABLE detections_v4 RENAME TO detections;
+ALTER TABLE detections_v5 RENAME TO detections;
 CREATE INDEX detections_by_state ON detections (state);
 CREATE INDEX detections_by_value ON detections (value);
 ";
@@ -162,9 +185,26 @@ mod tests {
                 "org_sightings",
                 "pruned_alarms",
                 "runs",
+                "server_profile",
                 "submissions"
             ]
         );
+    }
+
+    #[test]
+    fn a_ledger_at_version_3_picks_up_the_later_steps() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        for step in &MIGRATIONS[..3] {
+            conn.execute_batch(step).unwrap();
+        }
+        conn.pragma_update(None, "user_version", 3).unwrap();
+        assert!(!tables(&conn).contains(&"server_profile".to_string()));
+        migrate(&mut conn).unwrap();
+        assert!(tables(&conn).contains(&"server_profile".to_string()));
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, CURRENT_VERSION);
     }
 
     #[test]
@@ -179,7 +219,7 @@ mod tests {
     }
 
     #[test]
-    fn migration_4_keeps_every_detection_and_allows_unconfirmed() {
+    fn migration_5_keeps_every_detection_and_allows_unconfirmed() {
         let mut conn = Connection::open_in_memory().unwrap();
         let tx = conn.transaction().unwrap();
         for step in &MIGRATIONS[..3] {

@@ -41,6 +41,7 @@ pub mod migrate;
 mod prune;
 mod queue;
 mod reconcile;
+mod server;
 mod sql;
 mod writer;
 

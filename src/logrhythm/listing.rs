@@ -2,50 +2,59 @@
 //! back and what was seen so far, what to request next. No I/O here; the
 //! client (`super::Client::list_slice`) fetches what this module asks for.
 //!
-//! The Alarm API only has a lower time bound (`dateInserted`), may cap `count`
-//! silently, and may treat `offset` as a record offset, a page index or ignore
-//! it (spec §3, §3.2, §12). The rules (DESIGN.md §1.3):
-//! - page ascending from the slice start; a page is *full* when it holds the
-//!   `count` asked for, or — since the server may cap pages silently — as many
-//!   rows as the largest page seen so far, provided that is at least
-//!   [`MIN_PLAUSIBLE_CAP`] rows (caps seen in the wild are 25 to 1000; without
-//!   this floor, the lone alarm of a fresh hour looked like a full page of one
-//!   timestamp and was reported saturated);
-//! - after a full page spanning several timestamps, continue from its last
-//!   `dateInserted` (inclusive) with offset 0, de-duplicating by `alarmId`;
-//! - after a full page holding a single timestamp, page through that timestamp
-//!   with `offset`; the first such page probes with `offset=1` to learn whether
-//!   offset counts records, pages, or is ignored;
-//! - when offset is ignored, the timestamp is *saturated*: record it and go on
-//!   from one millisecond later, so the rest of the slice is still fetched;
-//! - stop at a short page or at the first row at or past the slice end;
-//! - every page must be ascending; a bounded number of pages.
+//! The Alarm API only has a lower time bound (`dateInserted`), inclusive or (on
+//! some servers) exclusive; stores it in SQL Server `datetime` ticks of 1/300 s
+//! that a `datetime2` comparison with a millisecond parameter can exclude; may
+//! cap `count` silently; and may treat `offset` as a record offset, a page index
+//! or ignore it (spec §3, §3.2, §4.1, §12, §15). The rules (DESIGN.md §1.3):
+//! - every request asks from [`TICK_LEAD`] (one tick and a little) before the
+//!   time it means, so an alarm sharing the boundary timestamp is never lost to
+//!   a strict bound or a tick comparison; what comes back twice is de-duplicated
+//!   by `alarmId`;
+//! - each page is sorted by (`dateInserted`, `alarmId`) here, whatever order the
+//!   server used, and bounded to `[from, to)` here;
+//! - a page is *full* when it holds the `count` asked for, or — since the server
+//!   may cap pages silently — as many rows as the largest page seen so far,
+//!   provided that is at least [`MIN_PLAUSIBLE_CAP`] rows (caps seen in the wild
+//!   are 25 to 1000; without this floor, the lone alarm of a fresh hour looked
+//!   like a full page of one timestamp and was reported saturated);
+//! - after a full page whose last timestamp lies beyond the lead of the request,
+//!   continue from that timestamp (minus the lead) with offset 0;
+//! - otherwise (a full page of one instant, or of instants within the lead),
+//!   page through that request with `offset`; the first such page probes with
+//!   `offset=1` to learn whether offset counts records, pages, or is ignored,
+//!   unless the server is already known to ignore it;
+//! - when offset is ignored, the last instant of the page is *saturated*:
+//!   record it and go on from just after its tick, so the rest of the slice is
+//!   still fetched;
+//! - rows older than the request by more than [`EARLY_TOLERANCE`] say the server
+//!   reads the bound in another time zone: counted (the caller warns), and a full
+//!   page of nothing else fails the slice ([`Error::Shifted`]);
+//! - stop at a short page or at the first row at or past the slice end; a
+//!   bounded number of pages.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::Error;
-use crate::model::{AlarmId, AlarmRow};
+use crate::model::{AlarmId, AlarmRow, OffsetMode};
 
-/// How the server treats `offset`, as detected while paging through ties.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OffsetMode {
-    /// Not needed (no full page of a single timestamp), so not detected.
-    #[default]
-    Unknown,
-    /// `offset` counts rows to skip.
-    Records,
-    /// `offset` is a page index.
-    Pages,
-    /// `offset` has no effect.
-    Ignored,
-}
+/// How far before the instant it means each request asks: one SQL Server
+/// `datetime` tick is 3.33 ms, and a stored tick is displayed rounded to the
+/// millisecond (`.007` is 6.67 ms), so 4 ms before a displayed value is at or
+/// before its exact tick, even for a strict (`>`) bound.
+pub const TICK_LEAD: TimeDelta = TimeDelta::milliseconds(4);
 
-/// One `GET /alarms` request.
+/// How much older than requested a row may be before it counts as a sign of a
+/// server reading the bound in another time zone.
+pub const EARLY_TOLERANCE: TimeDelta = TimeDelta::seconds(1);
+
+/// One `GET /alarms` request, in the server's own time: the client adds the
+/// server's time-zone shift when it sends `since`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
-    /// `dateInserted` lower bound (inclusive).
+    /// `dateInserted` lower bound as the server should apply it.
     pub since: DateTime<Utc>,
     /// `count`.
     pub count: u32,
@@ -74,6 +83,11 @@ pub struct SliceListing {
     pub pages: u32,
     /// How `offset` behaved, if it had to be used.
     pub offset_mode: OffsetMode,
+    /// The most rows any page held.
+    pub largest_page: usize,
+    /// How much older than requested the oldest row was, when more than
+    /// [`EARLY_TOLERANCE`] (a server reading the bound in another time zone).
+    pub early_by: Option<TimeDelta>,
 }
 
 /// The smallest server page cap lrci believes in. A page shorter than both the
@@ -97,15 +111,22 @@ pub(crate) struct Listing {
     alarms: Vec<AlarmRow>,
     saturated: Vec<DateTime<Utc>>,
     pages: u32,
+    early_by: Option<TimeDelta>,
+    /// The ids of the last page, sorted.
+    last_ids: Option<Vec<AlarmId>>,
 }
 
 impl Listing {
-    /// Starts a listing of `[from, to)`; `max_pages` bounds the work.
+    /// Starts a listing of `[from, to)`; `max_pages` bounds the work. `known`
+    /// is what the server is already known to do with `offset`: `Ignored` skips
+    /// the offset probe; any other mode is confirmed by the probe first (trusting
+    /// a wrong record-or-page belief would skip alarms).
     pub(crate) fn new(
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         page_size: u32,
         max_pages: u32,
+        known: OffsetMode,
     ) -> Self {
         let page_size = page_size.max(1);
         Listing {
@@ -114,18 +135,23 @@ impl Listing {
             page_size,
             max_pages,
             current: PageRequest {
-                since: from,
+                since: from - TICK_LEAD,
                 count: page_size,
                 offset: 0,
             },
             max_page_len: 0,
             min_cap: MIN_PLAUSIBLE_CAP,
-            mode: OffsetMode::Unknown,
+            mode: match known {
+                OffsetMode::Ignored => OffsetMode::Ignored,
+                _ => OffsetMode::Unknown,
+            },
             probe_anchor: None,
             seen: HashSet::new(),
             alarms: Vec::new(),
             saturated: Vec::new(),
             pages: 0,
+            early_by: None,
+            last_ids: None,
         }
     }
 
@@ -144,7 +170,9 @@ impl Listing {
     /// Takes in the page answering the last request and decides the next step.
     pub(crate) fn on_page(&mut self, page: &[AlarmRow]) -> Result<Next, Error> {
         self.pages += 1;
-        check_ascending(&self.current, page)?;
+        let mut page = page.to_vec();
+        page.sort_by_key(|r| (r.date_inserted, r.alarm_id));
+        let page = page.as_slice();
         self.max_page_len = self.max_page_len.max(page.len());
         let asked = usize::try_from(self.current.count).unwrap_or(usize::MAX);
         let full = !page.is_empty()
@@ -153,17 +181,24 @@ impl Listing {
 
         let mut past_end = false;
         for row in page {
+            let early = self.current.since - row.date_inserted;
+            if early > EARLY_TOLERANCE && self.early_by.is_none_or(|e| early > e) {
+                self.early_by = Some(early);
+            }
             if row.date_inserted >= self.to {
                 past_end = true;
                 break;
             }
-            if row.date_inserted >= self.from && self.seen.insert(row.alarm_id) {
+            // Every id is remembered, even before `from`, so a row the server
+            // sends twice (or again at the next page) counts once.
+            if self.seen.insert(row.alarm_id) && row.date_inserted >= self.from {
                 self.alarms.push(row.clone());
             }
         }
         if let Some(anchor) = self.probe_anchor.take() {
-            if let Some(first) = page.first() {
-                self.mode = classify(&anchor, first.alarm_id);
+            if !page.is_empty() {
+                let ids: Vec<AlarmId> = page.iter().map(|r| r.alarm_id).collect();
+                self.mode = classify(&anchor, &ids);
             }
         }
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
@@ -172,10 +207,25 @@ impl Listing {
         if past_end || !full {
             return Ok(Next::Done);
         }
+        if last.date_inserted < self.current.since - EARLY_TOLERANCE {
+            return Err(Error::Shifted {
+                since: self.current.since,
+                newest: last.date_inserted,
+            });
+        }
+        let ids: Vec<AlarmId> = page.iter().map(|r| r.alarm_id).collect();
+        let repeated = self.last_ids.as_ref() == Some(&ids);
+        if self.current.offset > 0 && repeated && self.mode != OffsetMode::Ignored {
+            // A later offset brought back the very same page: offset does not
+            // do what it was believed to; never rely on it in this slice.
+            self.mode = OffsetMode::Ignored;
+        }
+        self.last_ids = Some(ids);
 
-        let next = if first.date_inserted != last.date_inserted {
+        let ahead = last.date_inserted - TICK_LEAD;
+        let next = if first.date_inserted != last.date_inserted && ahead > self.current.since {
             Some(PageRequest {
-                since: last.date_inserted,
+                since: ahead,
                 count: self.page_size,
                 offset: 0,
             })
@@ -202,29 +252,32 @@ impl Listing {
         Ok(Next::Fetch(next))
     }
 
-    /// Next request after a full page whose rows all share timestamp `t`.
+    /// Next request after a full page that moving on by timestamp cannot get
+    /// past: its rows share timestamp `t`, or lie within the lead of the request.
     fn tie_step(&mut self, t: DateTime<Utc>, page: &[AlarmRow]) -> Option<PageRequest> {
         let tie_count = self
             .page_size
             .min(u32::try_from(self.max_page_len).unwrap_or(u32::MAX));
-        if t != self.current.since {
+        let anchor = t - TICK_LEAD;
+        if anchor > self.current.since {
             if self.current.offset != 0 {
                 // The ties of the previous timestamp ended exactly at a page
                 // boundary; restart cleanly at `t`.
                 return Some(PageRequest {
-                    since: t,
+                    since: anchor,
                     count: self.page_size,
                     offset: 0,
                 });
             }
-            // Rows >= since began at `t`, so this page is exactly what (t, 0)
-            // would return: treat it as such.
-            self.current.since = t;
+            // Nothing came back between the request and `t`, so this page is
+            // exactly what a request at `t` would return: treat it as such.
+            self.current.since = anchor;
         }
+        let since = self.current.since;
         let offset = self.current.offset;
         let at = |offset: u32| {
             Some(PageRequest {
-                since: t,
+                since,
                 count: tie_count,
                 offset,
             })
@@ -242,6 +295,8 @@ impl Listing {
                 if !self.saturated.contains(&t) {
                     self.saturated.push(t);
                 }
+                // Just past `t`'s tick (displayed within 0.34 ms of it), before
+                // the next tick (3.33 ms later): no lead here.
                 let after = t + TimeDelta::milliseconds(1);
                 (after < self.to).then_some(PageRequest {
                     since: after,
@@ -260,41 +315,32 @@ impl Listing {
             saturated_at: self.saturated,
             pages: self.pages,
             offset_mode: self.mode,
+            largest_page: self.max_page_len,
+            early_by: self.early_by,
         }
     }
 }
 
-/// Mode from the answer to `offset=1` after an offset-0 page with ids `anchor`.
-fn classify(anchor: &[AlarmId], first_id: AlarmId) -> OffsetMode {
-    if anchor.first() == Some(&first_id) {
-        OffsetMode::Ignored
-    } else if anchor.get(1) == Some(&first_id) {
-        OffsetMode::Records
-    } else if !anchor.contains(&first_id) {
+/// Mode from the answer to `offset=1` (ids `page`) after an offset-0 page with
+/// ids `anchor`, both sorted by time and id: the same page → ignored; the
+/// anchor shifted by one row → records; at most one row in common (a row the
+/// server duplicated across the page boundary) → pages. Anything else is not
+/// trustworthy and counts as ignored (ties are then reported saturated, never
+/// silently dropped).
+pub(crate) fn classify(anchor: &[AlarmId], page: &[AlarmId]) -> OffsetMode {
+    if page == anchor {
+        return OffsetMode::Ignored;
+    }
+    if !page.is_empty() && page.first() == anchor.get(1) {
+        return OffsetMode::Records;
+    }
+    let known: HashSet<&AlarmId> = anchor.iter().collect();
+    let shared: HashSet<&AlarmId> = page.iter().filter(|id| known.contains(id)).collect();
+    if shared.len() <= 1 {
         OffsetMode::Pages
     } else {
-        // Neither a record shift nor a page shift: not trustworthy, so never
-        // rely on it (ties will be reported saturated, not silently dropped).
         OffsetMode::Ignored
     }
-}
-
-/// A page must be non-decreasing in `dateInserted`.
-fn check_ascending(req: &PageRequest, page: &[AlarmRow]) -> Result<(), Error> {
-    for pair in page.windows(2) {
-        if let [a, b] = pair {
-            if b.date_inserted < a.date_inserted {
-                return Err(Error::Order {
-                    since: req.since,
-                    offset: req.offset,
-                    alarm_id: b.alarm_id,
-                    prev: a.date_inserted,
-                    next: b.date_inserted,
-                });
-            }
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -319,7 +365,13 @@ mod tests {
         spec.iter().map(|&(id, ms)| row(id, ms)).collect()
     }
 
+    /// A request meaning `ms`: sent [`TICK_LEAD`] (4 ms) earlier.
     fn req(ms: i64, count: u32, offset: u32) -> Next {
+        at(ms - 4, count, offset)
+    }
+
+    /// A request sent at exactly `ms` (no lead).
+    fn at(ms: i64, count: u32, offset: u32) -> Next {
         Next::Fetch(PageRequest {
             since: t(ms),
             count,
@@ -327,9 +379,13 @@ mod tests {
         })
     }
 
+    fn listing(page_size: u32, to_ms: i64) -> Listing {
+        Listing::new(t(0), t(to_ms), page_size, 100, OffsetMode::Unknown).with_min_cap(1)
+    }
+
     /// Feeds pages in order and checks each decision: one table row per page.
     fn run(page_size: u32, to_ms: i64, steps: &[(Vec<AlarmRow>, Next)]) -> SliceListing {
-        let mut l = Listing::new(t(0), t(to_ms), page_size, 100).with_min_cap(1);
+        let mut l = listing(page_size, to_ms);
         for (i, (page, want)) in steps.iter().enumerate() {
             assert_eq!(l.on_page(page).unwrap(), *want, "step {i}");
         }
@@ -340,20 +396,27 @@ mod tests {
     /// one timestamp, probed with offset, and reported saturated (exit 75).
     #[test]
     fn page_below_the_plausible_cap_is_short() {
-        let mut l = Listing::new(t(0), t(1000), 1000, 100);
+        let new = || Listing::new(t(0), t(1000), 1000, 100, OffsetMode::Unknown);
+        let mut l = new();
         assert_eq!(l.on_page(&rows(&[(1, 5)])).unwrap(), Next::Done);
         let out = l.finish();
         assert_eq!(out.alarms.len(), 1);
         assert!(out.saturated_at.is_empty());
         // Nine rows of one timestamp, asked for 1000: still short, not saturated.
-        let mut l = Listing::new(t(0), t(1000), 1000, 100);
+        let mut l = new();
         let nine: Vec<(i64, i64)> = (1..=9).map(|i| (i, 7)).collect();
         assert_eq!(l.on_page(&rows(&nine)).unwrap(), Next::Done);
         assert!(l.finish().saturated_at.is_empty());
         // Ten rows spanning two timestamps could be a capped page: continue.
-        let mut l = Listing::new(t(0), t(1000), 1000, 100);
-        let ten: Vec<(i64, i64)> = (1..=10).map(|i| (i, if i < 6 { 3 } else { 8 })).collect();
-        assert_eq!(l.on_page(&rows(&ten)).unwrap(), req(8, 1000, 0));
+        let mut l = new();
+        let ten: Vec<(i64, i64)> = (1..=10).map(|i| (i, if i < 6 { 3 } else { 80 })).collect();
+        assert_eq!(l.on_page(&rows(&ten)).unwrap(), req(80, 1000, 0));
+    }
+
+    #[test]
+    fn the_first_request_asks_one_tick_early() {
+        let l = listing(3, 1000);
+        assert_eq!(l.first_request().map(Next::Fetch), Some(req(0, 3, 0)));
     }
 
     #[test]
@@ -362,8 +425,8 @@ mod tests {
             3,
             1000,
             &[
-                (rows(&[(1, 0), (2, 5)]), req(5, 3, 0)),
-                (rows(&[(2, 5)]), Next::Done),
+                (rows(&[(1, 0), (2, 50)]), req(50, 3, 0)),
+                (rows(&[(2, 50)]), Next::Done),
             ],
         );
         assert_eq!(out.alarms.len(), 2);
@@ -373,21 +436,37 @@ mod tests {
     }
 
     #[test]
-    fn full_pages_continue_from_last_timestamp_inclusive() {
+    fn full_pages_continue_from_last_timestamp_minus_the_lead() {
         let out = run(
             3,
             1000,
             &[
-                (rows(&[(1, 0), (2, 1), (3, 2)]), req(2, 3, 0)),
-                (rows(&[(3, 2), (4, 3), (5, 3)]), req(3, 3, 0)),
-                (rows(&[(4, 3), (5, 3), (6, 9)]), req(9, 3, 0)),
-                (rows(&[(6, 9)]), Next::Done),
+                (rows(&[(1, 0), (2, 10), (3, 20)]), req(20, 3, 0)),
+                (rows(&[(3, 20), (4, 30), (5, 30)]), req(30, 3, 0)),
+                (rows(&[(4, 30), (5, 30), (6, 90)]), req(90, 3, 0)),
+                (rows(&[(6, 90)]), Next::Done),
             ],
         );
         let ids: Vec<_> = out.alarms.iter().map(|a| a.alarm_id).collect();
         assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
         assert_eq!(out.offset_mode, OffsetMode::Unknown);
         assert!(out.saturated_at.is_empty());
+        assert_eq!(out.largest_page, 3);
+    }
+
+    /// Pages are sorted here, and rows the server sends twice count once.
+    #[test]
+    fn shuffled_and_duplicated_pages_are_sorted_and_deduplicated() {
+        let out = run(
+            4,
+            1000,
+            &[
+                (rows(&[(3, 20), (1, 0), (3, 20), (2, 10)]), req(20, 4, 0)),
+                (rows(&[(4, 50), (3, 20)]), Next::Done),
+            ],
+        );
+        let ids: Vec<_> = out.alarms.iter().map(|a| a.alarm_id).collect();
+        assert_eq!(ids, vec![1, 2, 3, 4]);
     }
 
     #[test]
@@ -397,9 +476,9 @@ mod tests {
             10,
             1000,
             &[
-                (rows(&[(1, 0), (2, 1)]), req(1, 10, 0)),
-                (rows(&[(2, 1), (3, 4)]), req(4, 10, 0)),
-                (rows(&[(3, 4)]), Next::Done),
+                (rows(&[(1, 0), (2, 10)]), req(10, 10, 0)),
+                (rows(&[(2, 10), (3, 40)]), req(40, 10, 0)),
+                (rows(&[(3, 40)]), Next::Done),
             ],
         );
         assert_eq!(out.alarms.len(), 3);
@@ -407,26 +486,23 @@ mod tests {
 
     #[test]
     fn row_at_or_past_end_stops_and_is_excluded() {
-        let out = run(3, 10, &[(rows(&[(1, 0), (2, 9), (3, 10)]), Next::Done)]);
+        let out = run(3, 100, &[(rows(&[(1, 0), (2, 90), (3, 100)]), Next::Done)]);
         let ids: Vec<_> = out.alarms.iter().map(|a| a.alarm_id).collect();
         assert_eq!(ids, vec![1, 2]);
     }
 
     #[test]
     fn rows_before_start_are_ignored() {
-        let mut l = Listing::new(t(5), t(100), 3, 100).with_min_cap(1);
+        let mut l = Listing::new(t(50), t(1000), 3, 100, OffsetMode::Unknown).with_min_cap(1);
         assert_eq!(
-            l.on_page(&rows(&[(1, 0), (2, 6)])).unwrap(),
-            Next::Fetch(PageRequest {
-                since: t(6),
-                count: 3,
-                offset: 0
-            })
+            l.on_page(&rows(&[(1, 47), (2, 60)])).unwrap(),
+            req(60, 3, 0)
         );
-        assert_eq!(l.on_page(&rows(&[(2, 6)])).unwrap(), Next::Done);
+        assert_eq!(l.on_page(&rows(&[(2, 60)])).unwrap(), Next::Done);
         let out = l.finish();
         assert_eq!(out.alarms.len(), 1);
         assert_eq!(out.alarms[0].alarm_id, 2);
+        assert_eq!(out.early_by, None);
     }
 
     #[test]
@@ -435,15 +511,33 @@ mod tests {
             3,
             1000,
             &[
-                (rows(&[(1, 0), (2, 7), (3, 7)]), req(7, 3, 0)),
-                (rows(&[(2, 7), (3, 7), (4, 7)]), req(7, 3, 1)),
-                (rows(&[(3, 7), (4, 7), (5, 7)]), req(7, 3, 4)),
-                (rows(&[(6, 7), (7, 8)]), Next::Done),
+                (rows(&[(1, 0), (2, 70), (3, 70)]), req(70, 3, 0)),
+                (rows(&[(2, 70), (3, 70), (4, 70)]), req(70, 3, 1)),
+                (rows(&[(3, 70), (4, 70), (5, 70)]), req(70, 3, 4)),
+                (rows(&[(6, 70), (7, 80)]), Next::Done),
             ],
         );
         assert_eq!(out.offset_mode, OffsetMode::Records);
         assert_eq!(out.alarms.len(), 7);
         assert!(out.saturated_at.is_empty());
+    }
+
+    /// Two ticks 3.33 ms apart fill a page: moving on by timestamp would ask
+    /// the same again, so the request is paged through with offset.
+    #[test]
+    fn a_full_page_within_the_lead_is_paged_with_offset() {
+        let out = run(
+            3,
+            1000,
+            &[
+                (rows(&[(1, 0), (2, 70), (3, 73)]), req(73, 3, 0)),
+                (rows(&[(2, 70), (3, 73), (4, 73)]), req(73, 3, 1)),
+                (rows(&[(3, 73), (4, 73), (5, 73)]), req(73, 3, 4)),
+                (rows(&[(6, 90)]), Next::Done),
+            ],
+        );
+        assert_eq!(out.offset_mode, OffsetMode::Records);
+        assert_eq!(out.alarms.len(), 6);
     }
 
     #[test]
@@ -452,9 +546,9 @@ mod tests {
             3,
             1000,
             &[
-                (rows(&[(2, 7), (3, 7), (4, 7)]), req(7, 3, 1)),
-                (rows(&[(5, 7), (6, 7), (7, 7)]), req(7, 3, 2)),
-                (rows(&[(8, 7), (9, 9)]), Next::Done),
+                (rows(&[(2, 70), (3, 70), (4, 70)]), req(70, 3, 1)),
+                (rows(&[(5, 70), (6, 70), (7, 70)]), req(70, 3, 2)),
+                (rows(&[(8, 70), (9, 90)]), Next::Done),
             ],
         );
         assert_eq!(out.offset_mode, OffsetMode::Pages);
@@ -462,89 +556,128 @@ mod tests {
     }
 
     #[test]
-    fn ties_with_offset_ignored_saturate_then_continue() {
+    fn ties_with_offset_ignored_saturate_then_continue_just_past_the_tick() {
         let out = run(
             3,
             1000,
             &[
-                (rows(&[(2, 7), (3, 7), (4, 7)]), req(7, 3, 1)),
-                (rows(&[(2, 7), (3, 7), (4, 7)]), req(8, 3, 0)),
-                (rows(&[(9, 20)]), Next::Done),
+                (rows(&[(2, 70), (3, 70), (4, 70)]), req(70, 3, 1)),
+                (rows(&[(2, 70), (3, 70), (4, 70)]), at(71, 3, 0)),
+                (rows(&[(9, 200)]), Next::Done),
             ],
         );
         assert_eq!(out.offset_mode, OffsetMode::Ignored);
-        assert_eq!(out.saturated_at, vec![t(7)]);
+        assert_eq!(out.saturated_at, vec![t(70)]);
         assert_eq!(out.alarms.len(), 4);
     }
 
     #[test]
-    fn known_ignored_mode_saturates_without_probing_again() {
-        let out = run(
-            2,
-            1000,
-            &[
-                (rows(&[(1, 7), (2, 7)]), req(7, 2, 1)),
-                (rows(&[(1, 7), (2, 7)]), req(8, 2, 0)),
-                (rows(&[(3, 9), (4, 9)]), req(10, 2, 0)),
-                (rows(&[]), Next::Done),
-            ],
+    fn known_ignored_mode_saturates_without_probing() {
+        let mut l = Listing::new(t(0), t(1000), 2, 100, OffsetMode::Ignored).with_min_cap(1);
+        let steps = [
+            (rows(&[(1, 70), (2, 70)]), at(71, 2, 0)),
+            (rows(&[(3, 90), (4, 90)]), at(91, 2, 0)),
+            (rows(&[]), Next::Done),
+        ];
+        for (i, (page, want)) in steps.iter().enumerate() {
+            assert_eq!(l.on_page(page).unwrap(), *want, "step {i}");
+        }
+        assert_eq!(l.finish().saturated_at, vec![t(70), t(90)]);
+    }
+
+    /// A recorded records/pages mode is confirmed by the probe first.
+    #[test]
+    fn known_records_mode_is_confirmed_by_the_probe() {
+        let mut l = Listing::new(t(0), t(1000), 2, 100, OffsetMode::Records).with_min_cap(1);
+        assert_eq!(
+            l.on_page(&rows(&[(1, 70), (2, 70)])).unwrap(),
+            req(70, 2, 1)
         );
-        assert_eq!(out.saturated_at, vec![t(7), t(9)]);
+        // The server ignores offset after all: saturated, never looped over.
+        assert_eq!(l.on_page(&rows(&[(1, 70), (2, 70)])).unwrap(), at(71, 2, 0));
+        let out = l.finish();
+        assert_eq!(out.offset_mode, OffsetMode::Ignored);
+        assert_eq!(out.saturated_at, vec![t(70)]);
     }
 
     #[test]
     fn saturation_at_the_last_millisecond_ends_the_slice() {
         let out = run(
             2,
-            8,
+            71,
             &[
-                (rows(&[(1, 7), (2, 7)]), req(7, 2, 1)),
-                (rows(&[(1, 7), (2, 7)]), Next::Done),
+                (rows(&[(1, 70), (2, 70)]), req(70, 2, 1)),
+                (rows(&[(1, 70), (2, 70)]), Next::Done),
             ],
         );
-        assert_eq!(out.saturated_at, vec![t(7)]);
+        assert_eq!(out.saturated_at, vec![t(70)]);
     }
 
+    /// Rows hours older than asked: counted; a full page of only such rows
+    /// fails the slice rather than walking back in time.
     #[test]
-    fn unordered_page_is_an_order_error() {
-        let mut l = Listing::new(t(0), t(1000), 3, 100).with_min_cap(1);
-        let err = l.on_page(&rows(&[(1, 5), (2, 3), (3, 9)])).unwrap_err();
-        assert!(
-            matches!(err, Error::Order { alarm_id, .. } if alarm_id == 2),
-            "{err}"
+    fn rows_older_than_requested_are_counted_and_a_page_of_them_fails() {
+        let mut l =
+            Listing::new(t(7_200_000), t(9_000_000), 3, 100, OffsetMode::Unknown).with_min_cap(1);
+        let err = l.on_page(&rows(&[(1, 0), (2, 10), (3, 20)])).unwrap_err();
+        assert!(matches!(err, Error::Shifted { .. }), "{err}");
+        let mut l = Listing::new(t(7_200_000), t(9_000_000), 3, 100, OffsetMode::Unknown);
+        assert_eq!(
+            l.on_page(&rows(&[(1, 0), (2, 7_200_010)])).unwrap(),
+            Next::Done
         );
+        let out = l.finish();
+        assert_eq!(out.alarms.len(), 1);
+        assert_eq!(out.early_by, Some(TimeDelta::milliseconds(7_199_996)));
     }
 
     #[test]
     fn repeated_request_is_no_progress() {
-        // A server that ignores dateInserted and keeps returning old rows.
-        let mut l = Listing::new(t(100), t(1000), 2, 100).with_min_cap(1);
-        assert_eq!(l.on_page(&rows(&[(1, 0), (2, 1)])).unwrap(), req(1, 2, 0));
-        let err = l.on_page(&rows(&[(1, 0), (2, 1)])).unwrap_err();
+        // A server that keeps answering with the same rows whatever is asked:
+        // probed, saturated, then stopped.
+        let mut l = Listing::new(t(0), t(1000), 2, 100, OffsetMode::Unknown).with_min_cap(1);
+        let same = rows(&[(1, 0), (2, 10)]);
+        assert_eq!(l.on_page(&same).unwrap(), req(10, 2, 0));
+        assert_eq!(l.on_page(&same).unwrap(), req(10, 2, 1));
+        assert_eq!(l.on_page(&same).unwrap(), at(11, 2, 0));
+        let err = l.on_page(&same).unwrap_err();
         assert!(matches!(err, Error::NoProgress { .. }), "{err}");
     }
 
     #[test]
     fn page_budget_is_bounded() {
-        let mut l = Listing::new(t(0), t(1_000_000), 1, 3).with_min_cap(1);
-        assert_eq!(l.on_page(&rows(&[(1, 1)])).unwrap(), req(1, 1, 1));
-        assert_eq!(l.on_page(&rows(&[(2, 2)])).unwrap(), req(2, 1, 0));
-        let err = l.on_page(&rows(&[(3, 3)])).unwrap_err();
+        let mut l = Listing::new(t(0), t(1_000_000), 1, 3, OffsetMode::Unknown).with_min_cap(1);
+        assert_eq!(l.on_page(&rows(&[(1, 10)])).unwrap(), req(10, 1, 1));
+        assert_eq!(l.on_page(&rows(&[(2, 20)])).unwrap(), req(20, 1, 0));
+        let err = l.on_page(&rows(&[(3, 30)])).unwrap_err();
         assert!(matches!(err, Error::TooManyPages { max: 3, .. }), "{err}");
     }
 
     #[test]
     fn classify_table() {
-        let anchor = [10, 11, 12].map(AlarmId::from);
-        assert_eq!(classify(&anchor, 10.into()), OffsetMode::Ignored);
-        assert_eq!(classify(&anchor, 11.into()), OffsetMode::Records);
-        assert_eq!(classify(&anchor, 13.into()), OffsetMode::Pages);
-        assert_eq!(classify(&anchor, 12.into()), OffsetMode::Ignored);
+        let ids = |v: &[i64]| v.iter().map(|&i| AlarmId::from(i)).collect::<Vec<_>>();
+        let anchor = ids(&[10, 11, 12]);
+        let cases = [
+            (ids(&[10, 11, 12]), OffsetMode::Ignored),
+            (ids(&[11, 12, 13]), OffsetMode::Records),
+            (ids(&[13, 14, 15]), OffsetMode::Pages),
+            // A row duplicated across the page boundary.
+            (ids(&[12, 13, 14]), OffsetMode::Pages),
+            // Neither a record nor a page shift.
+            (ids(&[10, 12, 13]), OffsetMode::Ignored),
+        ];
+        for (page, want) in cases {
+            assert_eq!(classify(&anchor, &page), want, "{page:?}");
+        }
+        // A duplicated first row: the records shift still shows.
+        let doubled = ids(&[10, 10, 11]);
+        assert_eq!(classify(&doubled, &ids(&[10, 11, 12])), OffsetMode::Records);
+        assert_eq!(classify(&doubled, &doubled), OffsetMode::Ignored);
     }
 
     #[test]
     fn empty_slice_requests_nothing() {
-        let l = Listing::new(t(5), t(5), 10, 10);
+        let l = Listing::new(t(5), t(5), 10, 10, OffsetMode::Unknown);
         assert_eq!(l.first_request(), None);
     }
 }

@@ -6,9 +6,11 @@
 //! edge. No SQL, no ledger, no printing; transport comes from [`crate::http`].
 
 mod listing;
+pub mod probe;
 mod wire;
 
-pub use listing::{OffsetMode, PageRequest, SliceListing};
+pub use crate::model::OffsetMode;
+pub use listing::{PageRequest, SliceListing, EARLY_TOLERANCE, TICK_LEAD};
 pub use wire::{format_lr_date, parse_lr_date};
 
 use chrono::{DateTime, Utc};
@@ -80,14 +82,12 @@ pub enum Error {
         code: i64,
         message: String,
     },
-    /// A page came back out of ascending `dateInserted` order.
-    #[error("page dateInserted={since} offset={offset} is not in ascending order: alarm {alarm_id} at {next} follows {prev}")]
-    Order {
+    /// A full page held only alarms older than the bound asked for: the server
+    /// reads `dateInserted` in another time zone than lrci assumes.
+    #[error("asked for alarms from {since}, LogRhythm answered a full page of older ones (newest {newest}): it may read dateInserted as its local time; the next run measures the shift again")]
+    Shifted {
         since: DateTime<Utc>,
-        offset: u32,
-        alarm_id: AlarmId,
-        prev: DateTime<Utc>,
-        next: DateTime<Utc>,
+        newest: DateTime<Utc>,
     },
     /// The listing would repeat the same request forever.
     #[error("listing made no progress: the next request (dateInserted={since} offset={offset}) repeats the last one")]
@@ -128,7 +128,7 @@ impl Error {
             | Error::NoApi { .. }
             | Error::Parse { .. }
             | Error::Shape { .. }
-            | Error::Order { .. }
+            | Error::Shifted { .. }
             | Error::NoProgress { .. }
             | Error::TooManyPages { .. } => false,
         }
@@ -200,6 +200,29 @@ fn map_http(e: http::Error, target: Target, base: &Url) -> Error {
             source: Box::new(e),
         },
         _ => Error::from(e),
+    }
+}
+
+/// What is known of how the server pages, for [`Client::list_slice`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    /// `count` asked for.
+    pub page_size: u32,
+    /// How the server treats `offset`, if known (`Ignored` skips the probe).
+    pub offset_mode: OffsetMode,
+    /// Added to every `dateInserted` sent: the server reads the parameter as
+    /// its local time this far ahead of UTC (see [`probe`]).
+    pub tz_shift: chrono::TimeDelta,
+}
+
+impl Paging {
+    /// Nothing known: `page_size` rows asked, offset probed when needed, no shift.
+    pub fn new(page_size: u32) -> Paging {
+        Paging {
+            page_size,
+            offset_mode: OffsetMode::Unknown,
+            tz_shift: chrono::TimeDelta::zero(),
+        }
     }
 }
 
@@ -292,11 +315,30 @@ impl Client {
         count: u32,
         offset: u32,
     ) -> Result<Vec<AlarmRow>> {
+        self.list_page_dir(since, count, offset, false).await
+    }
+
+    /// [`Client::list_page`], newest first when `descending` (the probe's
+    /// question "which alarm is the newest").
+    pub async fn list_page_dir(
+        &self,
+        since: DateTime<Utc>,
+        count: u32,
+        offset: u32,
+        descending: bool,
+    ) -> Result<Vec<AlarmRow>> {
         let mut url = self.url("alarms")?;
         url.query_pairs_mut()
             .append_pair("dateInserted", &format_lr_date(since))
             .append_pair("orderby", "DateInserted")
-            .append_pair("dir", "ascending")
+            .append_pair(
+                "dir",
+                if descending {
+                    "descending"
+                } else {
+                    "ascending"
+                },
+            )
             .append_pair("count", &count.to_string())
             .append_pair("offset", &offset.to_string());
         let body = self.get(url, Target::List).await?;
@@ -312,19 +354,27 @@ impl Client {
     }
 
     /// Lists every alarm inserted in `[from, to)`, paging as [`listing`]
-    /// describes. Saturated timestamps are returned (and logged), never dropped
-    /// silently.
+    /// describes with what is known of the server (`paging`). Saturated
+    /// timestamps are returned (and logged), never dropped silently.
     #[tracing::instrument(skip_all, fields(from = %from, to = %to), err(level = "debug"))]
     pub async fn list_slice(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        page_size: u32,
+        paging: &Paging,
     ) -> Result<SliceListing> {
-        let mut state = listing::Listing::new(from, to, page_size, MAX_PAGES_PER_SLICE);
+        let mut state = listing::Listing::new(
+            from,
+            to,
+            paging.page_size,
+            MAX_PAGES_PER_SLICE,
+            paging.offset_mode,
+        );
         let mut next = state.first_request();
         while let Some(req) = next {
-            let page = self.list_page(req.since, req.count, req.offset).await?;
+            let page = self
+                .list_page(req.since + paging.tz_shift, req.count, req.offset)
+                .await?;
             next = match state.on_page(&page)? {
                 listing::Next::Done => None,
                 listing::Next::Fetch(r) => Some(r),

@@ -12,10 +12,12 @@ use std::fmt;
 use std::str::FromStr;
 
 mod ids;
+mod server;
 mod slice;
 mod state;
 
 pub use ids::{AlarmId, DetectionId};
+pub use server::{OffsetMode, PageCap, ServerProfile};
 pub use slice::Slice;
 pub use state::{AlarmDecision, DetectionState, UnknownValue};
 

@@ -7,11 +7,17 @@
 //! ascending order; `orderby` without `dir` sorts descending. Ties are always broken
 //! by `alarmId` ascending, in both directions. Query parameter names are
 //! case-insensitive and unknown ones are ignored; bad values of known ones → 400.
+//!
+//! The `dateInserted` bound follows the real-world switches of [`SimConfig`]:
+//! `>=` or `>` (`strict_bound`), the rendered millisecond or the exact
+//! 1/300 s tick (`tick_semantics`), and a server-local reading of the parameter
+//! (`server_tz_offset_hours`). `shuffle_rows` and `duplicate_rows` spoil a
+//! page after it is cut.
 
 use super::gen::{self, AlarmMeta};
 use super::json::Node;
-use super::time::parse_lr_param;
-use super::{AlarmsCount, EmptyList, OffsetMode, SimConfig, SimState};
+use super::time::{admits, parse_lr_param};
+use super::{AlarmsCount, EmptyList, OffsetMode, SimConfig, SimState, TickSemantics};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -203,8 +209,16 @@ async fn list(State(st): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Respo
     };
     let cfg = &st.cfg;
     let store = st.alarms();
+    let exact = cfg.tick_semantics == TickSemantics::Exact;
     let from = match q.date_inserted {
-        Some(t) => store.by_time.partition_point(|a| a.date_inserted < t),
+        Some(t) => {
+            // A server-local reading of the parameter (UTC+N) moves the bound N
+            // hours earlier in UTC.
+            let t = t - chrono::Duration::hours(i64::from(cfg.server_tz_offset_hours));
+            store
+                .by_time
+                .partition_point(|a| !admits(a.date_inserted, t, exact, cfg.strict_bound))
+        }
         None => 0,
     };
     let mut rows: Vec<&Arc<AlarmMeta>> = store
@@ -243,12 +257,23 @@ async fn list(State(st): State<Arc<SimState>>, RawQuery(raw): RawQuery) -> Respo
         OffsetMode::Records => q.offset,
         OffsetMode::Pages => q.offset.saturating_mul(page),
     };
-    let page_rows: Vec<Node> = rows
-        .iter()
-        .skip(skip)
-        .take(page)
-        .map(|a| gen::list_row(a))
-        .collect();
+    if cfg.duplicate_rows {
+        // A join's duplicates: part of the result, so offset and the page
+        // size count them.
+        rows = rows
+            .into_iter()
+            .flat_map(|a| std::iter::repeat_n(a, if a.id % 5 == 0 { 2 } else { 1 }))
+            .collect();
+    }
+    let mut picked: Vec<&Arc<AlarmMeta>> = rows.iter().skip(skip).take(page).copied().collect();
+    if cfg.shuffle_rows {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let first = picked.first().map_or(0, |a| a.id);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed ^ first.unsigned_abs());
+        picked.shuffle(&mut rng);
+    }
+    let page_rows: Vec<Node> = picked.iter().map(|a| gen::list_row(a)).collect();
     drop(store);
     let count = match cfg.alarms_count {
         AlarmsCount::Page => page_rows.len(),

@@ -55,6 +55,43 @@ pub enum OffsetMode {
     Pages,
 }
 
+/// How `GET /alarms` compares stored `dateInserted` values with the parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum TickSemantics {
+    /// The stored value is the rendered millisecond (`.007`), compared as such.
+    #[default]
+    Millis,
+    /// The stored value is the exact SQL Server `datetime` tick (`.00666…`),
+    /// compared exactly with the parameter, as a `datetime2` comparison does: a
+    /// parameter of `.007` excludes the row shown as `.007`.
+    Exact,
+}
+
+/// A bundle of list behaviours (DESIGN.md §4): `harsh` is the default (page
+/// cap 100, `offset` ignored); `realistic` pages with record offsets up to 1000.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ServerProfile {
+    /// Page cap 100, `offset` ignored: what the vendor script documents.
+    #[default]
+    Harsh,
+    /// Page cap 1000, `offset` counts records: what most clients assume.
+    Realistic,
+}
+
+impl ServerProfile {
+    /// The page cap and offset mode of this profile.
+    pub fn paging(self) -> (usize, OffsetMode) {
+        match self {
+            ServerProfile::Harsh => (100, OffsetMode::Ignored),
+            ServerProfile::Realistic => (1000, OffsetMode::Records),
+        }
+    }
+}
+
+/// Largest server time-zone offset the simulator accepts, in hours (UTC−14 to UTC+14
+/// spans every zone in use).
+pub const MAX_TZ_OFFSET_HOURS: i32 = 14;
+
 /// Wrapper key of the events response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum EventsWrapper {
@@ -209,6 +246,19 @@ pub struct SimConfig {
     pub page_cap: usize,
     /// How `offset` is treated.
     pub offset_mode: OffsetMode,
+    /// How stored `dateInserted` values compare with the parameter.
+    pub tick_semantics: TickSemantics,
+    /// `dateInserted` is an exclusive (`>`) bound instead of inclusive (`>=`).
+    pub strict_bound: bool,
+    /// The server reads the `dateInserted` parameter as its local time at UTC+N
+    /// hours (any zone designator ignored) while stored and returned values stay
+    /// UTC: the effective bound is the parameter − N hours.
+    pub server_tz_offset_hours: i32,
+    /// Each list page's rows come back in a random (seeded) order.
+    pub shuffle_rows: bool,
+    /// Rows of alarms whose id is divisible by 5 come twice, as a join's
+    /// duplicates would: `offset` and the page size count them.
+    pub duplicate_rows: bool,
     /// Fixed latency added to every LogRhythm request.
     pub lr_latency: Duration,
     /// Fixed latency added to every Collective Insights request.
@@ -280,6 +330,11 @@ impl std::fmt::Debug for SimConfig {
             .field("end", &self.end)
             .field("page_cap", &self.page_cap)
             .field("offset_mode", &self.offset_mode)
+            .field("tick_semantics", &self.tick_semantics)
+            .field("strict_bound", &self.strict_bound)
+            .field("server_tz_offset_hours", &self.server_tz_offset_hours)
+            .field("shuffle_rows", &self.shuffle_rows)
+            .field("duplicate_rows", &self.duplicate_rows)
             .field("lr_latency", &self.lr_latency)
             .field("rf_latency", &self.rf_latency)
             .field("fault_rate", &self.fault_rate)
@@ -314,6 +369,11 @@ impl Default for SimConfig {
             end: None,
             page_cap: 100,
             offset_mode: OffsetMode::Ignored,
+            tick_semantics: TickSemantics::Millis,
+            strict_bound: false,
+            server_tz_offset_hours: 0,
+            shuffle_rows: false,
+            duplicate_rows: false,
             lr_latency: Duration::ZERO,
             rf_latency: Duration::ZERO,
             fault_rate: 0.0,
@@ -429,6 +489,11 @@ impl SimState {
         }
         if cfg.page_cap == 0 {
             return Err(Error::Invalid("page cap must be at least 1"));
+        }
+        if cfg.server_tz_offset_hours.abs() > MAX_TZ_OFFSET_HOURS {
+            return Err(Error::Invalid(
+                "server time-zone offset must be between -14 and 14 hours",
+            ));
         }
         let end = cfg.end.unwrap_or_else(Utc::now).trunc_subsecs(0);
         let gen_params = GenParams {

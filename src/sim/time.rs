@@ -34,6 +34,45 @@ pub fn from_second_and_tick(secs: i64, tick: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// `t` in units of 1/300 ns since the epoch, so that both a tick (1/300 s) and a
+/// nanosecond are whole numbers.
+fn units(secs: i64, nanos: i128) -> i128 {
+    (i128::from(secs) * 1_000_000_000 + nanos) * 300
+}
+
+/// The exact instant of the tick a rendered value (`.003`, `.007`, `.010`…)
+/// stands for, in [`units`]: `.007` is tick 2, 6.666… ms.
+fn exact_tick_units(t: DateTime<Utc>) -> i128 {
+    let ms = i64::from(t.timestamp_subsec_millis());
+    let tick = (ms * 3 + 5) / 10;
+    units(t.timestamp(), 0) + i128::from(tick) * 1_000_000_000
+}
+
+/// Whether a row stored at `stored` (as rendered, on a tick) passes the
+/// `dateInserted` bound `param`: `>=`, or `>` when `strict`. With `exact`, the
+/// stored value is the exact tick and the comparison is exact (SQL Server
+/// comparing a `datetime` column with a `datetime2` parameter); otherwise the
+/// rendered millisecond is compared.
+pub fn admits(stored: DateTime<Utc>, param: DateTime<Utc>, exact: bool, strict: bool) -> bool {
+    let p = units(
+        param.timestamp(),
+        i128::from(param.timestamp_subsec_nanos()),
+    );
+    let s = if exact {
+        exact_tick_units(stored)
+    } else {
+        units(
+            stored.timestamp(),
+            i128::from(stored.timestamp_subsec_nanos()),
+        )
+    };
+    if strict {
+        s > p
+    } else {
+        s >= p
+    }
+}
+
 /// Renders a UTC instant as LogRhythm does: `YYYY-MM-DDTHH:MM:SS` plus `.f`, `.ff` or
 /// `.fff` with trailing zeros removed (no fraction at all on a whole second), no `Z`.
 pub fn render_lr(t: DateTime<Utc>) -> String {
@@ -126,6 +165,39 @@ mod tests {
         assert_eq!(from_second_and_tick(0, 1).timestamp_subsec_millis(), 3);
         assert_eq!(from_second_and_tick(0, 2).timestamp_subsec_millis(), 7);
         assert_eq!(from_second_and_tick(0, 300), utc("1970-01-01T00:00:01Z"));
+    }
+
+    /// One row per case: stored (rendered), parameter, exact?, strict?, admitted?
+    #[test]
+    fn bound_comparison_table() {
+        let cases = [
+            // Millisecond semantics: the rendered value is what is compared.
+            ("00:00:00.007", "00:00:00.007", false, false, true),
+            ("00:00:00.007", "00:00:00.007", false, true, false),
+            ("00:00:00.007", "00:00:00.003", false, true, true),
+            // Exact ticks: .007 is 6.667 ms, so a .007 parameter excludes it.
+            ("00:00:00.007", "00:00:00.007", true, false, false),
+            ("00:00:00.007", "00:00:00.0066666", true, false, true),
+            ("00:00:00.007", "00:00:00.003", true, false, true),
+            ("00:00:00.007", "00:00:00.003", true, true, true),
+            // .003 is 3.333 ms: a .003 parameter includes it, even strictly.
+            ("00:00:00.003", "00:00:00.003", true, true, true),
+            ("00:00:00.003", "00:00:00.004", true, false, false),
+            // Whole ticks (.010 is exactly tick 3).
+            ("00:00:00.01", "00:00:00.010", true, false, true),
+            ("00:00:00.01", "00:00:00.010", true, true, false),
+            ("00:00:00.997", "00:00:00.9966", true, false, true),
+            ("00:00:00.997", "00:00:00.9967", true, false, false),
+        ];
+        for (stored, param, exact, strict, want) in cases {
+            let s = utc(&format!("2021-08-23T{stored}Z"));
+            let p = utc(&format!("2021-08-23T{param}Z"));
+            assert_eq!(
+                admits(s, p, exact, strict),
+                want,
+                "{stored} vs {param} exact={exact} strict={strict}"
+            );
+        }
     }
 
     #[test]

@@ -122,16 +122,30 @@ async fn all_checks_pass_against_the_sim() {
         "ledger: WAL",
         "logs: directory",
         "logrhythm",
+        "logrhythm: server profile",
+        "logrhythm: time zone",
         "collective insights",
     ] {
         assert_eq!(status(&doc, name), "ok", "{name}");
     }
     assert!(detail(&doc, "ledger: integrity").contains("integrity_check"));
     assert!(detail(&doc, "logrhythm").contains("ms"));
+    // Issue 11: the probe the sync recorded, and the live time-zone self-check.
+    let profile = detail(&doc, "logrhythm: server profile");
+    assert!(
+        profile.contains("page cap at least 60 rows") && profile.contains("offset ignored"),
+        "{profile}"
+    );
+    let tz = detail(&doc, "logrhythm: time zone");
+    assert!(
+        tz.contains("read as UTC") && tz.contains("3 requests"),
+        "{tz}"
+    );
 
-    // Exactly one cheap request to each API, and no submission.
+    // One cheap request to each API (plus the time-zone self-check's newest
+    // alarm and two bounds around it), and no submission.
     let stats = admin_get(&sim, "/_sim/stats").await;
-    assert_eq!(route_count(&stats, LIST_ROUTE), 1, "{stats}");
+    assert_eq!(route_count(&stats, LIST_ROUTE), 1 + 3, "{stats}");
     assert_eq!(
         route_count(&stats, "POST /collective-insights/search"),
         1,

@@ -32,6 +32,7 @@ use url::Url;
 mod apis;
 mod files;
 mod privacy;
+mod server;
 mod settings;
 #[cfg(test)]
 mod tests;
@@ -40,6 +41,7 @@ use crate::cli::output::error_chain as chain;
 use apis::*;
 use files::*;
 use privacy::*;
+use server::*;
 use settings::*;
 
 /// The result of one check.
@@ -224,6 +226,7 @@ pub async fn checks(
     }
     organisation_check(&s, &mut out);
     log_dir_check(&s, &mut out);
+    out.push(profile_check(&s.ledger().value));
     if offline {
         out.push(Check::info("logrhythm", "not checked (--offline)"));
         out.push(Check::info(
@@ -237,13 +240,20 @@ pub async fn checks(
         max_retries: 0,
         ..s.http().options(None)
     };
-    out.push(match apis.lr {
-        Some(lr) => lr_check(lr, opts.clone()).await,
-        None => Check::warn(
+    match apis.lr {
+        Some(lr) => {
+            let check = lr_check(lr.clone(), opts.clone()).await;
+            let reachable = check.status != Status::Fail;
+            out.push(check);
+            if reachable {
+                out.push(tz_check(lr, opts.clone(), &s.ledger().value).await);
+            }
+        }
+        None => out.push(Check::warn(
             "logrhythm",
             "not checked: fix the LogRhythm settings above first",
-        ),
-    });
+        )),
+    }
     out.push(match apis.rf {
         Some((url, key)) => ci_check(url, key, opts).await,
         None => Check::warn(

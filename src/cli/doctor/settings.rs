@@ -8,6 +8,7 @@ pub(super) struct Apis {
     pub(super) rf: Option<(Url, SecretString)>,
 }
 
+#[derive(Clone)]
 pub(super) struct LrSettings {
     pub(super) url: Url,
     pub(super) key: SecretString,
