@@ -656,6 +656,22 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Attempts made, 1 when the first one succeeded.
     pub attempts: u32,
+    /// The server's clock minus this machine's when the answer arrived, from
+    /// its `Date` header (whole seconds: up to a second low). `None` without one.
+    pub clock_skew: Option<chrono::Duration>,
+}
+
+/// The server's clock minus this machine's, from a `Date` header.
+pub fn clock_skew(headers: &HeaderMap, local: SystemTime) -> Option<chrono::Duration> {
+    let date = headers
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())?;
+    let ms = |t: SystemTime| -> Option<i64> {
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        i64::try_from(d.as_millis()).ok()
+    };
+    Some(chrono::Duration::milliseconds(ms(date)? - ms(local)?))
 }
 
 /// Path and query of a URL, for error messages.
@@ -1032,12 +1048,14 @@ where
             Ok(resp) => match check_status(resp, &method).await {
                 Ok(resp) => {
                     let status = resp.status();
+                    let clock_skew = clock_skew(resp.headers(), SystemTime::now());
                     read_body(resp, &method, opts.max_body_bytes)
                         .await
                         .map(|body| Response {
                             status,
                             body,
                             attempts: retries_done + 1,
+                            clock_skew,
                         })
                 }
                 Err(e) => Err(e),

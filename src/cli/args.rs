@@ -899,6 +899,10 @@ pub struct SimArgs {
     /// and AI Engine lag; wall clock).
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub visibility_lag_secs: u64,
+    /// The server's clock minus the real one, in seconds (its Date header and the
+    /// time new alarms get); negative makes the agent's clock look fast.
+    #[arg(long, value_name = "SECS", default_value_t = 0, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-864_000..=864_000))]
+    pub clock_offset_secs: i64,
     /// Up to this many seconds more visibility lag, a fixed share per alarm.
     #[arg(long, value_name = "SECS", default_value_t = 0)]
     pub visibility_jitter_secs: u64,

@@ -74,6 +74,7 @@ impl SimArgs {
             daily_quota: self.daily_quota,
             max_batch: self.max_batch,
             rf_silent_drop: self.rf_silent_drop,
+            clock_offset_secs: self.clock_offset_secs,
             visibility_lag: Duration::from_secs(self.visibility_lag_secs),
             visibility_jitter: Duration::from_secs(self.visibility_jitter_secs),
             tls: None,

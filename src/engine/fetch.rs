@@ -113,6 +113,21 @@ async fn walk(
     let lag = sink
         .ledger
         .visibility_lag((sink.now)() - chrono::Duration::days(1))?;
+    if let Some(skew) = lister.lr.clock_skew() {
+        let secs = skew.num_milliseconds() as f64 / 1000.0;
+        s.visibility.clock_skew_seconds = Some(secs);
+        if skew.abs() > plan::SKEW_WARN {
+            let (how, by) = if secs < 0.0 {
+                ("ahead of", -secs)
+            } else {
+                ("behind", secs)
+            };
+            tracing::warn!(
+                skew_seconds = secs,
+                "this machine's clock is {by:.0} s {how} LogRhythm's (its Date header): coverage follows LogRhythm's clock, but fix the time (NTP) on this machine"
+            );
+        }
+    }
     s.visibility.lag_seconds = lag;
     s.visibility.relist_horizon_seconds = opts.relist_horizon.num_seconds();
     let late = s.visibility.late_lag_seconds;
@@ -231,7 +246,8 @@ async fn one_slice(
     let batch = SliceIngest {
         run_id: Some(sink.run_id),
         slice_start,
-        covered_until: fetch_from.map(|_| slice.1),
+        covered_until: fetch_from
+            .and_then(|_| plan::covered_until(slice, (sink.now)(), lr.clock_skew())),
         saturated_at,
         alarms: records,
         observations,

@@ -57,6 +57,31 @@ pub fn fetch_from(
     }
 }
 
+/// How far a listed slice counts as covered: its end, but never past "now" on
+/// LogRhythm's clock (`now` + `skew`). When the server's clock is behind this
+/// machine's (this clock is fast, say a VM booted before NTP fixed it), time the
+/// server has not reached is never marked covered. `None` when the server has
+/// not reached the slice at all: nothing is recorded and later runs list it.
+/// A skew within [`SKEW_RESOLUTION`] is the `Date` header's whole seconds, not a
+/// difference of clocks, and is ignored.
+pub fn covered_until(
+    slice: (DateTime<Utc>, DateTime<Utc>),
+    now: DateTime<Utc>,
+    skew: Option<Span>,
+) -> Option<DateTime<Utc>> {
+    let limit = match skew {
+        Some(s) if s < -SKEW_RESOLUTION => slice.1.min(now + s),
+        _ => slice.1,
+    };
+    (limit > slice.0).then_some(limit)
+}
+
+/// The `Date` header counts whole seconds: a skew this small is not one.
+pub const SKEW_RESOLUTION: Span = Span::seconds(2);
+
+/// Beyond this, the difference between the clocks is warned about.
+pub const SKEW_WARN: Span = Span::seconds(30);
+
 /// What to do with one slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -170,6 +195,32 @@ mod tests {
                 want,
                 "{coverage:?} {refetch} {provisional}"
             );
+        }
+    }
+
+    #[test]
+    fn coverage_never_runs_ahead_of_the_servers_clock() {
+        let slice = (t(27, 10, 0), t(27, 11, 0));
+        let secs = Span::seconds;
+        for (skew, now, want) in [
+            (None, t(27, 11, 0), Some(t(27, 11, 0))),
+            (Some(secs(0)), t(27, 11, 0), Some(t(27, 11, 0))),
+            // The Date header's whole seconds: not a skew.
+            (Some(secs(-1)), t(27, 11, 0), Some(t(27, 11, 0))),
+            (Some(secs(-2)), t(27, 11, 0), Some(t(27, 11, 0))),
+            // Server ahead: nothing to hold back.
+            (Some(secs(300)), t(27, 11, 0), Some(t(27, 11, 0))),
+            // Server 30 min behind: the open slice is covered to its clock.
+            (Some(secs(-1800)), t(27, 11, 0), Some(t(27, 10, 30))),
+            // Server an hour behind: it has not reached the slice.
+            (Some(secs(-3600)), t(27, 11, 0), None),
+            (Some(secs(-7200)), t(27, 12, 0), None),
+            // An hour behind, two hours after the slice: the whole slice.
+            (Some(secs(-3600)), t(27, 12, 0), Some(t(27, 11, 0))),
+            // A backfill of the past: the server has long passed it.
+            (Some(secs(-10)), t(28, 9, 0), Some(t(27, 11, 0))),
+        ] {
+            assert_eq!(covered_until(slice, now, skew), want, "{skew:?} {now}");
         }
     }
 

@@ -109,6 +109,9 @@ pub struct VisibilityOut {
     /// late alarm): how late alarms become listable, schedule included.
     pub late_lag_seconds: Option<f64>,
     pub relist_horizon_seconds: i64,
+    /// LogRhythm's clock minus this machine's (its `Date` header, whole
+    /// seconds), from the run's last LogRhythm answer.
+    pub clock_skew_seconds: Option<f64>,
 }
 
 /// Share of the relist horizon the observed lag may reach before a warning.

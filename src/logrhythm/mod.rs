@@ -233,6 +233,8 @@ pub struct Client {
     /// Ends with `/lr-alarm-api/`.
     base: Url,
     opts: HttpOptions,
+    /// LogRhythm's clock minus this machine's, from the last answer's `Date`.
+    clock_skew: std::sync::Mutex<Option<chrono::Duration>>,
 }
 
 /// `https://pm:8501` → `https://pm:8501/lr-alarm-api/` (kept if already there).
@@ -278,7 +280,22 @@ impl Client {
             http::auth_header(KEY_VARIABLE, "Bearer ", &key)?,
         );
         let http = http::build_client(&opts, headers)?;
-        Ok(Client { http, base, opts })
+        Ok(Client {
+            http,
+            base,
+            opts,
+            clock_skew: std::sync::Mutex::new(None),
+        })
+    }
+
+    /// LogRhythm's clock minus this machine's, as the last answer's `Date`
+    /// header gave it (whole seconds, so up to a second low); `None` before any
+    /// answer with one.
+    pub fn clock_skew(&self) -> Option<chrono::Duration> {
+        *self
+            .clock_skew
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The API root this client talks to (ends with `/lr-alarm-api/`).
@@ -299,6 +316,12 @@ impl Client {
         let resp = http::execute(&self.http, &self.opts, || self.http.get(url.clone()))
             .await
             .map_err(|e| map_http(e, target, &self.base))?;
+        if let Some(skew) = resp.clock_skew {
+            *self
+                .clock_skew
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(skew);
+        }
         Ok(resp.body)
     }
 

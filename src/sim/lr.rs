@@ -343,11 +343,11 @@ fn listable(st: &SimState, a: &AlarmMeta) -> bool {
     let share = (a.id.unsigned_abs().wrapping_mul(2_654_435_761) % 1000) as f64 / 1000.0;
     let delay = lag + jitter.mul_f64(share);
     let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
-    Utc::now() >= a.date_inserted + delay
+    st.now() >= a.date_inserted + delay
 }
 
 fn not_ready(st: &SimState, a: &AlarmMeta) -> Option<Response> {
-    let age = Utc::now().signed_duration_since(a.date_inserted);
+    let age = st.now().signed_duration_since(a.date_inserted);
     let min = chrono::Duration::from_std(st.cfg.not_ready).unwrap_or(chrono::Duration::MAX);
     (!st.cfg.not_ready.is_zero() && age < min).then(|| Lookup::NotFound(a.id).into_response())
 }

@@ -283,6 +283,10 @@ pub struct SimConfig {
     pub alarms_count: AlarmsCount,
     /// Events and summary answer 404 for alarms younger than this (wall clock).
     pub not_ready: Duration,
+    /// The server's clock minus the real one, in seconds: its `Date` header,
+    /// the default time of `/_sim/generate`, and what "now" means for the
+    /// visibility lag and events readiness. Negative: the agent's clock is fast.
+    pub clock_offset_secs: i64,
     /// An alarm is listed only from its `dateInserted` + this (wall clock)...
     pub visibility_lag: Duration,
     /// ... plus up to this much more, a fixed share per alarm.
@@ -349,6 +353,7 @@ impl std::fmt::Debug for SimConfig {
             .field("not_ready", &self.not_ready)
             .field("daily_quota", &self.daily_quota)
             .field("max_batch", &self.max_batch)
+            .field("clock_offset_secs", &self.clock_offset_secs)
             .field("visibility_lag", &self.visibility_lag)
             .field("visibility_jitter", &self.visibility_jitter)
             .field("rf_silent_drop", &self.rf_silent_drop)
@@ -389,6 +394,7 @@ impl Default for SimConfig {
             daily_quota: 15_000,
             max_batch: None,
             rf_silent_drop: 0.0,
+            clock_offset_secs: 0,
             visibility_lag: Duration::ZERO,
             visibility_jitter: Duration::ZERO,
             tls: None,
@@ -538,6 +544,11 @@ impl SimState {
             stats: Mutex::new(Stats::default()),
             ci,
         })
+    }
+
+    /// The server's "now": the real clock plus `clock_offset_secs`.
+    pub fn now(&self) -> DateTime<Utc> {
+        Utc::now() + chrono::Duration::seconds(self.cfg.clock_offset_secs)
     }
 
     /// The configuration the simulator runs with.
@@ -883,6 +894,19 @@ fn route_pattern(path: &str) -> String {
 }
 
 async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) -> Response {
+    let offset = st.cfg.clock_offset_secs;
+    let mut resp = sim_layer_inner(st.clone(), req, next).await;
+    if offset != 0 {
+        // The server's clock, as a real server's Date header shows it.
+        let date = httpdate::fmt_http_date(std::time::SystemTime::from(st.now()));
+        if let Ok(v) = HeaderValue::from_str(&date) {
+            resp.headers_mut().insert(header::DATE, v);
+        }
+    }
+    resp
+}
+
+async fn sim_layer_inner(st: Arc<SimState>, req: Request, next: Next) -> Response {
     let Some(side) = side_of(req.uri().path()) else {
         return next.run(req).await;
     };
@@ -1125,7 +1149,7 @@ async fn admin_generate(
         return admin_error(format!("count must be at most {MAX_GENERATE}"));
     }
     let at = match req.at.as_deref() {
-        None => Utc::now(),
+        None => st.now(),
         Some(s) => match time::parse_lr_param(s) {
             Some(t) => t,
             None => return admin_error(format!("cannot parse at {s:?} (use RFC 3339)")),

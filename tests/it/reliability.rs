@@ -1171,3 +1171,57 @@ async fn late_visible_alarms_are_found_by_later_scheduled_runs() {
         "figures (horizon, runs, alarms, alarms lost, late, detections lost, dup): {figures:?}"
     );
 }
+
+/// Issue 9 case 2 (clock skew): this machine's clock is 3 h ahead of
+/// LogRhythm's (a VM that booted before NTP fixed its time), more than the relist
+/// horizon. Coverage follows LogRhythm's `Date` header, so the time the server has
+/// not reached is never marked covered: every alarm it inserts later is found by
+/// the next runs (0 lost, 0 duplicates). The skew is in each summary, warned
+/// about in the log, and shown by `doctor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_local_clock_never_marks_the_servers_future_covered() {
+    let _serial = heavy().await;
+    let sim = start(SimConfig {
+        clock_offset_secs: -3 * 3600,
+        ..live_config(1, 5)
+    })
+    .await;
+    let home = Home::new();
+    let args = SYNC_ARGS;
+    for round in 0..5 {
+        if round > 0 {
+            // Inserted "now" on LogRhythm's clock: three hours before this machine's.
+            admin_post(&sim, "/_sim/generate", json!({"count": 6})).await;
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let run = lrci(&sim, &home, &args).await;
+        run.expect_code(0);
+        let skew = run.summary()["visibility"]["clock_skew_seconds"]
+            .as_f64()
+            .unwrap();
+        assert!((skew + 10_800.0).abs() <= 2.0, "round {round}: skew {skew}");
+        assert!(
+            run.stderr.contains("s ahead of LogRhythm's"),
+            "round {round}: the skew is warned about:\n{}",
+            run.stderr
+        );
+    }
+    let truth = truth(&sim).await;
+    let m = measure(&truth, &received(&sim).await, &home.ledger());
+    let alarms_lost = truth.len() - ledger_alarm_ids(&home.ledger()).len();
+    eprintln!(
+        "figures (clock skew -3 h): runs 5, alarms {}, alarms lost {alarms_lost}, detections lost {}, dup {}",
+        truth.len(),
+        m.lost.len(),
+        m.dup
+    );
+    assert_eq!(alarms_lost, 0);
+    assert!(m.lost.is_empty(), "{:?}", &m.lost[..m.lost.len().min(5)]);
+    assert_eq!(m.dup, 0);
+    let doctor = lrci(&sim, &home, &["doctor"]).await;
+    assert!(
+        doctor.stdout.contains("s ahead of LogRhythm's"),
+        "{}",
+        doctor.stdout
+    );
+}

@@ -17,6 +17,30 @@ pub(super) fn latency(name: &str, took: Duration, detail: String) -> Check {
     }
 }
 
+/// What the `Date` header says of the clocks, and whether it is worth a
+/// warning (beyond [`crate::engine::plan::SKEW_WARN`]).
+pub(super) fn clock_note(skew: Option<chrono::Duration>) -> Option<(bool, String)> {
+    let skew = skew?;
+    let secs = skew.num_milliseconds() as f64 / 1000.0;
+    if skew.abs() <= crate::engine::plan::SKEW_WARN {
+        return Some((
+            false,
+            format!("clocks agree (LogRhythm's Date header {secs:+.0} s from this machine's)"),
+        ));
+    }
+    let (how, by) = if secs < 0.0 {
+        ("ahead of", -secs)
+    } else {
+        ("behind", secs)
+    };
+    Some((
+        true,
+        format!(
+            "this machine's clock is {by:.0} s {how} LogRhythm's (its Date header); sync follows LogRhythm's clock, but fix this machine's time (NTP)"
+        ),
+    ))
+}
+
 pub(super) async fn lr_check(lr: LrSettings, opts: HttpOptions) -> Check {
     const NAME: &str = "logrhythm";
     let tls = match (lr.url.scheme(), lr.insecure) {
@@ -36,11 +60,16 @@ pub(super) async fn lr_check(lr: LrSettings, opts: HttpOptions) -> Check {
     let base = client.base().to_string();
     let started = Instant::now();
     match client.probe().await {
-        Ok(_) => latency(
-            NAME,
-            started.elapsed(),
-            format!("{base} reachable, {tls}, LOGRHYTHM_API_KEY accepted (alarm list read)"),
-        ),
+        Ok(_) => {
+            let took = started.elapsed();
+            let reachable =
+                format!("{base} reachable, {tls}, LOGRHYTHM_API_KEY accepted (alarm list read)");
+            match clock_note(client.clock_skew()) {
+                Some((true, note)) => Check::warn(NAME, format!("{reachable}; {note}")),
+                Some((false, note)) => latency(NAME, took, format!("{reachable}; {note}")),
+                None => latency(NAME, took, reachable),
+            }
+        }
         Err(e) if failure::of_lr(&e) == failure::Class::Auth => {
             Check::fail(NAME, code::NO_PERM, e.to_string())
         }

@@ -27,3 +27,23 @@ fn chain_skips_transparent_repeats() {
     let text = chain(&e);
     assert_eq!(text.matches("disk on fire").count(), 1, "{text}");
 }
+
+#[test]
+fn the_clock_check_warns_beyond_thirty_seconds_either_way() {
+    let s = chrono::Duration::seconds;
+    for (skew, warns, says) in [
+        (None, None, ""),
+        (Some(s(0)), Some(false), "clocks agree"),
+        (Some(s(-30)), Some(false), "clocks agree"),
+        (Some(s(-31)), Some(true), "31 s ahead of LogRhythm's"),
+        (Some(s(300)), Some(true), "300 s behind LogRhythm's"),
+        (Some(s(-10_800)), Some(true), "10800 s ahead of"),
+    ] {
+        let got = clock_note(skew);
+        assert_eq!(got.as_ref().map(|g| g.0), warns, "{skew:?}");
+        assert!(
+            got.map_or(String::new(), |g| g.1).contains(says),
+            "{skew:?}"
+        );
+    }
+}
