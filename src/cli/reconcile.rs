@@ -5,7 +5,7 @@
 //! holds is recorded in `ci_holdings`, so on a fresh ledger a later sync marks
 //! those detections `sent` instead of sending them again.
 
-use crate::ci::{self, Held};
+use crate::ci;
 use crate::cli::args::ReconcileArgs;
 use crate::cli::output::print;
 use crate::config::{parse_time, Settings};
@@ -34,17 +34,6 @@ pub struct Plan {
     pub unconfirmed_absent: u64,
     /// CI events with no detection in this ledger (recorded in `ci_holdings`).
     pub ci_only: Vec<Holding>,
-}
-
-/// The ledger key of a CI event, when it has an incident id.
-fn holding(h: &Held) -> Option<Holding> {
-    Some(Holding {
-        incident_id: h.incident_id.clone()?,
-        ioc_type: h.ioc_type.clone(),
-        value: h.value.clone(),
-        event_id: h.event_id.clone(),
-        detection_time: h.detection_time.clone(),
-    })
 }
 
 /// The pure decision.
@@ -121,7 +110,10 @@ pub async fn run(s: &Settings, args: &ReconcileArgs) -> Result<u8, Fatal> {
         .search_window(from, to, ci::MAX_PAGE)
         .await
         .map_err(ci_fatal)?;
-    let holdings: Vec<Holding> = held.iter().filter_map(holding).collect();
+    let holdings: Vec<Holding> = held
+        .iter()
+        .filter_map(crate::engine::settle::holding)
+        .collect();
     let p = plan(&ledger.window_detections(from, to)?, &holdings);
     let now = Utc::now();
     ledger.record_holdings(&holdings, now)?;

@@ -116,16 +116,8 @@ async fn walk(
     if let Some(skew) = lister.lr.clock_skew() {
         let secs = skew.num_milliseconds() as f64 / 1000.0;
         s.visibility.clock_skew_seconds = Some(secs);
-        if skew.abs() > plan::SKEW_WARN {
-            let (how, by) = if secs < 0.0 {
-                ("ahead of", -secs)
-            } else {
-                ("behind", secs)
-            };
-            tracing::warn!(
-                skew_seconds = secs,
-                "this machine's clock is {by:.0} s {how} LogRhythm's (its Date header): coverage follows LogRhythm's clock, but fix the time (NTP) on this machine"
-            );
+        if let Some(w) = plan::skew_warning(skew) {
+            tracing::warn!(skew_seconds = secs, "{w}");
         }
     }
     s.visibility.lag_seconds = lag;

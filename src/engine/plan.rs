@@ -82,6 +82,23 @@ pub const SKEW_RESOLUTION: Span = Span::seconds(2);
 /// Beyond this, the difference between the clocks is warned about.
 pub const SKEW_WARN: Span = Span::seconds(30);
 
+/// The warning for a difference between the clocks beyond [`SKEW_WARN`]
+/// (`skew` is LogRhythm's clock minus this machine's), for the log and doctor.
+pub fn skew_warning(skew: Span) -> Option<String> {
+    if skew.abs() <= SKEW_WARN {
+        return None;
+    }
+    let secs = skew.num_milliseconds() as f64 / 1000.0;
+    let (how, by) = if secs < 0.0 {
+        ("ahead of", -secs)
+    } else {
+        ("behind", secs)
+    };
+    Some(format!(
+        "this machine's clock is {by:.0} s {how} LogRhythm's (its Date header): coverage follows LogRhythm's clock, but fix this machine's time (NTP)"
+    ))
+}
+
 /// What to do with one slice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {

@@ -137,18 +137,7 @@ impl Sink<'_> {
                 return Ok(());
             }
         };
-        let holdings: Vec<Holding> = held
-            .into_iter()
-            .filter_map(|h| {
-                Some(Holding {
-                    incident_id: h.incident_id?,
-                    ioc_type: h.ioc_type,
-                    value: h.value,
-                    event_id: h.event_id,
-                    detection_time: h.detection_time,
-                })
-            })
-            .collect();
+        let holdings: Vec<Holding> = held.iter().filter_map(settle::holding).collect();
         let now = (self.now)();
         let s = settle::decide(&rows, &holdings, now);
         self.ledger.confirm_sent(&s.found, now)?;

@@ -6,6 +6,7 @@
 //! So an ambiguous answer costs at most one resend of its batch, and never a
 //! resend every run. Pure decision here; the driver is `send::Sink::settle`.
 
+use crate::ci::Held;
 use crate::ledger::{Holding, UnconfirmedRow};
 use crate::model::DetectionId;
 use chrono::{DateTime, Duration, Utc};
@@ -25,6 +26,18 @@ pub struct Settlement {
     pub found: Vec<DetectionId>,
     pub absent: Vec<DetectionId>,
     pub waiting: usize,
+}
+
+/// The ledger key of an event CI holds, when it has an incident id (lrci sends
+/// the alarm id there). Shared by this settlement and `lrci reconcile`.
+pub fn holding(h: &Held) -> Option<Holding> {
+    Some(Holding {
+        incident_id: h.incident_id.clone()?,
+        ioc_type: h.ioc_type.clone(),
+        value: h.value.clone(),
+        event_id: h.event_id.clone(),
+        detection_time: h.detection_time.clone(),
+    })
 }
 
 /// The search window that holds every row's timestamp: `[first, last]`

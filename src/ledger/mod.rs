@@ -206,7 +206,7 @@ pub struct Coverage {
     pub saturated_at: Vec<DateTime<Utc>>,
 }
 
-/// Counts for `ledger status` and the demo.
+/// Counts for `ledger status` and the demo (see [`StateCounts::total`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StateCounts {
     pub pending: u64,
@@ -216,6 +216,13 @@ pub struct StateCounts {
     /// CI answered 2xx without a recognisable result; settled by CI's search.
     pub unconfirmed: u64,
     pub excluded: u64,
+}
+
+impl StateCounts {
+    /// Every detection, whatever its state.
+    pub fn total(&self) -> u64 {
+        self.pending + self.sent + self.failed + self.rejected + self.unconfirmed + self.excluded
+    }
 }
 
 impl Ledger {

@@ -263,20 +263,7 @@ impl Writer {
         sub: &SubmissionRecord,
         error: &str,
     ) -> Result<()> {
-        self.write(|tx| {
-            let sub_id = Self::insert_submission(tx, sub, ids.len(), "failed")?;
-            {
-                let mut stmt = tx.prepare_cached(
-                    "UPDATE detections SET state = 'failed', attempts = attempts + 1,
-                        last_error = ?2, submission_id = ?3, updated_at = ?4
-                     WHERE id = ?1 AND state <> 'sent'",
-                )?;
-                for id in ids {
-                    stmt.execute(params![id, error, sub_id, ts(sub.at)])?;
-                }
-            }
-            Ok(())
-        })
+        self.mark_unsent(ids, sub, error, DetectionState::Failed)
     }
 
     /// CI answered 2xx without a recognisable result: `unconfirmed`, neither sent
@@ -288,15 +275,27 @@ impl Writer {
         sub: &SubmissionRecord,
         error: &str,
     ) -> Result<()> {
+        self.mark_unsent(ids, sub, error, DetectionState::Unconfirmed)
+    }
+
+    /// Records a post nothing confirmed (outcome `failed`) and puts `ids` in
+    /// `state` with `error`; already-sent rows are never downgraded.
+    fn mark_unsent(
+        &mut self,
+        ids: &[DetectionId],
+        sub: &SubmissionRecord,
+        error: &str,
+        state: DetectionState,
+    ) -> Result<()> {
         self.write(|tx| {
             let sub_id = Self::insert_submission(tx, sub, ids.len(), "failed")?;
             let mut stmt = tx.prepare_cached(
-                "UPDATE detections SET state = 'unconfirmed', attempts = attempts + 1,
+                "UPDATE detections SET state = ?5, attempts = attempts + 1,
                     last_error = ?2, submission_id = ?3, updated_at = ?4
                  WHERE id = ?1 AND state <> 'sent'",
             )?;
             for id in ids {
-                stmt.execute(params![id, error, sub_id, ts(sub.at)])?;
+                stmt.execute(params![id, error, sub_id, ts(sub.at), state])?;
             }
             Ok(())
         })

@@ -18,27 +18,30 @@ pub(super) fn latency(name: &str, took: Duration, detail: String) -> Check {
 }
 
 /// What the `Date` header says of the clocks, and whether it is worth a
-/// warning (beyond [`crate::engine::plan::SKEW_WARN`]).
+/// warning (the run's own warning, [`crate::engine::plan::skew_warning`]).
 pub(super) fn clock_note(skew: Option<chrono::Duration>) -> Option<(bool, String)> {
     let skew = skew?;
-    let secs = skew.num_milliseconds() as f64 / 1000.0;
-    if skew.abs() <= crate::engine::plan::SKEW_WARN {
-        return Some((
-            false,
-            format!("clocks agree (LogRhythm's Date header {secs:+.0} s from this machine's)"),
-        ));
+    if let Some(w) = crate::engine::plan::skew_warning(skew) {
+        return Some((true, w));
     }
-    let (how, by) = if secs < 0.0 {
-        ("ahead of", -secs)
-    } else {
-        ("behind", secs)
-    };
+    let secs = skew.num_milliseconds() as f64 / 1000.0;
     Some((
-        true,
-        format!(
-            "this machine's clock is {by:.0} s {how} LogRhythm's (its Date header); sync follows LogRhythm's clock, but fix this machine's time (NTP)"
-        ),
+        false,
+        format!("clocks agree (LogRhythm's Date header {secs:+.0} s from this machine's)"),
     ))
+}
+
+/// A LogRhythm client for one doctor check, with the TLS settings of `lr`.
+pub(super) fn lr_client(
+    lr: LrSettings,
+    opts: HttpOptions,
+) -> Result<logrhythm::Client, logrhythm::Error> {
+    let opts = HttpOptions {
+        ca_cert_pem: lr.ca_pem,
+        insecure: lr.insecure,
+        ..opts
+    };
+    logrhythm::Client::new(lr.url, lr.key, opts)
 }
 
 pub(super) async fn lr_check(lr: LrSettings, opts: HttpOptions) -> Check {
@@ -48,12 +51,7 @@ pub(super) async fn lr_check(lr: LrSettings, opts: HttpOptions) -> Check {
         ("https", true) => "TLS NOT verified (--lr-insecure)",
         _ => "plain http",
     };
-    let opts = HttpOptions {
-        ca_cert_pem: lr.ca_pem,
-        insecure: lr.insecure,
-        ..opts
-    };
-    let client = match logrhythm::Client::new(lr.url, lr.key, opts) {
+    let client = match lr_client(lr, opts) {
         Ok(c) => c,
         Err(e) => return Check::fail(NAME, code::CONFIG, chain(&e)),
     };

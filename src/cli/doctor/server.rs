@@ -76,12 +76,7 @@ pub(super) fn judge_tz(
 /// bounds of `newest + k h − 1 s` until the answers stop (usually 3 requests).
 pub(super) async fn tz_check(lr: LrSettings, opts: HttpOptions, ledger: &Path) -> Check {
     const NAME: &str = "logrhythm: time zone";
-    let opts = HttpOptions {
-        ca_cert_pem: lr.ca_pem,
-        insecure: lr.insecure,
-        ..opts
-    };
-    let client = match logrhythm::Client::new(lr.url, lr.key, opts) {
+    let client = match lr_client(lr, opts) {
         Ok(c) => c,
         Err(e) => return Check::info(NAME, format!("not checked: {}", chain(&e))),
     };

@@ -40,8 +40,7 @@ pub(super) fn status(
         });
         return Ok(write_json(out, &doc)?);
     }
-    let total_det =
-        det.pending + det.sent + det.failed + det.rejected + det.unconfirmed + det.excluded;
+    let total_det = det.total();
     writeln!(out, "ledger      {}", escape(&path.to_string_lossy()))?;
     writeln!(
         out,
