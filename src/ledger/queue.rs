@@ -64,11 +64,60 @@ impl Selection {
     }
 }
 
-const SELECT_WHERE: &str = "d.state <> 'excluded'
-    AND d.state IN (SELECT value FROM json_each(?2))
-    AND (?3 IS NULL OR d.alarm_id IN (SELECT value FROM json_each(?3)))
+/// The filters of a [`Selection`] beyond its states, on the detection `d`
+/// and its alarm `a`.
+const SELECT_WHERE: &str = "(?3 IS NULL OR d.alarm_id IN (SELECT value FROM json_each(?3)))
     AND (?4 IS NULL OR a.date_inserted >= ?4)
     AND (?5 IS NULL OR a.date_inserted < ?5)";
+
+/// The most states one selection query takes: every state but `excluded`.
+const STATE_SLOTS: usize = 5;
+
+/// A state no row has: pads the unused state slots, so each arm costs one
+/// empty index seek.
+const NO_STATE: &str = "none";
+
+/// The keyset page of the submission queries: up to `?{limit}` detections with
+/// ids above `?1` in the states bound to `?{first_state}..` ([`STATE_SLOTS`]
+/// of them), ids ascending, each row also passing `filter`.
+///
+/// One `UNION ALL` arm per state: `state = ? AND id > ?` is a range of the
+/// `detections_by_state` index, whose entries are ordered by rowid within a
+/// state, so each arm yields its rows in id order without sorting, and SQLite
+/// merges the arms (`MERGE (UNION ALL)`) and stops at the limit. A page costs
+/// O(batch), whatever the backlog. `state IN (...) ORDER BY id`, the former
+/// query, sorted every matching row in a temporary B-tree on every page.
+fn keyset_sql(filter: &str, first_state: usize, limit: usize) -> String {
+    let arms: Vec<String> = (0..STATE_SLOTS)
+        .map(|i| {
+            format!(
+                "SELECT {DETECTION_COLUMNS}
+                 FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
+                 WHERE d.state = ?{} AND d.id > ?1{filter}",
+                first_state + i
+            )
+        })
+        .collect();
+    format!("{} ORDER BY 1 LIMIT ?{limit}", arms.join(" UNION ALL "))
+}
+
+/// `states` as [`STATE_SLOTS`] bound values: each state once, `excluded`
+/// never (the policy keeps it on site), the rest [`NO_STATE`].
+fn state_slots(states: &[DetectionState]) -> [&'static str; STATE_SLOTS] {
+    let mut slots = [NO_STATE; STATE_SLOTS];
+    let mut n = 0;
+    for s in states {
+        let s = s.as_str();
+        if s == DetectionState::Excluded.as_str() || slots[..n].contains(&s) {
+            continue;
+        }
+        if let Some(slot) = slots.get_mut(n) {
+            *slot = s;
+            n += 1;
+        }
+    }
+    slots
+}
 
 /// The columns [`detection_row`] reads, in order.
 const DETECTION_COLUMNS: &str =
@@ -108,20 +157,16 @@ impl Ledger {
         after_id: DetectionId,
         limit: usize,
     ) -> Result<Vec<Detection>> {
-        let sql = format!(
-            "SELECT {DETECTION_COLUMNS}
-             FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
-             WHERE d.id > ?1 AND {SELECT_WHERE}
-             ORDER BY d.id LIMIT ?6"
-        );
+        let sql = keyset_sql(&format!(" AND {SELECT_WHERE}"), 6, 11);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
-        let (states, alarms, from, to) = sel.params();
+        // ?2 (the states as JSON, for `count_selected`) is unused here: the
+        // states fill the arms' slots ?6..?10.
+        let (_, alarms, from, to) = sel.params();
+        let [s0, s1, s2, s3, s4] = state_slots(&sel.states);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let args = params![after_id, Option::<String>::None, alarms, from, to, s0, s1, s2, s3, s4, limit];
         let rows = stmt
-            .query_map(
-                params![after_id, states, alarms, from, to, limit],
-                detection_row,
-            )
+            .query_map(args, detection_row)
             .map_err(|e| self.sql(e))?;
         rows.collect::<rusqlite::Result<_>>()
             .map_err(|e| self.sql(e))
@@ -131,7 +176,8 @@ impl Ledger {
     pub fn count_selected(&self, sel: &Selection) -> Result<u64> {
         let sql = format!(
             "SELECT count(*) FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
-             WHERE ?1 IS NULL AND {SELECT_WHERE}"
+             WHERE ?1 IS NULL AND d.state <> 'excluded'
+                AND d.state IN (SELECT value FROM json_each(?2)) AND {SELECT_WHERE}"
         );
         let (states, alarms, from, to) = sel.params();
         let n: i64 = self
@@ -153,23 +199,11 @@ impl Ledger {
         after_id: DetectionId,
         limit: usize,
     ) -> Result<Vec<Detection>> {
-        let sql = format!(
-            "SELECT {DETECTION_COLUMNS}
-             FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
-             WHERE d.id > ?1 AND d.state IN (?2, ?3, ?4, ?5, ?6)
-             ORDER BY d.id LIMIT ?7"
-        );
+        let sql = keyset_sql("", 2, 7);
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
-        // Five slots, padded with a repeat of the first state: one cached statement
-        // serves every subset (an empty set matches nothing).
-        let slot = |i: usize| {
-            states
-                .get(i)
-                .or(states.first())
-                .map_or("none", |s| s.as_str())
-        };
+        let [s0, s1, s2, s3, s4] = state_slots(states);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let args = params![after_id, slot(0), slot(1), slot(2), slot(3), slot(4), limit];
+        let args = params![after_id, s0, s1, s2, s3, s4, limit];
         let rows = stmt
             .query_map(args, detection_row)
             .map_err(|e| self.sql(e))?;
@@ -318,5 +352,227 @@ impl Writer {
             )?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ledger::{AlarmOutcome, AlarmRecord, SliceIngest};
+    use crate::model::{AlarmRow, Indicator, Verdict};
+    use chrono::TimeZone;
+    use DetectionState::*;
+
+    fn t(h: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 27, h, 0, 0).unwrap()
+    }
+
+    /// 40 alarms over four hours with 5 detections each, in states that cycle
+    /// through every state but `excluded` (every seventh detection is one).
+    fn ledger() -> Writer {
+        let mut l = Writer::open_in_memory().unwrap();
+        let alarms = (1..=40i64)
+            .map(|id| AlarmRecord {
+                row: AlarmRow {
+                    alarm_id: id.into(),
+                    rule_name: format!("Rule {id}"),
+                    status: 0,
+                    entity_name: "e".into(),
+                    date_inserted: t(10 + u32::try_from(id % 4).unwrap()),
+                },
+                rbp_max: None,
+                outcome: AlarmOutcome::Accepted {
+                    event_count: 1,
+                    indicators: (0..5)
+                        .map(|i| Indicator {
+                            kind: IndicatorType::Domain,
+                            value: format!("h{id}-{i}.example.com"),
+                            field: "domain",
+                            verdict: Verdict::Send,
+                            source: Default::default(),
+                        })
+                        .collect(),
+                    note: None,
+                },
+            })
+            .collect();
+        l.ingest(
+            &SliceIngest {
+                run_id: None,
+                slice_start: t(10),
+                covered_until: Some(t(14)),
+                saturated_at: vec![],
+                observations: Vec::new(),
+                alarms,
+            },
+            t(15),
+        )
+        .unwrap();
+        l.conn
+            .execute_batch(
+                "UPDATE detections SET state = CASE
+                     WHEN id % 7 = 0 THEN 'excluded'
+                     ELSE json_extract('[\"pending\",\"sent\",\"failed\",\"rejected\",\"unconfirmed\"]',
+                                       '$[' || (id % 5) || ']') END",
+            )
+            .unwrap();
+        l
+    }
+
+    /// Every detection as (id, state, alarm id, alarm time), by id.
+    fn all(l: &Ledger) -> Vec<(i64, DetectionState, i64, DateTime<Utc>)> {
+        let mut st = l
+            .conn
+            .prepare(
+                "SELECT d.id, d.state, d.alarm_id, a.date_inserted FROM detections d
+                 JOIN alarms a USING (alarm_id) ORDER BY d.id",
+            )
+            .unwrap();
+        st.query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                sql::get(r, 1, "state")?,
+                r.get(2)?,
+                sql::time(r, 3, "date_inserted")?,
+            ))
+        })
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    }
+
+    /// Pages through `page` with `limit` rows a page, as the submitter does.
+    fn drain(page: impl Fn(DetectionId) -> Vec<Detection>) -> Vec<i64> {
+        let mut after = DetectionId::from(0);
+        let mut ids = Vec::new();
+        loop {
+            let rows = page(after);
+            let Some(last) = rows.last() else { break };
+            after = last.id;
+            ids.extend(rows.iter().map(|d| d.id.get()));
+        }
+        ids
+    }
+
+    #[test]
+    fn keyset_pages_give_each_selected_detection_once_in_id_order() {
+        let l = ledger();
+        let rows = all(&l);
+        let states: &[&[DetectionState]] = &[
+            &[Pending],
+            &[Pending, Failed],
+            &[Failed, Pending, Failed],
+            &[Sent, Rejected, Unconfirmed, Pending, Failed],
+            &[Excluded],
+            &[Excluded, Sent],
+            &[],
+        ];
+        for st in states {
+            for limit in [1, 3, 7, 500] {
+                let want: Vec<i64> = rows
+                    .iter()
+                    .filter(|r| r.1 != Excluded && st.contains(&r.1))
+                    .map(|r| r.0)
+                    .collect();
+                let got = drain(|after| l.detections_to_submit(st, after, limit).unwrap());
+                assert_eq!(got, want, "detections_to_submit {st:?} limit {limit}");
+                let sel = Selection::new(st, &[], None, None);
+                let got = drain(|after| l.select_detections(&sel, after, limit).unwrap());
+                assert_eq!(got, want, "select_detections {st:?} limit {limit}");
+                assert_eq!(l.count_selected(&sel).unwrap(), want.len() as u64);
+            }
+        }
+        // With the alarm and window filters of `replay`.
+        let alarms = [AlarmId::from(3), AlarmId::from(8), AlarmId::from(21)];
+        let filters = [
+            Selection::new(&[Pending, Sent], &alarms, None, None),
+            Selection::new(&[Failed, Unconfirmed], &[], Some(t(11)), Some(t(13))),
+            Selection::new(&[Pending, Failed, Sent], &alarms, Some(t(11)), None),
+        ];
+        for sel in &filters {
+            let want: Vec<i64> = rows
+                .iter()
+                .filter(|r| sel.states.contains(&r.1))
+                .filter(|r| sel.alarms.is_empty() || sel.alarms.contains(&AlarmId::from(r.2)))
+                .filter(|r| sel.from.is_none_or(|f| r.3 >= f) && sel.to.is_none_or(|x| r.3 < x))
+                .map(|r| r.0)
+                .collect();
+            assert!(!want.is_empty(), "{sel:?}");
+            for limit in [1, 4, 500] {
+                let got = drain(|after| l.select_detections(sel, after, limit).unwrap());
+                assert_eq!(got, want, "{sel:?} limit {limit}");
+            }
+            assert_eq!(l.count_selected(sel).unwrap(), want.len() as u64);
+        }
+    }
+
+    /// The query plan's lines for `sql` with its parameters bound to `args`.
+    fn plan(l: &Ledger, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Vec<String> {
+        let mut st = l.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        st.query_map(args, |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn selection_is_a_keyset_scan_of_the_state_index_without_sorting() {
+        let l = ledger();
+        // Statistics as a big ledger would have them, so the planner's choice is
+        // the one it makes there.
+        l.conn.execute_batch("ANALYZE").unwrap();
+        let [s0, s1, s2, s3, s4] = state_slots(&[Pending, Failed]);
+        let submit = plan(
+            &l,
+            &keyset_sql("", 2, 7),
+            &[&7i64, &s0, &s1, &s2, &s3, &s4, &500i64],
+        );
+        let sel = Selection::new(&[Pending, Sent], &[], Some(t(11)), None);
+        let (_, alarms, from, to) = sel.params();
+        let [r0, r1, r2, r3, r4] = state_slots(&sel.states);
+        let replay = plan(
+            &l,
+            &keyset_sql(&format!(" AND {SELECT_WHERE}"), 6, 11),
+            &[
+                &7i64,
+                &Option::<String>::None,
+                &alarms,
+                &from,
+                &to,
+                &r0,
+                &r1,
+                &r2,
+                &r3,
+                &r4,
+                &500i64,
+            ],
+        );
+        for (name, lines) in [("detections_to_submit", submit), ("select_detections", replay)] {
+            let text = lines.join("\n");
+            assert!(!text.contains("TEMP B-TREE"), "{name}:\n{text}");
+            assert!(text.contains("MERGE (UNION ALL)"), "{name}:\n{text}");
+            let seeks = lines
+                .iter()
+                .filter(|p| p.contains("USING INDEX detections_by_state (state=? AND rowid>?)"))
+                .count();
+            assert_eq!(seeks, STATE_SLOTS, "{name}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn state_slots_take_each_state_once_and_never_excluded() {
+        let cases: &[(&[DetectionState], [&str; STATE_SLOTS])] = &[
+            (&[], ["none"; 5]),
+            (&[Pending], ["pending", "none", "none", "none", "none"]),
+            (&[Failed, Pending, Failed], ["failed", "pending", "none", "none", "none"]),
+            (&[Excluded, Sent], ["sent", "none", "none", "none", "none"]),
+            (
+                &[Pending, Sent, Failed, Rejected, Unconfirmed, Excluded],
+                ["pending", "sent", "failed", "rejected", "unconfirmed"],
+            ),
+        ];
+        for (states, want) in cases {
+            assert_eq!(state_slots(states), *want, "{states:?}");
+        }
     }
 }
