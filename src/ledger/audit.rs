@@ -407,6 +407,35 @@ pub fn merge_gaps(slices: &[(DateTime<Utc>, SliceState)]) -> Vec<GapRange> {
     out
 }
 
+/// The shortest `--value` the trigram index can answer: a trigram is three
+/// characters, and FTS5 matches nothing for a shorter phrase.
+pub const MIN_INDEXED_VALUE: usize = 3;
+
+/// How `list_indicators` finds the rows of a `--value`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Search {
+    /// Every row (or an alarm's rows) is read and held to the predicate.
+    Scan,
+    /// The trigram index proposes the rows that contain the value.
+    Index,
+}
+
+/// The index for a value of [`MIN_INDEXED_VALUE`] characters or more, unless
+/// the rows come from one alarm (a handful, through its own index).
+fn indicator_search(f: &IndicatorFilter) -> Search {
+    match &f.value {
+        Some(v) if f.alarm.is_none() && v.chars().count() >= MIN_INDEXED_VALUE => Search::Index,
+        _ => Search::Scan,
+    }
+}
+
+/// `value` as one FTS5 phrase (a string in double quotes, inner quotes
+/// doubled): the trigram tokenizer turns it into consecutive trigrams, which
+/// match exactly the values that contain it. Nothing in it is query syntax.
+fn fts_phrase(value: &str) -> String {
+    format!("\"{}\"", value.replace('"', "\"\""))
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -734,7 +763,19 @@ impl Ledger {
     }
 
     /// Detections matching `f`, newest (row id) first, with their alarm's rule and time.
+    ///
+    /// A `value` of [`MIN_INDEXED_VALUE`] characters or more is looked up in the
+    /// trigram index (`detections_value_fts`, migration 6) when no alarm is
+    /// given; shorter values, and an alarm's few rows, are scanned. Both ways
+    /// give the same rows: the index only proposes candidates (its case folding
+    /// is Unicode's, a superset of the ASCII folding of `lower()`), and every
+    /// row is held to the one predicate, `instr(lower(value), lower(:value))`.
     pub fn list_indicators(&self, f: &IndicatorFilter) -> Result<Vec<IndicatorRow>> {
+        self.list_indicators_by(f, indicator_search(f))
+    }
+
+    /// [`Ledger::list_indicators`] the way `search` says (tests compare the two).
+    fn list_indicators_by(&self, f: &IndicatorFilter, search: Search) -> Result<Vec<IndicatorRow>> {
         let mut w = Where::default();
         if let Some(k) = f.kind {
             w.add("d.ioc_type = :type", ":type", Box::new(k.as_str()));
@@ -745,11 +786,19 @@ impl Ledger {
                 ":value",
                 Box::new(v.clone()),
             );
+            if search == Search::Index {
+                w.add(
+                    "f.detections_value_fts MATCH :phrase",
+                    ":phrase",
+                    Box::new(fts_phrase(v)),
+                );
+            }
         }
         if let Some(s) = f.state {
             // With an alarm, its few rows come from the alarm's index; the state
             // index would walk every row in that state (`+` keeps SQLite off it).
-            let clause = if f.alarm.is_some() {
+            // With the trigram index, the candidates are filtered by state.
+            let clause = if f.alarm.is_some() || search == Search::Index {
                 "+d.state = :state"
             } else {
                 "d.state = :state"
@@ -760,11 +809,20 @@ impl Ledger {
             w.add("d.alarm_id = :alarm", ":alarm", Box::new(a));
         }
         w.bind(":limit", Box::new(limit(f.limit)));
+        // The index yields row ids newest first by itself (FTS5 consumes the
+        // ORDER BY on its rowid), so a common value stops at the limit too.
+        let (from, order) = match search {
+            Search::Index => (
+                "detections_value_fts f JOIN detections d ON d.id = f.rowid",
+                "f.rowid",
+            ),
+            Search::Scan => ("detections d", "d.id"),
+        };
         let sql = format!(
             "SELECT d.id, d.alarm_id, a.rule_name, a.date_inserted, d.ioc_type, d.value, d.field,
                     d.state, d.reason, d.attempts, d.last_error, d.sent_at, d.submission_id
-             FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id {}
-             ORDER BY d.id DESC LIMIT :limit",
+             FROM {from} JOIN alarms a ON a.alarm_id = d.alarm_id {}
+             ORDER BY {order} DESC LIMIT :limit",
             w.sql()
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
@@ -1258,6 +1316,228 @@ mod tests {
         let mut lim = f(None, None, None, None);
         lim.limit = 2;
         assert_eq!(l.list_indicators(&lim).unwrap().len(), 2);
+    }
+
+    /// The fixture plus alarm 4 with values that test case folding, quotes,
+    /// wildcards and FTS5 query syntax; its detections are pending.
+    fn search_fixture() -> Writer {
+        let (mut l, run) = fixture();
+        let values = [
+            "EVIL.Example.COM",
+            "https://Straße.example.de/Pfad?q=%41_b",
+            "İstanbul-ÉCOLE.example.tr",
+            "quote\"inside.example",
+            "near-and-or.example",
+            "1.1.1.1",
+            "11.1.1.10",
+            "café.example",
+            "CAFÉ.example.org",
+        ];
+        l.ingest(
+            &SliceIngest {
+                run_id: Some(run),
+                slice_start: t(27, 11, 0),
+                covered_until: Some(t(27, 12, 0)),
+                saturated_at: vec![],
+                observations: Vec::new(),
+                alarms: vec![record(
+                    4,
+                    "Recorded Future: Odd values",
+                    t(27, 11, 40),
+                    accepted(
+                        values
+                            .iter()
+                            .map(|v| ind(IndicatorType::Domain, v, "domain", Verdict::Send))
+                            .collect(),
+                    ),
+                )],
+            },
+            t(27, 12, 0),
+        )
+        .unwrap();
+        l
+    }
+
+    #[test]
+    fn the_trigram_index_and_the_scan_give_the_same_indicators() {
+        let l = search_fixture();
+        // (value, rows expected) — the count pins the documented semantics:
+        // ASCII letters match in either case, other letters only as written.
+        let queries: &[(&str, usize)] = &[
+            ("", 13),
+            ("e", 9),
+            ("EV", 2),
+            ("evi", 2),
+            ("EVIL", 2),
+            ("evil.example", 2),
+            ("example", 9),
+            (".EXAMPLE.", 4),
+            ("straße", 1),
+            ("STRAßE", 1),
+            ("STRASSE", 0),
+            ("strasse", 0),
+            ("İstanbul", 1),
+            ("istanbul", 0),
+            ("école", 0),
+            ("ÉCOLE", 1),
+            ("écOLE", 0),
+            ("café", 1),
+            ("CAFÉ", 1),
+            ("cafÉ", 1),
+            ("Café", 1),
+            ("\"", 1),
+            ("e\"i", 1),
+            ("%41_b", 1),
+            ("%", 1),
+            ("_", 1),
+            ("*", 0),
+            ("exa*", 0),
+            ("near", 1),
+            ("NEAR(", 0),
+            ("and-or", 1),
+            ("OR", 2),
+            ("^evi", 0),
+            ("1.1.1", 2),
+            ("1.1.1.1", 2),
+            (".1.1.", 2),
+            ("'); DROP TABLE detections;--", 0),
+            ("8.8.8.8", 1),
+            ("10.0", 1),
+        ];
+        for &(value, want) in queries {
+            for (state, kind, limit) in [
+                (None, None, 100),
+                (None, None, 1),
+                (Some(DetectionState::Pending), None, 100),
+                (
+                    Some(DetectionState::Failed),
+                    Some(IndicatorType::Domain),
+                    100,
+                ),
+                (None, Some(IndicatorType::Ip), 100),
+            ] {
+                let f = IndicatorFilter {
+                    kind,
+                    value: Some(value.into()),
+                    state,
+                    alarm: None,
+                    limit,
+                };
+                let scan = l.list_indicators_by(&f, Search::Scan).unwrap();
+                let chosen = l.list_indicators(&f).unwrap();
+                assert_eq!(chosen, scan, "{value:?} {f:?}");
+                if value.chars().count() >= MIN_INDEXED_VALUE {
+                    assert_eq!(indicator_search(&f), Search::Index, "{value:?}");
+                    let index = l.list_indicators_by(&f, Search::Index).unwrap();
+                    assert_eq!(index, scan, "{value:?} {f:?}");
+                } else {
+                    assert_eq!(indicator_search(&f), Search::Scan, "{value:?}");
+                }
+                if (state, kind, limit) == (None, None, 100) {
+                    assert_eq!(scan.len(), want, "{value:?}: {scan:?}");
+                }
+            }
+        }
+        // One alarm's rows come from its own index, whatever the value.
+        let of4 = IndicatorFilter {
+            value: Some("example".into()),
+            alarm: Some(4.into()),
+            limit: 100,
+            ..IndicatorFilter::default()
+        };
+        assert_eq!(indicator_search(&of4), Search::Scan);
+        assert_eq!(l.list_indicators(&of4).unwrap().len(), 7);
+    }
+
+    /// Plan lines of the indicator query for `f` done the way `search` says.
+    fn indicator_plan(l: &Ledger, f: &IndicatorFilter, search: Search) -> String {
+        let phrase = f.value.as_deref().map(fts_phrase);
+        let sql = match search {
+            Search::Index => {
+                "EXPLAIN QUERY PLAN SELECT d.id FROM detections_value_fts f
+                JOIN detections d ON d.id = f.rowid JOIN alarms a ON a.alarm_id = d.alarm_id
+                WHERE instr(lower(d.value), lower(?1)) > 0 AND f.detections_value_fts MATCH ?2
+                ORDER BY f.rowid DESC LIMIT 50"
+            }
+            Search::Scan => {
+                "EXPLAIN QUERY PLAN SELECT d.id FROM detections d
+                JOIN alarms a ON a.alarm_id = d.alarm_id
+                WHERE instr(lower(d.value), lower(?1)) > 0 AND ?2 IS NOT NULL
+                ORDER BY d.id DESC LIMIT 50"
+            }
+        };
+        let mut st = l.conn.prepare(sql).unwrap();
+        let rows = st
+            .query_map(rusqlite::params![f.value, phrase], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .unwrap()
+            .join("\n")
+    }
+
+    #[test]
+    fn a_value_search_goes_through_the_trigram_index_in_row_order() {
+        let l = search_fixture();
+        let f = IndicatorFilter {
+            value: Some("evil".into()),
+            limit: 50,
+            ..IndicatorFilter::default()
+        };
+        let plan = indicator_plan(&l, &f, Search::Index);
+        assert!(plan.contains("VIRTUAL TABLE INDEX"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+        let scan = indicator_plan(&l, &f, Search::Scan);
+        assert!(scan.contains("SCAN d"), "{scan}");
+    }
+
+    #[test]
+    fn the_trigram_index_follows_inserts_and_prunes() {
+        let l = search_fixture();
+        let check = |l: &Ledger| {
+            // FTS5's own check of an external-content index against its table.
+            l.conn
+                .execute(
+                    "INSERT INTO detections_value_fts (detections_value_fts, rank)
+                     VALUES ('integrity-check', 1)",
+                    [],
+                )
+                .unwrap();
+        };
+        check(&l);
+        let found = |l: &Ledger, v: &str| {
+            l.list_indicators(&IndicatorFilter {
+                value: Some(v.into()),
+                limit: 100,
+                ..IndicatorFilter::default()
+            })
+            .unwrap()
+            .len()
+        };
+        assert_eq!(found(&l, "bad.example"), 1);
+        l.conn
+            .execute_batch("DELETE FROM detections WHERE alarm_id = 3")
+            .unwrap();
+        check(&l);
+        assert_eq!(found(&l, "bad.example"), 0);
+        l.conn
+            .execute_batch(
+                "UPDATE detections SET value = 'renamed.example' WHERE value = '8.8.8.8'",
+            )
+            .unwrap();
+        check(&l);
+        assert_eq!(found(&l, "8.8.8"), 0);
+        assert_eq!(found(&l, "renamed"), 1);
+        // A stale index would make the check fail: prove that it can.
+        l.conn
+            .execute_batch("DROP TRIGGER detections_value_fts_delete; DELETE FROM detections WHERE alarm_id = 4")
+            .unwrap();
+        let stale = l.conn.execute(
+            "INSERT INTO detections_value_fts (detections_value_fts, rank) VALUES ('integrity-check', 1)",
+            [],
+        );
+        assert!(stale.is_err());
     }
 
     #[test]

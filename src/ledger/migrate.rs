@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[&str] = &[
     MIGRATION_3,
     MIGRATION_4,
     MIGRATION_UNCONFIRMED,
+    MIGRATION_6,
 ];
 
 /// Migration 2 (issue 11): what each detection's event said about its source
@@ -131,6 +132,52 @@ CREATE INDEX detections_by_state ON detections (state);
 CREATE INDEX detections_by_value ON detections (value);
 ";
 
+/// Migration 6 (issue 13): an index for substring search of indicator values,
+/// and the record of the ledger's integrity checks.
+///
+/// `detections_value_fts` is an FTS5 table with the `trigram` tokenizer over
+/// `detections.value`, as external content (the text stays in `detections`
+/// only; the index holds trigrams and row ids). Triggers keep it in step with
+/// every insert, delete (`ledger prune`) and change of a value; the `rebuild`
+/// indexes what an older ledger already holds. `ledger indicators --value`
+/// uses it for values of three characters or more.
+///
+/// `ledger_health` (one row, id 1, written by `Writer`): `writer_pid` and
+/// `writer_opened_at` are set while a writer has the ledger open and cleared
+/// at a clean close, whose time is `closed_at`; `closed_mtime` is the
+/// modification time (Unix seconds) lrci gave the file at that close, so a
+/// file changed since by anything else is noticed. `check_*`: the last
+/// `PRAGMA quick_check` (when, why, how long, and its result).
+const MIGRATION_6: &str = "
+CREATE VIRTUAL TABLE detections_value_fts USING fts5(
+    value, content = 'detections', content_rowid = 'id', tokenize = 'trigram'
+);
+INSERT INTO detections_value_fts (detections_value_fts) VALUES ('rebuild');
+CREATE TRIGGER detections_value_fts_insert AFTER INSERT ON detections BEGIN
+    INSERT INTO detections_value_fts (rowid, value) VALUES (new.id, new.value);
+END;
+CREATE TRIGGER detections_value_fts_delete AFTER DELETE ON detections BEGIN
+    INSERT INTO detections_value_fts (detections_value_fts, rowid, value)
+        VALUES ('delete', old.id, old.value);
+END;
+CREATE TRIGGER detections_value_fts_update AFTER UPDATE OF id, value ON detections BEGIN
+    INSERT INTO detections_value_fts (detections_value_fts, rowid, value)
+        VALUES ('delete', old.id, old.value);
+    INSERT INTO detections_value_fts (rowid, value) VALUES (new.id, new.value);
+END;
+CREATE TABLE ledger_health (
+    id               INTEGER PRIMARY KEY CHECK (id = 1),
+    writer_pid       INTEGER,
+    writer_opened_at TEXT,
+    closed_at        TEXT,
+    closed_mtime     INTEGER,
+    check_at         TEXT,
+    check_reason     TEXT,
+    check_ms         INTEGER,
+    check_result     TEXT
+);
+";
+
 /// The `user_version` this build writes and understands.
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 
@@ -180,6 +227,12 @@ mod tests {
                 "ci_holdings",
                 "coverage",
                 "detections",
+                "detections_value_fts",
+                "detections_value_fts_config",
+                "detections_value_fts_data",
+                "detections_value_fts_docsize",
+                "detections_value_fts_idx",
+                "ledger_health",
                 "org_domains",
                 "org_networks",
                 "org_sightings",
@@ -262,6 +315,49 @@ mod tests {
             )
             .unwrap();
         assert_eq!(indexes, 2);
+    }
+
+    #[test]
+    fn migration_6_indexes_the_values_an_older_ledger_holds() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        for step in &MIGRATIONS[..5] {
+            tx.execute_batch(step).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 5).unwrap();
+        tx.execute_batch(
+            "INSERT INTO alarms (alarm_id, rule_name, status, entity_name, date_inserted, decision,
+                 first_seen_at, updated_at)
+             VALUES (7, 'r', 0, 'e', '2026-12-01T00:00:00.000Z', 'accepted', 'x', 'x');
+             INSERT INTO detections (id, alarm_id, ioc_type, value, field, state, created_at, updated_at)
+             VALUES (41, 7, 'domain', 'old.example', 'domain', 'sent', 'c', 'u'),
+                    (42, 7, 'ip', '8.8.4.4', 'originIP', 'sent', 'c', 'u');",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+        migrate(&mut conn).unwrap();
+        let found = |conn: &Connection, phrase: &str| -> Vec<i64> {
+            let mut st = conn
+                .prepare("SELECT rowid FROM detections_value_fts WHERE detections_value_fts MATCH ?1 ORDER BY rowid")
+                .unwrap();
+            st.query_map([phrase], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        assert_eq!(found(&conn, "\"d.exa\""), [41]);
+        assert_eq!(found(&conn, "\"8.4\""), [42]);
+        // New rows are indexed by the triggers.
+        conn.execute_batch(
+            "INSERT INTO detections (id, alarm_id, ioc_type, value, field, state, created_at, updated_at)
+             VALUES (43, 7, 'domain', 'new.example', 'domain', 'pending', 'c', 'u')",
+        )
+        .unwrap();
+        assert_eq!(found(&conn, "\"example\""), [41, 43]);
+        let health: i64 = conn
+            .query_row("SELECT count(*) FROM ledger_health", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(health, 0, "no check is recorded until a writer runs one");
     }
 
     #[test]

@@ -164,7 +164,19 @@ impl Ledger {
         let (_, alarms, from, to) = sel.params();
         let [s0, s1, s2, s3, s4] = state_slots(&sel.states);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let args = params![after_id, Option::<String>::None, alarms, from, to, s0, s1, s2, s3, s4, limit];
+        let args = params![
+            after_id,
+            Option::<String>::None,
+            alarms,
+            from,
+            to,
+            s0,
+            s1,
+            s2,
+            s3,
+            s4,
+            limit
+        ];
         let rows = stmt
             .query_map(args, detection_row)
             .map_err(|e| self.sql(e))?;
@@ -508,7 +520,10 @@ mod tests {
 
     /// The query plan's lines for `sql` with its parameters bound to `args`.
     fn plan(l: &Ledger, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Vec<String> {
-        let mut st = l.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut st = l
+            .conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .unwrap();
         st.query_map(args, |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
@@ -547,7 +562,10 @@ mod tests {
                 &500i64,
             ],
         );
-        for (name, lines) in [("detections_to_submit", submit), ("select_detections", replay)] {
+        for (name, lines) in [
+            ("detections_to_submit", submit),
+            ("select_detections", replay),
+        ] {
             let text = lines.join("\n");
             assert!(!text.contains("TEMP B-TREE"), "{name}:\n{text}");
             assert!(text.contains("MERGE (UNION ALL)"), "{name}:\n{text}");
@@ -564,7 +582,10 @@ mod tests {
         let cases: &[(&[DetectionState], [&str; STATE_SLOTS])] = &[
             (&[], ["none"; 5]),
             (&[Pending], ["pending", "none", "none", "none", "none"]),
-            (&[Failed, Pending, Failed], ["failed", "pending", "none", "none", "none"]),
+            (
+                &[Failed, Pending, Failed],
+                ["failed", "pending", "none", "none", "none"],
+            ),
             (&[Excluded, Sent], ["sent", "none", "none", "none", "none"]),
             (
                 &[Pending, Sent, Failed, Rejected, Unconfirmed, Excluded],
