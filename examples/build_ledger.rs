@@ -1,7 +1,7 @@
 //! Builds a large ledger through the real write path, for the `lrci ledger`
 //! benchmark (`contrib/bench/ledger.sh`).
 //!
-//! `cargo run --release --example build_ledger -- OUT.sqlite3 [ALARMS] [PER_ALARM]`
+//! `cargo run --release --example build_ledger -- OUT.sqlite3 [ALARMS] [PER_ALARM] [--unsent]`
 //!
 //! ALARMS (default 100 000) alarms with PER_ALARM (default 10) indicators each,
 //! spread over hourly slices that end at the current hour, are written with
@@ -9,7 +9,9 @@
 //! transaction, as a sync does). Two indicators in ten are excluded by policy. Of the
 //! rest, most are marked `sent` in batches of 500 (`mark_sent`), one batch in fifty
 //! `failed` (`mark_failed`), and one detection in a thousand `rejected`
-//! (`mark_rejected`). The work is recorded as ten sync runs.
+//! (`mark_rejected`). The work is recorded as ten sync runs. With `--unsent`
+//! nothing is submitted: every indicator that is not excluded stays `pending`,
+//! a backlog for `lrci replay` (`contrib/bench/submit_cpu.sh`).
 
 use chrono::{Duration as Span, DurationRound, Utc};
 use lrci::ledger::{AlarmOutcome, AlarmRecord, SliceIngest, SubmissionRecord, Writer};
@@ -71,10 +73,12 @@ fn indicator(alarm: u64, i: u64) -> Indicator {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let unsent = all.iter().any(|a| a == "--unsent");
+    let mut args = all.into_iter().filter(|a| a != "--unsent");
     let out = PathBuf::from(
         args.next()
-            .ok_or("usage: build_ledger OUT [ALARMS] [PER_ALARM]")?,
+            .ok_or("usage: build_ledger OUT [ALARMS] [PER_ALARM] [--unsent]")?,
     );
     let alarms: u64 = args.next().map_or(Ok(100_000), |s| s.parse())?;
     let per_alarm: u64 = args.next().map_or(Ok(10), |s| s.parse())?;
@@ -136,7 +140,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             slice += 1;
         }
         // Submit what is pending, as the submitter does: batches in id order.
-        loop {
+        while !unsent {
             let todo = ledger.detections_to_submit(&[DetectionState::Pending], after_id, BATCH)?;
             let Some(last) = todo.last() else { break };
             after_id = last.id;

@@ -2,23 +2,35 @@
 //! checking an existing one read-only before a read-write open, and resolving
 //! the path (symlinks) that the lock file is named after.
 
+use super::health::{CheckRun, FileState};
 use super::{migrate, Error, Ledger, Result};
 use crate::platform;
+use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-/// Before a read-write open of an existing ledger: the identity checks and
-/// `PRAGMA quick_check` through a read-only connection, so that a foreign,
-/// newer or corrupt ledger (including one paired with another database's
-/// `-wal`) is refused with its files byte-for-byte unchanged. A read-write
-/// connection would write the header and, on close, checkpoint and delete the
-/// `-wal`. When the read-only connection cannot be used at all (e.g. a `-shm`
-/// that needs recovery, which takes write access), the read-write open decides.
-pub(super) fn precheck(path: &Path) -> Result<()> {
+/// What the read-only look before a read-write open decided.
+pub(super) enum Precheck {
+    /// The identity is sound and `quick_check` ran (`Some`) or was not due.
+    Decided(Option<CheckRun>),
+    /// The read-only connection could not be used (an empty file, a `-shm`
+    /// that needs recovery, which takes write access): the read-write open
+    /// decides, from the files as they were found here.
+    Undecided(FileState),
+}
+
+/// Before a read-write open of an existing ledger: the identity checks and,
+/// when [`super::health::check_due`] says so, `PRAGMA quick_check` through a
+/// read-only connection, so that a foreign, newer or corrupt ledger (including
+/// one paired with another database's `-wal`) is refused with its files
+/// byte-for-byte unchanged. A read-write connection would write the header
+/// and, on close, checkpoint and delete the `-wal`.
+pub(super) fn precheck(path: &Path, now: DateTime<Utc>) -> Result<Precheck> {
+    let file = FileState::of(path);
     let non_empty = std::fs::metadata(path).is_ok_and(|m| m.len() > 0);
     if !non_empty {
-        return Ok(());
+        return Ok(Precheck::Undecided(file));
     }
     let side = |suffix: &str| {
         let mut p = path.as_os_str().to_owned();
@@ -27,7 +39,7 @@ pub(super) fn precheck(path: &Path) -> Result<()> {
     };
     let (wal, shm) = (side("-wal"), side("-shm"));
     let had = (wal.exists(), shm.exists());
-    let verdict = probe_read_only(path);
+    let verdict = probe_read_only(path, &file, now);
     // A refused ledger is left as found: remove the empty -wal and the -shm the
     // probe itself created (the run lock keeps other lrci runs away).
     if verdict.is_err() && !had.0 && std::fs::metadata(&wal).is_ok_and(|m| m.len() == 0) {
@@ -39,15 +51,13 @@ pub(super) fn precheck(path: &Path) -> Result<()> {
     verdict
 }
 
-fn probe_read_only(path: &Path) -> Result<()> {
+fn probe_read_only(path: &Path, file: &FileState, now: DateTime<Utc>) -> Result<Precheck> {
+    let undecided = Ok(Precheck::Undecided(*file));
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let Ok(conn) = Connection::open_with_flags(path, flags) else {
-        return Ok(());
+        return undecided;
     };
-    let probe = Ledger {
-        conn,
-        path: path.to_path_buf(),
-    };
+    let probe = Ledger::new(conn, path.to_path_buf());
     let refused = |e: &Error| {
         matches!(
             e,
@@ -56,12 +66,13 @@ fn probe_read_only(path: &Path) -> Result<()> {
     };
     match probe.check_identity() {
         Err(e) if refused(&e) => return Err(e),
-        Err(_) => return Ok(()),
+        Err(_) => return undecided,
         Ok(_) => {}
     }
-    match probe.quick_check() {
+    match probe.check_if_due(file, now) {
         Err(e) if refused(&e) => Err(e),
-        _ => Ok(()),
+        Err(_) => undecided,
+        Ok(ran) => Ok(Precheck::Decided(ran)),
     }
 }
 
@@ -150,10 +161,7 @@ pub(super) fn prepare_file(path: &Path) -> Result<()> {
             path: tmp.clone(),
             source,
         })?;
-        let mut ledger = Ledger {
-            conn,
-            path: tmp.clone(),
-        };
+        let mut ledger = Ledger::new(conn, tmp.clone());
         ledger.set_pragmas()?;
         migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
         // Closing the last connection checkpoints the WAL into the file.

@@ -34,6 +34,7 @@
 
 pub mod audit;
 mod file;
+mod health;
 mod ingest;
 mod knowledge;
 mod lock;
@@ -46,6 +47,7 @@ mod sql;
 mod writer;
 
 pub use file::{create_private_dir, resolve_ledger_path};
+pub use health::{CheckReason, Health, CHECK_INTERVAL};
 pub use ingest::{AlarmOutcome, AlarmRecord, IngestCounts, KnownAlarm, SliceIngest};
 pub use knowledge::{DomainEvidence, KnownNetwork, ValueCount};
 pub use lock::RunLock;
@@ -197,6 +199,9 @@ fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
 pub struct Ledger {
     conn: Connection,
     path: PathBuf,
+    /// SQLite reported corruption through this connection: a writer then does
+    /// not mark its close clean, so the next one runs `quick_check`.
+    damaged: std::cell::Cell<bool>,
 }
 
 /// Coverage of one UTC hour slice.
@@ -226,6 +231,14 @@ impl StateCounts {
 }
 
 impl Ledger {
+    fn new(conn: Connection, path: PathBuf) -> Ledger {
+        Ledger {
+            conn,
+            path,
+            damaged: std::cell::Cell::new(false),
+        }
+    }
+
     /// Opens the ledger at `path` read-only: never created, migrated or written
     /// (audit commands, `--dry-run`). Writing commands use [`Writer::open`].
     pub fn open(path: &Path) -> Result<Ledger> {
@@ -248,15 +261,24 @@ impl Ledger {
     }
 
     /// Creates (whole), checks and migrates the ledger at `path` and opens it
-    /// read-write. Only [`Writer::open`] calls this, with the run lock held.
-    fn open_read_write(path: &Path) -> Result<Ledger> {
+    /// read-write, running `quick_check` when one is due (see `health.rs`).
+    /// Only [`Writer::open`] calls this, with the run lock held; it records
+    /// the check returned.
+    fn open_read_write(
+        path: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<(Ledger, Option<health::CheckRun>)> {
         file::prepare_file(path)?;
-        file::precheck(path)?;
+        let pre = file::precheck(path, now)?;
         let mut ledger = Ledger::connect(path, OpenFlags::SQLITE_OPEN_READ_WRITE)?;
         ledger.check_identity()?;
         ledger.set_pragmas()?;
         migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
-        Ok(ledger)
+        let check = match pre {
+            file::Precheck::Decided(check) => check,
+            file::Precheck::Undecided(found) => ledger.check_if_due(&found, now)?,
+        };
+        Ok((ledger, check))
     }
 
     /// A ledger on a read-only mount (a snapshot, a forensic copy): SQLite cannot
@@ -283,10 +305,7 @@ impl Ledger {
         } else {
             tracing::debug!(ledger = %path.display(), "the ledger's directory is read-only: opened as immutable");
         }
-        Ok(Ledger {
-            conn,
-            path: path.to_path_buf(),
-        })
+        Ok(Ledger::new(conn, path.to_path_buf()))
     }
 
     /// One connection with the busy timeout set; no checks yet.
@@ -297,7 +316,7 @@ impl Ledger {
             path: path.clone(),
             source,
         })?;
-        let ledger = Ledger { conn, path };
+        let ledger = Ledger::new(conn, path);
         ledger
             .conn
             .busy_timeout(BUSY_TIMEOUT)
@@ -324,7 +343,7 @@ impl Ledger {
             path: path.clone(),
             source,
         })?;
-        let mut ledger = Ledger { conn, path };
+        let mut ledger = Ledger::new(conn, path);
         ledger.set_pragmas()?;
         migrate::migrate(&mut ledger.conn).map_err(|e| ledger.sql(e))?;
         Ok(ledger)
@@ -343,6 +362,7 @@ impl Ledger {
             };
         }
         if let Some(rusqlite::ErrorCode::DatabaseCorrupt) = sqlite_code(&source) {
+            self.damaged.set(true);
             return Error::Corrupt {
                 path: self.path.clone(),
                 detail: source.to_string(),
@@ -419,7 +439,8 @@ impl Ledger {
             .map_err(|e| self.sql(e))
     }
 
-    /// `PRAGMA quick_check`: run before a writing command touches the network.
+    /// `PRAGMA quick_check`: run before a writing command touches the network
+    /// when one is due (`health.rs`).
     pub fn quick_check(&self) -> Result<()> {
         let result: String = self
             .conn
@@ -428,6 +449,7 @@ impl Ledger {
         if result == "ok" {
             Ok(())
         } else {
+            self.damaged.set(true);
             Err(Error::Corrupt {
                 path: self.path.clone(),
                 detail: result,

@@ -1,3 +1,4 @@
+use super::health;
 use super::*;
 use crate::model::{
     AlarmId, AlarmRow, DetectionId, DetectionState, Indicator, IndicatorType, Verdict,
@@ -582,4 +583,137 @@ fn network_records_are_kept_once_and_excluding_due_detections_spares_sent_ones()
         .map(Result::unwrap)
         .collect();
     assert_eq!(states, ["sent", "excluded"]);
+}
+
+// Issue 13: quick_check where it pays.
+
+/// The recorded health of the ledger file at `path` (read-only).
+fn health_of(path: &Path) -> Health {
+    Ledger::open(path).unwrap().health().unwrap().unwrap()
+}
+
+#[test]
+fn quick_check_runs_after_an_unclean_close_or_a_change_and_not_after_a_clean_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    // A new ledger: no check recorded, so the first writer runs one.
+    let w = Writer::open(&path).unwrap();
+    let h = w.health().unwrap().unwrap();
+    assert_eq!(
+        h.check_reason.as_deref(),
+        Some(CheckReason::NoRecord.as_str())
+    );
+    assert_eq!(h.check_result.as_deref(), Some("ok"));
+    assert_eq!(h.writer_pid, Some(i64::from(std::process::id())));
+    assert!(h.writer_opened_at.is_some());
+    let first = h.check_at.unwrap();
+    drop(w);
+    // A clean close: mark cleared, -wal gone, the file's time is the recorded second.
+    let h = health_of(&path);
+    assert_eq!((h.writer_pid, h.writer_opened_at.as_deref()), (None, None));
+    let file = health::FileState::of(&path);
+    assert_eq!(file.wal_bytes, 0);
+    assert_eq!(file.mtime, h.closed_mtime);
+    assert!(h.closed_mtime.is_some());
+    // The next writer finds it as it was left and checks nothing.
+    drop(Writer::open(&path).unwrap());
+    let h = health_of(&path);
+    assert_eq!(h.check_at, Some(first), "no check after a clean close");
+    // Reading it changes nothing.
+    drop(Ledger::open(&path).unwrap());
+    drop(Writer::open(&path).unwrap());
+    assert_eq!(health_of(&path).check_at, Some(first));
+
+    // Changed by something else (a copy, a restore, an edit): checked.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "INSERT INTO runs (kind, started_at) VALUES ('sync', '2026-12-03T00:00:00.000Z')",
+        )
+        .unwrap();
+    }
+    drop(Writer::open(&path).unwrap());
+    let h = health_of(&path);
+    assert_eq!(
+        h.check_reason.as_deref(),
+        Some(CheckReason::Changed.as_str())
+    );
+    let second = h.check_at.unwrap();
+    assert!(second >= first);
+
+    // A writer that died with the ledger open (its mark is left): checked.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("UPDATE ledger_health SET writer_pid = 1, writer_opened_at = 'x'")
+            .unwrap();
+    }
+    drop(Writer::open(&path).unwrap());
+    let h = health_of(&path);
+    assert_eq!(
+        h.check_reason.as_deref(),
+        Some(CheckReason::Unclean.as_str())
+    );
+
+    // A day after the last check: checked again.
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch("UPDATE ledger_health SET check_at = '2000-01-01T00:00:00.000Z'")
+            .unwrap();
+    }
+    // (that edit also changed the file; a clean writer close makes it match again)
+    drop(Writer::open(&path).unwrap());
+    {
+        let w = Writer::open(&path).unwrap();
+        w.conn
+            .execute_batch("UPDATE ledger_health SET check_at = '2000-01-01T00:00:00.000Z'")
+            .unwrap();
+    }
+    drop(Writer::open(&path).unwrap());
+    let h = health_of(&path);
+    assert_eq!(h.check_reason.as_deref(), Some(CheckReason::Daily.as_str()));
+    assert!(h.check_at.unwrap() >= second);
+}
+
+#[test]
+fn a_ledger_damaged_after_a_clean_close_is_still_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l.sqlite3");
+    {
+        let mut w = Writer::open(&path).unwrap();
+        let alarms = (1..=300)
+            .map(|i| {
+                accepted(
+                    i,
+                    t(10, 5),
+                    vec![ind(
+                        IndicatorType::Domain,
+                        &format!("h{i}.example.com"),
+                        Verdict::Send,
+                    )],
+                )
+            })
+            .collect();
+        w.ingest(&slice(alarms), t(12, 0)).unwrap();
+    }
+    // Checked just now and closed cleanly: the next open would not check.
+    assert!(health::check_due(
+        Some(&health_of(&path)),
+        &health::FileState::of(&path),
+        Utc::now()
+    )
+    .is_none());
+    // A page overwritten in place (bit rot, a stray write), same length.
+    let mut bytes = std::fs::read(&path).unwrap();
+    let pages = bytes.len() / 4096;
+    assert!(pages > 8, "{pages} pages");
+    for b in &mut bytes[4096 * 3..4096 * 4] {
+        *b = 0x5a;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let e = Writer::open(&path)
+        .err()
+        .expect("a damaged ledger must be refused");
+    assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
+    assert_eq!(e.exit_code(), 65);
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "refused untouched");
 }

@@ -11,13 +11,31 @@ use std::time::Duration;
 ///
 /// Every method that changes the ledger (ingest, the `mark_*` outcomes, runs,
 /// prune) is on `Writer`; reads come through `Deref` to [`Ledger`]. The only
-/// ways to get one are [`Writer::open`] (lock, read-write open, `quick_check`:
-/// the one path of every writing command) and the in-memory constructors, which
-/// touch no file. So a write to a ledger file without its lock does not compile.
+/// ways to get one are [`Writer::open`] (lock, read-write open, `quick_check`
+/// when due: the one path of every writing command) and the in-memory
+/// constructors, which touch no file. So a write to a ledger file without its
+/// lock does not compile. Dropping a file's `Writer` is its clean close
+/// (`health.rs`).
 pub struct Writer {
     pub(super) ledger: Ledger,
     /// `None` only for in-memory ledgers, which no other process can see.
     lock: Option<RunLock>,
+}
+
+impl Drop for Writer {
+    /// The clean close of a ledger file (in-memory ledgers have nothing to
+    /// close). After SQLite reported corruption the writer mark is left set, so
+    /// the next writer checks the ledger.
+    fn drop(&mut self) {
+        if self.lock.is_none() {
+            return;
+        }
+        if self.ledger.damaged.get() {
+            tracing::warn!(ledger = %self.ledger.path.display(), "SQLite reported damage in the ledger: the next run checks it");
+            return;
+        }
+        self.close_cleanly();
+    }
 }
 
 impl std::ops::Deref for Writer {
@@ -30,16 +48,20 @@ impl std::ops::Deref for Writer {
 impl Writer {
     /// Takes the run lock of the ledger at `path` (failing at once with
     /// [`Error::Locked`] when another run holds it), creates or migrates the
-    /// ledger, and runs `PRAGMA quick_check`: what every writing command does
-    /// before it touches the network.
+    /// ledger, runs `PRAGMA quick_check` when one is due (after an unclean
+    /// shutdown, a change by something else, or daily: see `health.rs`) and
+    /// marks the ledger open: what every writing command does before it
+    /// touches the network.
     pub fn open(path: &Path) -> Result<Writer> {
         let lock = RunLock::acquire(path)?;
-        let ledger = Ledger::open_read_write(path)?;
-        ledger.quick_check()?;
-        Ok(Writer {
+        let now = Utc::now();
+        let (ledger, check) = Ledger::open_read_write(path, now)?;
+        let mut writer = Writer {
             ledger,
             lock: Some(lock),
-        })
+        };
+        writer.record_open(check, now)?;
+        Ok(writer)
     }
 
     /// A fresh in-memory ledger (tests, and `--dry-run` without a ledger file).
@@ -74,10 +96,7 @@ impl Writer {
         }
         // A copy of an older ledger reads like a current one.
         super::migrate::migrate(&mut copy).map_err(|e| source.sql(e))?;
-        let ledger = Ledger {
-            conn: copy,
-            path: source.path.clone(),
-        };
+        let ledger = Ledger::new(copy, source.path.clone());
         ledger
             .conn
             .pragma_update(None, "foreign_keys", "ON")

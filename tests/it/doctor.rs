@@ -117,6 +117,7 @@ async fn all_checks_pass_against_the_sim() {
         "ledger: path",
         "ledger: open",
         "ledger: integrity",
+        "ledger: quick_check",
         "ledger: file mode",
         "ledger: lock",
         "ledger: WAL",
@@ -129,6 +130,14 @@ async fn all_checks_pass_against_the_sim() {
         assert_eq!(status(&doc, name), "ok", "{name}");
     }
     assert!(detail(&doc, "ledger: integrity").contains("integrity_check"));
+    // Issue 13: the quick_check the sync ran on its new ledger, and the next one.
+    let quick = detail(&doc, "ledger: quick_check");
+    assert!(
+        quick.contains("last run")
+            && quick.contains("no check recorded")
+            && quick.contains(": ok; next"),
+        "{quick}"
+    );
     assert!(detail(&doc, "logrhythm").contains("ms"));
     // Issue 11: the probe the sync recorded, and the live time-zone self-check.
     let profile = detail(&doc, "logrhythm: server profile");

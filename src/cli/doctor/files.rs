@@ -95,6 +95,7 @@ pub(super) fn open_checks(path: &Path, out: &mut Vec<Check>) {
                 )),
                 Err(e) => out.push(ledger_fail(INTEGRITY, &e)),
             }
+            out.push(quick_check_record(&l));
         }
         Err(ledger::Error::Empty { .. }) => out.push(Check::warn(
             OPEN,
@@ -102,6 +103,43 @@ pub(super) fn open_checks(path: &Path, out: &mut Vec<Check>) {
         )),
         Err(e) => out.push(ledger_fail(OPEN, &e)),
     }
+}
+
+/// What the ledger records of the `quick_check` writing runs do (issue 13):
+/// when it last ran, why and its result, and when the next one is due.
+fn quick_check_record(l: &Ledger) -> Check {
+    const NAME: &str = "ledger: quick_check";
+    let h = match l.health() {
+        Ok(Some(h)) => h,
+        Ok(None) => {
+            return Check::ok(
+                NAME,
+                "none recorded (a ledger from an older lrci): the next writing run checks it",
+            )
+        }
+        Err(e) => return ledger_fail(NAME, &e),
+    };
+    let Some(at) = h.check_at else {
+        return Check::ok(NAME, "none recorded yet: the next writing run checks it");
+    };
+    let last = format!(
+        "last run {} ({}; {} ms): {}",
+        ledger::ts(at),
+        h.check_reason.as_deref().unwrap_or("no reason recorded"),
+        h.check_ms.unwrap_or(0),
+        h.check_result.as_deref().unwrap_or("no result recorded"),
+    );
+    let next = match (&h.writer_opened_at, h.writer_pid) {
+        (Some(opened), pid) => format!(
+            "; a writer (pid {}) opened the ledger at {opened} and has not closed it: a run now, or one that was killed (then the next run checks it)",
+            pid.map_or_else(|| "?".into(), |p| p.to_string())
+        ),
+        (None, _) => format!(
+            "; next after an unclean shutdown, a change by another program, or from {}",
+            ledger::ts(at + ledger::CHECK_INTERVAL)
+        ),
+    };
+    Check::ok(NAME, format!("{last}{next}"))
 }
 
 /// Checks a backup (`doctor --backup FILE`): the file, that it opens as an lrci
