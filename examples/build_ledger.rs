@@ -140,7 +140,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             slice += 1;
         }
         // Submit what is pending, as the submitter does: batches in id order.
-        while !unsent {
+        loop {
+            if unsent {
+                break;
+            }
             let todo = ledger.detections_to_submit(&[DetectionState::Pending], after_id, BATCH)?;
             let Some(last) = todo.last() else { break };
             after_id = last.id;

@@ -269,6 +269,15 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 12, 3, h, 0, 0).unwrap()
     }
 
+    /// (name, health recorded, files found, now, the check expected)
+    type Case<'a> = (
+        &'a str,
+        Option<&'a Health>,
+        FileState,
+        DateTime<Utc>,
+        Option<CheckReason>,
+    );
+
     #[test]
     fn when_a_writer_checks_the_ledger() {
         let clean = Health {
@@ -315,13 +324,7 @@ mod tests {
         };
         let day = Span::hours(24);
         use CheckReason::*;
-        let cases: &[(
-            &str,
-            Option<&Health>,
-            FileState,
-            DateTime<Utc>,
-            Option<CheckReason>,
-        )] = &[
+        let cases: &[Case<'_>] = &[
             ("before migration 6", None, same, t(9), Some(NoRecord)),
             (
                 "a row but no check yet",

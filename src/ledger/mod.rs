@@ -7,7 +7,8 @@
 //! # Opening
 //! A ledger is checked before anything is written to it: a file that is not
 //! SQLite, an SQLite file of another application (`application_id`) or a ledger
-//! from a newer lrci (`user_version`) is refused untouched. Then the pragmas are
+//! from a newer lrci (`user_version`) is refused untouched, and so is a damaged
+//! one, by `PRAGMA quick_check` whenever one is due (`health.rs`). Then the pragmas are
 //! set (WAL, `synchronous=FULL`, `busy_timeout`, `foreign_keys`) and migrations run.
 //! A new ledger file is created `0600` in a directory created `0700`.
 //!
@@ -30,7 +31,8 @@
 //! - `ingest.rs`: recording a slice; `queue.rs`: submission selection and
 //!   outcomes; [`audit`]: the audit commands' queries; `prune.rs`: `ledger prune`;
 //!   [`migrate`]: schema steps; `sql.rs`: `ToSql`/`FromSql` of the model types;
-//!   `file.rs`: the file on disk; `lock.rs`: [`RunLock`].
+//!   `file.rs`: the file on disk; `lock.rs`: [`RunLock`]; `health.rs`: when a
+//!   writer runs `quick_check`, and the clean close that lets it skip one.
 
 pub mod audit;
 mod file;
