@@ -10,7 +10,7 @@
 source "$(dirname "$0")/lib.sh"
 runs=${RUNS:-1}
 machine
-sim_start --hours 720 --alarms-per-hour 139
+sim_start --hours 720 --alarms-per-hour 139 --daily-quota 100000000000
 l=$work/backfill.sqlite3
 $pairs --runs "$runs" --warmup 0 \
     --label-a "backfill --days 30" --prep-a "rm -f $l $l-wal $l-shm $l.lock" \

@@ -7,7 +7,7 @@
 
 Runs A and B in turn (A B A B ...), --warmup pairs first (not counted), then
 --runs counted pairs. Each command runs as `sh -c 'exec CMD'`, so the figures
-are those of the command's own process (and any children it waited for), read
+are those of the command's own process (its output is discarded) (and any children it waited for), read
 with os.wait4: user and system CPU seconds and the peak RSS, plus the wall time
 from a monotonic clock around the spawn and the reap. A --prep command runs,
 untimed, before each run of its side (e.g. restoring a ledger copy). With
@@ -30,8 +30,9 @@ import time
 def run(cmd):
     """(wall s, user s, sys s, max RSS KiB, exit status) of `sh -c 'exec CMD'`."""
     start = time.monotonic()
-    pid = os.spawnv(os.P_NOWAIT, '/bin/sh', ['sh', '-c', 'exec ' + cmd])
-    _, status, usage = os.wait4(pid, 0)
+    child = subprocess.Popen(['/bin/sh', '-c', 'exec ' + cmd],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(child.pid, 0)
     wall = time.monotonic() - start
     return wall, usage.ru_utime, usage.ru_stime, usage.ru_maxrss, os.waitstatus_to_exitcode(status)
 

@@ -21,16 +21,16 @@ runs=${RUNS:-5}
 machine
 big=$(ledger_of 100000 10)
 ls -l "$big"
-sim_start --hours 24 --alarms-per-hour 20
+sim_start --hours 24 --alarms-per-hour 20 --daily-quota 100000000
 small=$work/fresh.sqlite3
 for l in "$big" "$small"; do
-    $(lrci_env "$l") "$lrci" sync >"$work/warm.out" 2>&1 || { tail -5 "$work/warm.out"; exit 1; }
+    $(lrci_env "$l") "$lrci" sync --daily-budget 100000000000 >"$work/warm.out" 2>&1 || { tail -5 "$work/warm.out"; exit 1; }
 done
 echo "== quiet sync, 1 M detections vs a fresh ledger"
 $pairs --runs "$runs" --warmup 1 \
-    --label-a "sync, 1 M detections" --a "$(lrci_env "$big") $lrci sync" \
-    --label-b "sync, fresh ledger" --b "$(lrci_env "$small") $lrci sync"
+    --label-a "sync, 1 M detections" --a "$(lrci_env "$big") $lrci sync --daily-budget 100000000000" \
+    --label-b "sync, fresh ledger" --b "$(lrci_env "$small") $lrci sync --daily-budget 100000000000"
 echo "== the same with a quick_check due on the large ledger (file touched)"
 $pairs --runs "$runs" --warmup 0 \
-    --label-a "sync, 1 M, check due" --prep-a "touch $big" --a "$(lrci_env "$big") $lrci sync" \
-    --label-b "sync, fresh ledger" --b "$(lrci_env "$small") $lrci sync"
+    --label-a "sync, 1 M, check due" --prep-a "touch $big" --a "$(lrci_env "$big") $lrci sync --daily-budget 100000000000" \
+    --label-b "sync, fresh ledger" --b "$(lrci_env "$small") $lrci sync --daily-budget 100000000000"

@@ -39,7 +39,7 @@ fi
 backlogs=("$@")
 [[ ${#backlogs[@]} -gt 0 ]] || backlogs=(30000 300000)
 machine
-sim_start --hours 1 --alarms-per-hour 1 --rf-key "$RF_TOKEN"
+sim_start --hours 1 --alarms-per-hour 1 --rf-key "$RF_TOKEN" --daily-quota 100000000000
 reset="python3 -c 'import urllib.request,sys; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method=\"POST\"), timeout=30)' $sim_url/_sim/reset"
 received() {
     python3 -c 'import json,sys,urllib.request; print(len(json.load(urllib.request.urlopen(sys.argv[1], timeout=120))))' "$sim_url/_sim/received"
