@@ -241,6 +241,7 @@ async fn one_slice(
         covered_until: fetch_from
             .and_then(|_| plan::covered_until(slice, (sink.now)(), lr.clock_skew())),
         saturated_at,
+        listed_from: fetch_from,
         alarms: records,
         observations,
     };
@@ -300,6 +301,7 @@ async fn list(
 }
 
 fn note_saturation(listing: &logrhythm::SliceListing, slice_start: DateTime<Utc>, s: &mut Summary) {
+    s.slices.partitioned += listing.partitioned_at.len() as u64;
     if listing.saturated_at.is_empty() {
         return;
     }
@@ -313,7 +315,7 @@ fn note_saturation(listing: &logrhythm::SliceListing, slice_start: DateTime<Utc>
     tracing::warn!(
         slice = %slice,
         timestamps = %at.join(", "),
-        "slice saturated: a full page of alarms shares one dateInserted and the server ignores offset; alarms at that time may be missing"
+        "slice saturated: a full page of alarms shares one dateInserted, the server ignores offset and the list filters cannot split it; alarms at that time may be missing, and every run lists it again until it gets through"
     );
     s.outcome
         .partial(format!("slice {slice} saturated at {}", at.join(", ")));

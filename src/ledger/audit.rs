@@ -1015,6 +1015,7 @@ mod tests {
                 slice_start: t(27, 10, 0),
                 covered_until: Some(t(27, 11, 0)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![
                     record(
@@ -1056,6 +1057,7 @@ mod tests {
                 slice_start: t(27, 11, 0),
                 covered_until: Some(t(27, 11, 30)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![record(
                     3,
