@@ -707,7 +707,7 @@ fn server_now(headers: &HeaderMap) -> SystemTime {
         .get(reqwest::header::DATE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
-        .unwrap_or_else(SystemTime::now)
+        .unwrap_or_else(crate::clock::system_now)
 }
 
 /// Turns a non-2xx response into an [`Error`]; returns 2xx responses untouched.
@@ -1048,7 +1048,7 @@ where
             Ok(resp) => match check_status(resp, &method).await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let clock_skew = clock_skew(resp.headers(), SystemTime::now());
+                    let clock_skew = clock_skew(resp.headers(), crate::clock::system_now());
                     read_body(resp, &method, opts.max_body_bytes)
                         .await
                         .map(|body| Response {

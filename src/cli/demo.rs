@@ -8,7 +8,7 @@ use crate::engine::{self, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Writer};
 use crate::sim;
-use chrono::{Duration as Span, Utc};
+use chrono::Duration as Span;
 use secrecy::SecretString;
 use std::io::Write;
 use std::path::Path;
@@ -79,7 +79,7 @@ fn demo_options() -> RunOptions {
     RunOptions {
         kind: RunKind::Sync,
         window: engine::window(
-            Utc::now(),
+            crate::clock::now(),
             Span::days(1),
             Span::seconds(i64::try_from(spec::DEFAULT_SETTLE_SECS).unwrap_or(120)),
         ),
@@ -111,7 +111,7 @@ async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) ->
     let opts = demo_options();
     let mut ledger = Writer::open(path)?;
     let started = Instant::now();
-    let first = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
+    let first = engine::run(&mut ledger, &lr, &ci, &opts, crate::clock::now).await?;
     out.push_str(&format!(
         "first sync ({:.1} s): window {} .. {}\n",
         started.elapsed().as_secs_f64(),
@@ -133,7 +133,7 @@ async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) ->
         ));
     }
     let started = Instant::now();
-    let second = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
+    let second = engine::run(&mut ledger, &lr, &ci, &opts, crate::clock::now).await?;
     out.push_str(&format!(
         "\nsecond sync ({:.1} s): covered slices are skipped, only the open hour is listed again\n",
         started.elapsed().as_secs_f64()

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// `lrci sync` (and `lrci` alone).
 pub async fn sync(s: &Settings, args: &SyncArgs) -> Result<u8, Fatal> {
     let lookback = i64::try_from(s.number("lookback")).unwrap_or(1);
-    let now = Utc::now();
+    let now = crate::clock::now();
     let window = engine::window(now, Span::days(lookback), settle(s));
     execute(s, &args.mode, RunKind::Sync, window, false).await
 }
@@ -58,7 +58,7 @@ fn catch_up_from(
 
 /// `lrci backfill`.
 pub async fn backfill(s: &Settings, args: &BackfillArgs) -> Result<u8, Fatal> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     let latest = now - settle(s);
     let window = match (&args.from, &args.to, args.days) {
         (Some(f), Some(t), None) => {
@@ -181,11 +181,11 @@ async fn execute(
     if kind == RunKind::Sync {
         // After an outage: from the oldest hour not listed completely.
         let catchup = Span::days(i64::try_from(s.number("max_catchup")).unwrap_or(7));
-        if let Some(from) = catch_up_from(&ledger, Utc::now(), catchup) {
+        if let Some(from) = catch_up_from(&ledger, crate::clock::now(), catchup) {
             opts.window.0 = opts.window.0.min(from);
         }
     }
-    let summary = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await;
+    let summary = engine::run(&mut ledger, &lr, &ci, &opts, crate::clock::now).await;
     if let Some(bar) = bar.and_then(|(_, b)| b) {
         bar.finish_and_clear();
     }

@@ -14,7 +14,7 @@ use crate::policy::Policy;
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
 use futures::stream::{self, StreamExt};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 type Slice = (DateTime<Utc>, DateTime<Utc>);
 
@@ -200,11 +200,13 @@ async fn one_slice(
     };
     note_saturation(&listing, slice_start, s);
     let saturated_at = listing.saturated_at.clone();
-    let todo = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
+    let (todo, fresh) = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
     if let Some(c) = cov {
+        // Late: never seen before, though its time was listed already (an
+        // alarm waiting for its events is listed again too, but is not new).
         let late: Vec<&AlarmRow> = todo
             .iter()
-            .filter(|(row, attempts)| *attempts == 0 && row.date_inserted < c.covered_until)
+            .filter(|(row, _)| fresh.contains(&row.alarm_id) && row.date_inserted < c.covered_until)
             .map(|(row, _)| row)
             .collect();
         let now = (sink.now)();
@@ -321,14 +323,18 @@ fn note_saturation(listing: &logrhythm::SliceListing, slice_start: DateTime<Utc>
         .partial(format!("slice {slice} saturated at {}", at.join(", ")));
 }
 
+/// Alarms to fetch, with the fetch attempts each has spent.
+type Todo = Vec<(AlarmRow, i64)>;
+
 /// Alarms to process: listed ones and due retries the retry rule lets through,
-/// with the fetch attempts each has spent.
+/// with the fetch attempts each has spent; and which of them the ledger has
+/// never seen.
 fn alarms_todo(
     ledger: &Ledger,
     listed: Vec<AlarmRow>,
     retry: Vec<AlarmRow>,
     s: &mut Summary,
-) -> Result<Vec<(AlarmRow, i64)>, Fatal> {
+) -> Result<(Todo, HashSet<AlarmId>), Fatal> {
     let mut rows: BTreeMap<AlarmId, AlarmRow> =
         listed.into_iter().map(|a| (a.alarm_id, a)).collect();
     s.alarms.seen += rows.len() as u64;
@@ -346,8 +352,13 @@ fn alarms_todo(
             triage::attempts_if_due(known.get(&id), pruned.contains(&id)).map(|a| (row, a))
         })
         .collect();
-    s.alarms.new += todo.iter().filter(|(_, a)| *a == 0).count() as u64;
-    Ok(todo)
+    let fresh: HashSet<AlarmId> = todo
+        .iter()
+        .map(|(row, _)| row.alarm_id)
+        .filter(|id| !known.contains_key(id) && !pruned.contains(id))
+        .collect();
+    s.alarms.new += fresh.len() as u64;
+    Ok((todo, fresh))
 }
 
 fn count_records(records: &[AlarmRecord], s: &mut Summary) {
@@ -446,7 +457,7 @@ async fn fetch_alarm(
     if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
         return Ok((record(row, rbp, AlarmOutcome::Filtered { reason }), None));
     }
-    let age = chrono::Utc::now() - row.date_inserted;
+    let age = crate::clock::now() - row.date_inserted;
     let not_ready = |why: &str| triage::events_not_ready(row.alarm_id, why, age, opts.events_grace);
     let waiting = |error| {
         Ok((

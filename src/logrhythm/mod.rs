@@ -409,7 +409,7 @@ impl Client {
     /// (`lrci doctor`): one list page of at most one alarm inserted in the last
     /// hour. Returns how many rows came back (0 or 1).
     pub async fn probe(&self) -> Result<usize> {
-        let since = Utc::now() - chrono::Duration::hours(1);
+        let since = crate::clock::now() - chrono::Duration::hours(1);
         self.list_page(since, 1, 0).await.map(|rows| rows.len())
     }
 

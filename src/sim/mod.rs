@@ -477,8 +477,30 @@ struct Faults {
 
 /// The simulator's shared state: configuration, alarms, stats, queued faults and
 /// the Collective Insights side. Reach it through [`RunningSim::state`].
+/// The simulator's wall clock: the real one, or a time set through
+/// `POST /_sim/clock` (or [`SimState::set_clock`]) running on from there at the
+/// real rate, so a test can run a day of scheduled syncs in seconds.
+#[derive(Debug, Default)]
+pub struct SimClock(Mutex<Option<(DateTime<Utc>, std::time::Instant)>>);
+
+impl SimClock {
+    /// Now on this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        match *lock(&self.0) {
+            Some((t, since)) => t + chrono::Duration::from_std(since.elapsed()).unwrap_or_default(),
+            None => Utc::now(),
+        }
+    }
+
+    /// Sets the clock to `t` (it runs on from there).
+    pub fn set(&self, t: DateTime<Utc>) {
+        *lock(&self.0) = Some((t, std::time::Instant::now()));
+    }
+}
+
 pub struct SimState {
     cfg: SimConfig,
+    clock: Arc<SimClock>,
     gen_params: GenParams,
     alarms: RwLock<AlarmStore>,
     stats: Mutex<Stats>,
@@ -532,6 +554,7 @@ impl SimState {
             store.by_id.insert(a.id, a.clone());
             store.by_time.push(a);
         }
+        let clock = Arc::new(SimClock::default());
         let ci = Arc::new(ci::CiSim::new(ci::CiOptions {
             tokens: vec![cfg.rf_key.clone()],
             no_ci_tokens: cfg.rf_no_ci_key.iter().cloned().collect(),
@@ -541,6 +564,8 @@ impl SimState {
             seed: cfg.seed,
             ..ci::CiOptions::default()
         }));
+        let ci_clock = clock.clone();
+        ci.set_clock(move || ci_clock.now());
         Ok(SimState {
             faults: Mutex::new(Faults {
                 rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17_FA17_FA17_FA17),
@@ -548,6 +573,7 @@ impl SimState {
                 rf: VecDeque::new(),
             }),
             cfg,
+            clock,
             gen_params,
             alarms: RwLock::new(store),
             stats: Mutex::new(Stats::default()),
@@ -555,9 +581,16 @@ impl SimState {
         })
     }
 
-    /// The server's "now": the real clock plus `clock_offset_secs`.
+    /// The server's "now": the simulator's clock ([`SimClock`]) plus
+    /// `clock_offset_secs`.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::seconds(self.cfg.clock_offset_secs)
+        self.clock.now() + chrono::Duration::seconds(self.cfg.clock_offset_secs)
+    }
+
+    /// Sets the simulator's clock (the server's clock is it plus
+    /// `clock_offset_secs`); Collective Insights' side follows it too.
+    pub fn set_clock(&self, t: DateTime<Utc>) {
+        self.clock.set(t);
     }
 
     /// The configuration the simulator runs with.
@@ -1030,6 +1063,7 @@ fn admin_router(state: Arc<SimState>) -> Router {
         .route("/_sim/dropped", get(admin_dropped))
         .route("/_sim/silent-drop", post(admin_silent_drop))
         .route("/_sim/stats", get(admin_stats))
+        .route("/_sim/clock", get(admin_clock).post(admin_set_clock))
         .route("/_sim/reset", post(admin_reset))
         .route("/_sim/alarms", get(admin_alarms))
         .route("/_sim/generate", post(admin_generate))
@@ -1066,6 +1100,32 @@ async fn admin_silent_drop(
     }
     st.ci.set_silent_drop(req.rate);
     Json(serde_json::json!({ "rate": req.rate })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ClockReq {
+    now: String,
+}
+
+async fn admin_clock(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "now": crate::ledger::ts(st.clock.now()) }))
+}
+
+async fn admin_set_clock(
+    State(st): State<Arc<SimState>>,
+    body: Result<Json<ClockReq>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return admin_error(e.body_text()),
+    };
+    match DateTime::parse_from_rfc3339(req.now.trim()) {
+        Ok(t) => {
+            st.set_clock(t.with_timezone(&Utc));
+            admin_clock(State(st)).await.into_response()
+        }
+        Err(_) => admin_error(format!("now: {:?} is not an RFC 3339 time", req.now)),
+    }
 }
 
 async fn admin_stats(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
