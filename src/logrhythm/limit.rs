@@ -8,30 +8,38 @@
 //! `VegasLimit`, with TCP's slow start and AIMD's answer to explicit overload:
 //!
 //! - It starts at [`INITIAL_LIMIT`] (1): LogRhythm as unloaded as this agent
-//!   can leave it, which is where the base latency is learnt. While latency
-//!   stays flat it doubles per window (slow start) until the first sign of
-//!   queueing or error; from then on it moves by one.
-//!
+//!   can leave it, which is where the base latency is learnt.
 //! - Samples are grouped in windows of `max(limit, MIN_WINDOW)` finished
-//!   attempts (about one round trip of every admitted request). A window's
-//!   latency is the mean of its answered attempts; the **base** latency is the
-//!   lowest window mean seen in this run (LogRhythm unloaded).
+//!   per-alarm attempts (details, events: about one round trip of every
+//!   admitted request), admitted under the current limit. A window's latency
+//!   is the mean of its answered attempts; the **base** latency is the lowest
+//!   window mean seen in this run (LogRhythm unloaded). List pages (and
+//!   probes) pass the limiter and their errors count, but their latency is no
+//!   sample: a page of 100–1000 rows takes longer than a per-alarm call, and
+//!   mixing the two would make the listing at the start of a run look like
+//!   LogRhythm unloaded.
 //! - At the end of a window, `queue = limit × (1 − base / latency)` estimates
 //!   how many of the admitted requests wait in LogRhythm rather than being
 //!   served (for a server that serves N at a time and queues the rest it is
-//!   exactly `limit − N`). With `alpha = max(1, limit / 10)`:
-//!   `queue < alpha` (latency flat, within about 10 %) raises the limit (by
-//!   one, or doubling in slow start), unless fewer than half of the admitted
-//!   requests were in use (the run, not LogRhythm, was the bottleneck);
-//!   `queue > 2 × alpha` (latency grew by a quarter or more) lowers it to what
-//!   the server serves (`limit × base / latency`), at most halving it; in
-//!   between it holds. Against a server that serves N at a time it settles
-//!   from N to N + N/10 + 1.
+//!   exactly `limit − N`). With `alpha = max(1, limit / 20)`:
+//!   - `queue < alpha` (flat: latency within 5 % of the base from a limit of
+//!     20 on, within one request's worth below) raises the limit by one, or
+//!     doubles it while `queue < alpha / 2` and nothing was lowered yet (slow
+//!     start); not when fewer than half of the admitted requests were in use
+//!     (the run, not LogRhythm, was the bottleneck);
+//!   - `queue > 2 × alpha` (latency 11 % above the base from a limit of 20 on)
+//!     in two windows running lowers it to what LogRhythm serves (`limit ×
+//!     base / latency`, with the lower latency of the two), at most halving
+//!     it. One slow window alone is not taken for a queue: a pause of this
+//!     agent (a ledger commit, a busy CPU) delays every answer in flight at
+//!     once and looks like LogRhythm's latency for that window only;
+//!   - in between it holds. Against a server that serves N at a time it
+//!     settles from N to N + N/20 + 2.
 //! - An attempt answered 429 or 5xx, or timed out, halves the limit at once
 //!   (multiplicative decrease). Attempts that were already running under the
-//!   old limit are not counted again: each decrease starts a new epoch and
-//!   only attempts started in the current epoch can lower the limit (one
-//!   decrease per round trip, as in TCP).
+//!   old limit are not counted again: each change of the limit starts a new
+//!   epoch, and only attempts admitted since the last decrease can lower the
+//!   limit (one decrease per round trip, as in TCP).
 //!
 //! Time is only measured here (the latency of an attempt); the decisions are
 //! pure functions of the samples and are table-tested below. Changes of the
@@ -58,7 +66,7 @@ pub const INITIAL_LIMIT: u32 = 1;
 /// latencies before deciding.
 pub const MIN_WINDOW: u32 = 4;
 /// Share of the limit that may queue in LogRhythm and still count as flat.
-const FLAT_SHARE: f64 = 0.1;
+const FLAT_SHARE: f64 = 0.05;
 /// Factor of the limit after a 429, a 5xx or a timeout (TCP's halving).
 const BACKOFF: f64 = 0.5;
 
@@ -72,6 +80,8 @@ pub struct Sample {
     pub in_flight: u32,
     /// [`Control::epoch`] when it was admitted.
     pub epoch: u64,
+    /// A per-alarm call whose latency is a sample (not a list page).
+    pub measured: bool,
 }
 
 /// Why the limit changed.
@@ -118,11 +128,17 @@ struct Window {
 pub struct Control {
     limit: f64,
     max: u32,
+    /// Changes of the limit so far.
     epoch: u64,
+    /// The epoch the last decrease started.
+    last_cut: u64,
     /// Lowest window mean latency seen, in seconds.
     base: Option<f64>,
     /// Doubling while flat, until the first decrease.
     slow_start: bool,
+    /// The mean latency of the last window when it showed a queue, waiting
+    /// for the next window to confirm it.
+    grew: Option<f64>,
     window: Window,
 }
 
@@ -134,8 +150,10 @@ impl Control {
             limit: f64::from(initial.clamp(1, max)),
             max,
             epoch: 0,
+            last_cut: 0,
             base: None,
             slow_start: true,
+            grew: None,
             window: Window::default(),
         }
     }
@@ -148,8 +166,9 @@ impl Control {
         l.clamp(1, self.max)
     }
 
-    /// Counts the decreases so far; a sample admitted in an older epoch ran
-    /// under a higher limit and cannot lower the limit again.
+    /// Counts the changes of the limit so far: a sample admitted before the
+    /// last change ran under another limit; one admitted before the last
+    /// decrease cannot lower the limit again.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
@@ -162,8 +181,9 @@ impl Control {
     fn set(&mut self, to: f64, reason: Reason) -> Decision {
         let from = self.limit();
         self.limit = to.clamp(1.0, f64::from(self.max));
+        self.epoch += 1;
         if reason != Reason::Flat {
-            self.epoch += 1;
+            self.last_cut = self.epoch;
             self.slow_start = false;
         }
         self.window = Window::default();
@@ -178,11 +198,14 @@ impl Control {
     /// completed, if any (a decision may leave the limit where it was: a
     /// backoff at 1, an increase at the maximum).
     pub fn on_sample(&mut self, s: Sample) -> Option<Decision> {
-        if s.epoch != self.epoch {
-            return None;
-        }
         if s.attempt == Attempt::Overloaded {
+            if s.epoch < self.last_cut {
+                return None;
+            }
             return Some(self.set(self.limit * BACKOFF, Reason::Overload));
+        }
+        if !s.measured || s.epoch != self.epoch {
+            return None;
         }
         let w = &mut self.window;
         w.samples += 1;
@@ -202,13 +225,28 @@ impl Control {
         let base = self.base.map_or(latency, |b| b.min(latency));
         self.base = Some(base);
         let limit = self.limit;
-        let queue = limit * (1.0 - base / latency);
+        let queue = |latency: f64| limit * (1.0 - base / latency);
         let alpha = (FLAT_SHARE * limit).max(1.0);
-        if queue > 2.0 * alpha {
+        if queue(latency) > 2.0 * alpha {
+            let Some(before) = self.grew.replace(latency) else {
+                return None;
+            };
+            self.grew = None;
+            let latency = before.min(latency);
+            if queue(latency) <= 2.0 * alpha {
+                return None;
+            }
             let served = limit * base / latency;
-            Some(self.set(served.max(limit * BACKOFF), Reason::Latency))
-        } else if queue < alpha && w.busiest * 2 >= self.limit() {
-            let up = if self.slow_start { limit } else { 1.0 };
+            return Some(self.set(served.max(limit * BACKOFF), Reason::Latency));
+        }
+        self.grew = None;
+        let queue = queue(latency);
+        if queue < alpha && w.busiest * 2 >= self.limit() {
+            let up = if self.slow_start && queue < alpha / 2.0 {
+                limit
+            } else {
+                1.0
+            };
             Some(self.set(limit + up, Reason::Flat))
         } else {
             None
@@ -308,7 +346,16 @@ impl Limiter {
         self.state().report
     }
 
-    fn admit(&self) -> Option<Pass> {
+    /// The gate of one request: `measured` when its latency is a sample
+    /// (per-alarm calls), not for list pages and probes.
+    pub fn gate(&self, measured: bool) -> Admit<'_> {
+        Admit {
+            limiter: self,
+            measured,
+        }
+    }
+
+    fn admit(&self, measured: bool) -> Option<Pass> {
         let mut st = self.state();
         if st.in_flight >= st.limit() {
             return None;
@@ -320,6 +367,7 @@ impl Limiter {
             admitted: Instant::now(),
             in_flight: st.in_flight,
             epoch: st.epoch(),
+            measured,
             done: false,
         })
     }
@@ -362,6 +410,7 @@ pub struct Pass {
     admitted: Instant,
     in_flight: u32,
     epoch: u64,
+    measured: bool,
     done: bool,
 }
 
@@ -373,16 +422,24 @@ impl Drop for Pass {
     }
 }
 
-impl Gate for Limiter {
+/// [`Limiter::gate`]: admits the attempts of one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Admit<'a> {
+    limiter: &'a Limiter,
+    measured: bool,
+}
+
+impl Gate for Admit<'_> {
     type Pass = Pass;
 
     async fn enter(&self) -> Pass {
+        let shared = &self.limiter.0;
         loop {
-            let freed = self.0.freed.notified();
+            let freed = shared.freed.notified();
             tokio::pin!(freed);
             // Registered before looking, so a release in between is not missed.
             freed.as_mut().enable();
-            if let Some(pass) = self.admit() {
+            if let Some(pass) = self.limiter.admit(self.measured) {
                 return pass;
             }
             freed.await;
@@ -391,11 +448,12 @@ impl Gate for Limiter {
 
     fn leave(&self, mut pass: Pass, attempt: Attempt) {
         pass.done = true;
-        self.release(Some(Sample {
+        self.limiter.release(Some(Sample {
             latency: pass.admitted.elapsed(),
             attempt,
             in_flight: pass.in_flight,
             epoch: pass.epoch,
+            measured: pass.measured,
         }));
     }
 }
@@ -416,6 +474,7 @@ mod tests {
                     attempt: Attempt::Answered,
                     in_flight,
                     epoch,
+                    measured: true,
                 })
             })
             .collect()
@@ -444,116 +503,27 @@ mod tests {
             u32,
             u32,
         );
+        #[rustfmt::skip]
         let rows: &[Row] = &[
-            (
-                "slow start: doubles per flat window",
-                1,
-                32,
-                true,
-                &[(20, 1), (20, 2), (20, 4)],
-                0,
-                8,
-            ),
-            (
-                "slow start stops at the maximum",
-                8,
-                12,
-                true,
-                &[(20, 8), (20, 12)],
-                0,
-                12,
-            ),
-            (
-                "slow start ends at the first queue, then one up",
-                8,
-                32,
-                true,
-                &[(20, 8), (40, 16), (20, 8)],
-                0,
-                9,
-            ),
-            (
-                "slow start ends at the first error",
-                8,
-                32,
-                true,
-                &[(20, 8)],
-                1,
-                8,
-            ),
-            (
-                "flat latency, busy: one up per window",
-                8,
-                32,
-                false,
-                &[(20, 8), (20, 9), (20, 10)],
-                0,
-                11,
-            ),
-            (
-                "flat latency, never above the maximum",
-                8,
-                9,
-                false,
-                &[(20, 8), (20, 9), (20, 9)],
-                0,
-                9,
-            ),
-            (
-                "flat latency but the run is the bottleneck: holds",
-                8,
-                32,
-                false,
-                &[(20, 8), (20, 3), (20, 3)],
-                0,
-                9,
-            ),
-            (
-                "latency within 10 %: still flat",
-                10,
-                32,
-                false,
-                &[(20, 10), (21, 11)],
-                0,
-                12,
-            ),
-            (
-                "latency grew 15 %: holds",
-                10,
-                32,
-                false,
-                &[(20, 10), (23, 11)],
-                0,
-                11,
-            ),
-            (
-                "latency grew 40 %: down to what is served",
-                16,
-                32,
-                false,
-                &[(20, 16), (28, 17)],
-                0,
-                12,
-            ),
-            (
-                "latency ×10: at most halved per window",
-                16,
-                32,
-                false,
-                &[(20, 16), (200, 16)],
-                0,
-                8,
-            ),
+            ("slow start: doubles per flat window", 1, 32, true, &[(20, 1), (20, 2), (20, 4)], 0, 8),
+            ("slow start stops at the maximum", 8, 12, true, &[(20, 8), (20, 12)], 0, 12),
+            ("slow start ends at the first queue, then one up", 8, 32, true, &[(20, 8), (40, 16), (40, 16), (20, 8)], 0, 9),
+            ("slow start ends at the first error", 8, 32, true, &[(20, 8)], 1, 8),
+            ("slow start, latency 4 % up: one up only", 8, 32, true, &[(20, 8), (21, 16)], 0, 17),
+            ("... and doubling again when flat", 8, 64, true, &[(20, 8), (21, 16), (20, 17)], 0, 34),
+            ("flat latency, busy: one up per window", 8, 32, false, &[(20, 8), (20, 9), (20, 10)], 0, 11),
+            ("flat latency, never above the maximum", 8, 9, false, &[(20, 8), (20, 9), (20, 9)], 0, 9),
+            ("flat latency but the run is the bottleneck: holds", 8, 32, false, &[(20, 8), (20, 3), (20, 3)], 0, 9),
+            ("latency within 5 %: still flat", 10, 32, false, &[(20, 10), (21, 11)], 0, 12),
+            ("latency grew 15 %: holds", 10, 32, false, &[(20, 10), (23, 11)], 0, 11),
+            ("latency grew 40 % in two windows: down to what is served", 16, 32, false, &[(20, 16), (28, 17), (28, 17)], 0, 12),
+            ("the lower latency of the two counts", 16, 32, false, &[(20, 16), (40, 17), (28, 17)], 0, 12),
+            ("one slow window is a pause, not a queue", 16, 32, false, &[(20, 16), (40, 17), (20, 17)], 0, 18),
+            ("a slow window, then one 10 % slower: holds", 16, 32, false, &[(20, 16), (40, 17), (22, 17)], 0, 17),
+            ("a slow window, then one 15 % slower: down", 16, 32, false, &[(20, 16), (40, 17), (23, 17)], 0, 14),
+            ("latency ×10: at most halved", 16, 32, false, &[(20, 16), (200, 16), (200, 16)], 0, 8),
             ("one 429: halved", 16, 32, false, &[(20, 16)], 1, 8),
-            (
-                "429s of requests admitted before the cut: one halving",
-                16,
-                32,
-                false,
-                &[],
-                5,
-                8,
-            ),
+            ("429s of requests admitted before the cut: one halving", 16, 32, false, &[], 5, 8),
             ("errors never go below 1", 2, 32, false, &[], 1, 1),
             ("start clamped to the maximum", 8, 4, false, &[], 0, 4),
             ("a maximum of 0 is taken as 1", 8, 0, true, &[(20, 1)], 0, 1),
@@ -573,6 +543,7 @@ mod tests {
                     attempt: Attempt::Overloaded,
                     in_flight: c.limit(),
                     epoch,
+                    measured: true,
                 });
             }
             assert_eq!(c.limit(), want, "{what}");
@@ -590,6 +561,7 @@ mod tests {
                     attempt: Attempt::Other,
                     in_flight: 8,
                     epoch,
+                    measured: true,
                 }),
                 None
             );
@@ -603,7 +575,7 @@ mod tests {
             let mut c = Control::new(INITIAL_LIMIT, max);
             run_against(&mut c, capacity, MS(20), 300);
             let l = c.limit();
-            let want_high = max.min(capacity + (capacity / 10).max(1) + 1);
+            let want_high = max.min(capacity + capacity / 20 + 2);
             let want_low = max.min(capacity);
             assert!(
                 (want_low..=want_high).contains(&l),
@@ -624,6 +596,7 @@ mod tests {
             attempt: Attempt::Overloaded,
             in_flight: settled,
             epoch,
+            measured: true,
         });
         assert_eq!(
             d.map(|d| (d.to, d.reason)),
@@ -643,6 +616,7 @@ mod tests {
                 attempt: Attempt::Overloaded,
                 in_flight: 16,
                 epoch,
+                measured: true,
             })
         };
         assert!(cut(&mut c, old).is_some());
@@ -654,14 +628,14 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn the_limiter_admits_up_to_the_limit_and_reports() {
         let l = Limiter::new(Concurrency::Fixed(2));
-        let a = l.enter().await;
-        let b = l.enter().await;
-        let third = tokio::time::timeout(MS(20), l.enter()).await;
+        let a = l.gate(true).enter().await;
+        let b = l.gate(true).enter().await;
+        let third = tokio::time::timeout(MS(20), l.gate(true).enter()).await;
         assert!(third.is_err(), "a third attempt waits");
         drop(a);
-        let c = tokio::time::timeout(MS(1000), l.enter()).await;
+        let c = tokio::time::timeout(MS(1000), l.gate(true).enter()).await;
         assert!(c.is_ok(), "a freed place admits the next");
-        l.leave(b, Attempt::Overloaded);
+        l.gate(true).leave(b, Attempt::Overloaded);
         let r = l.report();
         assert_eq!(
             (
@@ -678,13 +652,17 @@ mod tests {
 
         let auto = Limiter::new(Concurrency::Auto { max: 32 });
         assert_eq!(auto.limit(), INITIAL_LIMIT);
-        for _ in 0..MIN_WINDOW {
-            let p = auto.enter().await;
-            auto.leave(p, Attempt::Answered);
+        for measured in [false, true, true, true, true] {
+            let p = auto.gate(measured).enter().await;
+            auto.gate(measured).leave(p, Attempt::Answered);
         }
-        assert_eq!(auto.limit(), 2, "one flat window doubles it");
-        let p = auto.enter().await;
-        auto.leave(p, Attempt::Overloaded);
+        assert_eq!(
+            auto.limit(),
+            2,
+            "one flat window of per-alarm calls doubles it (the list page is no sample)"
+        );
+        let p = auto.gate(false).enter().await;
+        auto.gate(false).leave(p, Attempt::Overloaded);
         let r = auto.report();
         assert_eq!(
             (

@@ -335,7 +335,11 @@ impl Client {
     async fn get(&self, url: Url, target: Target) -> Result<Vec<u8>> {
         let build = || self.http.get(url.clone());
         let resp = match &self.limiter {
-            Some(gate) => http::execute_gated(&self.http, &self.opts, build, gate).await,
+            // List pages are gated, but only per-alarm calls are latency samples.
+            Some(l) => {
+                let gate = l.gate(matches!(target, Target::Alarm(_)));
+                http::execute_gated(&self.http, &self.opts, build, &gate).await
+            }
             None => http::execute(&self.http, &self.opts, build).await,
         }
         .map_err(|e| map_http(e, target, &self.base))?;

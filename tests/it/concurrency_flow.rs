@@ -16,12 +16,14 @@ fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
+/// `hours` × `per_hour` alarms at 20 ms a LogRhythm call (long enough that the
+/// debug builds' own few milliseconds do not look like LogRhythm's latency).
 fn sim_config(hours: u32, per_hour: u32, capacity: usize, reject_above: usize) -> SimConfig {
     SimConfig {
         hours,
         alarms_per_hour: per_hour,
         end: Some(end()),
-        lr_latency: Duration::from_millis(10),
+        lr_latency: Duration::from_millis(20),
         lr_capacity: capacity,
         lr_reject_above: reject_above,
         daily_quota: 1_000_000,
@@ -67,12 +69,12 @@ fn arrivals_above(stats: &Value, k: u64) -> (u64, u64) {
 #[tokio::test]
 async fn auto_settles_near_the_capacity_of_logrhythm() {
     const CAPACITY: u64 = 12;
-    let sim = start(sim_config(4, 200, 12, 0)).await;
+    let sim = start(sim_config(3, 200, 12, 0)).await;
     let home = Home::new();
     let run = backfill(
         &sim,
         &home,
-        4,
+        3,
         &["--concurrency", "auto", "--concurrency-max", "48"],
     )
     .await;
@@ -81,11 +83,13 @@ async fn auto_settles_near_the_capacity_of_logrhythm() {
     assert_eq!(c["mode"], "auto", "{c}");
     assert_eq!(c["max"], 48, "{c}");
     let stats = admin_get(&sim, "/_sim/stats").await;
-    // Near N: not stuck low, not far above.
+    // Near N: not stuck low, not far above. The last limit is wherever the
+    // probing (one up per window, down when latency grows) stood when the work
+    // ran out, so it is held to a wide band; what LogRhythm saw is the measure.
     let margin = CAPACITY / 4 + 1;
     let last = n(&c["final"]);
     assert!(
-        (CAPACITY * 3 / 4..=CAPACITY + margin).contains(&last),
+        (CAPACITY / 2..=CAPACITY + margin).contains(&last),
         "final limit {last} is not near the capacity {CAPACITY}: {c}"
     );
     assert!(n(&c["peak"]) <= 2 * CAPACITY, "{c}");
@@ -94,10 +98,16 @@ async fn auto_settles_near_the_capacity_of_logrhythm() {
         peak >= CAPACITY,
         "LogRhythm never saw {CAPACITY} in flight: {stats}"
     );
+    let (near, all) = arrivals_above(&stats, CAPACITY * 3 / 4 - 1);
+    assert!(all > 1000, "{stats}");
+    assert!(
+        near * 3 >= all,
+        "only {near} of {all} LogRhythm requests arrived with {} or more in flight: {stats}",
+        CAPACITY * 3 / 4
+    );
     // Past the warm-up (slow start may overshoot once), requests arrive with at
     // most N + margin in flight.
     let (above, all) = arrivals_above(&stats, CAPACITY + margin);
-    assert!(all > 1000, "{stats}");
     assert!(
         above * 20 <= all,
         "{above} of {all} LogRhythm requests arrived with more than {} in flight: {stats}",
