@@ -1036,6 +1036,19 @@ pub enum SimAlarmsCount {
     Total,
 }
 
+/// `--concurrency`: `auto` (any case) or a whole number 1-64, as given.
+fn parse_concurrency(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok("auto".to_string());
+    }
+    match t.parse::<u16>() {
+        Ok(n @ 1..=64) => Ok(n.to_string()),
+        Ok(n) => Err(format!("{n} is out of range (auto or 1..=64)")),
+        Err(_) => Err(format!("{t:?} is neither auto nor a whole number 1-64")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1196,18 +1209,5 @@ mod tests {
             assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
             assert!(err.to_string().contains(flag), "{args:?}: {err}");
         }
-    }
-}
-
-/// `--concurrency`: `auto` (any case) or a whole number 1-64, as given.
-fn parse_concurrency(s: &str) -> Result<String, String> {
-    let t = s.trim();
-    if t.eq_ignore_ascii_case("auto") {
-        return Ok("auto".to_string());
-    }
-    match t.parse::<u16>() {
-        Ok(n @ 1..=64) => Ok(n.to_string()),
-        Ok(n) => Err(format!("{n} is out of range (auto or 1..=64)")),
-        Err(_) => Err(format!("{t:?} is neither auto nor a whole number 1-64")),
     }
 }

@@ -228,9 +228,7 @@ impl Control {
         let queue = |latency: f64| limit * (1.0 - base / latency);
         let alpha = (FLAT_SHARE * limit).max(1.0);
         if queue(latency) > 2.0 * alpha {
-            let Some(before) = self.grew.replace(latency) else {
-                return None;
-            };
+            let before = self.grew.replace(latency)?;
             self.grew = None;
             let latency = before.min(latency);
             if queue(latency) <= 2.0 * alpha {

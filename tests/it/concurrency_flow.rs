@@ -216,7 +216,9 @@ fn bad_concurrency_values_name_the_setting() {
     );
     let bad_line = format!("concurrency ({bad}:2)");
     let zero_line = format!("concurrency_max ({zero}:1)");
-    let rows: [(&[&str], &[(&str, &str)], i32, &[&str]); 6] = [
+    // (arguments, environment, exit code, what the error line names)
+    type Row<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], i32, &'a [&'a str]);
+    let rows: [Row; 6] = [
         (
             &["--config", &bad, "config", "check"],
             &[],
