@@ -72,6 +72,13 @@ fn demo_api(url: &str, lr_key: String, rf_key: String) -> Result<ApiConfig, Fata
     })
 }
 
+/// The declared default: auto, up to `concurrency_max`.
+fn demo_concurrency() -> crate::model::Concurrency {
+    crate::model::Concurrency::Auto {
+        max: u32::try_from(spec::DEFAULT_CONCURRENCY_MAX).unwrap_or(1),
+    }
+}
+
 /// A sync's options with the declared defaults and no knowledge configured: the
 /// simulated organisation's domain and networks are learned from its events.
 fn demo_options() -> RunOptions {
@@ -90,7 +97,7 @@ fn demo_options() -> RunOptions {
         exclude_rules: Vec::new(),
         policy: crate::policy::Policy::default(),
         page_size: u32::try_from(spec::DEFAULT_PAGE_SIZE).unwrap_or(1000),
-        concurrency: n(spec::DEFAULT_CONCURRENCY),
+        concurrency: usize::try_from(demo_concurrency().ceiling()).unwrap_or(1),
         batch_size: n(spec::DEFAULT_BATCH_SIZE),
         daily_budget: spec::DEFAULT_DAILY_BUDGET,
         events_grace: Span::seconds(
@@ -107,7 +114,7 @@ fn demo_options() -> RunOptions {
 
 /// Runs the two syncs into `path`, describing each in `out`; the worst exit code.
 async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) -> Result<u8, Fatal> {
-    let (lr, ci) = crate::cli::sync::clients(api, None)?;
+    let (lr, ci) = crate::cli::sync::clients(api, None, demo_concurrency())?;
     let opts = demo_options();
     let mut ledger = Writer::open(path)?;
     let started = Instant::now();

@@ -126,7 +126,7 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
         ("settle", r.settle),
         ("events_grace", r.events_grace),
         ("relist_horizon", r.relist_horizon),
-        ("concurrency", r.concurrency.map(u64::from)),
+        ("concurrency_max", r.concurrency_max.map(u64::from)),
         ("page_size", r.page_size.map(u64::from)),
         ("max_runtime", r.max_runtime),
     ];
@@ -134,6 +134,9 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
         if let Some(n) = v {
             layer.flag(name, int(n));
         }
+    }
+    if let Some(c) = &r.concurrency {
+        layer.flag("concurrency", Raw::Str(c.clone()));
     }
     submit_layer(&r.submit, layer);
 }

@@ -53,6 +53,8 @@ impl SimArgs {
             uniform_ties: self.uniform_ties,
             lr_latency: Duration::from_millis(self.lr_latency_ms),
             rf_latency: Duration::from_millis(self.rf_latency_ms),
+            lr_capacity: self.lr_capacity,
+            lr_reject_above: self.lr_reject_above,
             fault_rate: self.fault_rate,
             slow: Duration::from_millis(self.slow_ms),
             lr_key: self.lr_key.clone(),

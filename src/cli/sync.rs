@@ -8,6 +8,7 @@ use crate::config::{parse_time, ApiConfig, Settings};
 use crate::engine::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::Writer;
+use crate::model::Concurrency;
 use crate::{ci, logrhythm, platform};
 use chrono::{DateTime, Duration as Span, Utc};
 use std::io::{IsTerminal, Write};
@@ -93,6 +94,7 @@ fn settle(s: &Settings) -> Span {
 pub fn clients(
     api: &ApiConfig,
     deadline: Option<tokio::time::Instant>,
+    concurrency: Concurrency,
 ) -> Result<(logrhythm::Client, ci::Client), Fatal> {
     if api.lr_insecure {
         tracing::warn!("--lr-insecure: the LogRhythm API's TLS certificate is NOT verified; use --lr-ca-cert instead");
@@ -102,7 +104,8 @@ pub fn clients(
         api.lr_key.clone(),
         api.lr_options(deadline),
     )
-    .code(code::CONFIG)?;
+    .code(code::CONFIG)?
+    .with_concurrency(concurrency);
     let ci = ci::Client::new(
         api.ci.rf_url.clone(),
         api.ci.rf_key.clone(),
@@ -133,7 +136,8 @@ fn run_options(
         exclude_rules: filters.exclude_rules,
         policy: filters.policy,
         page_size: u32::try_from(s.number("page_size")).unwrap_or(u32::MAX),
-        concurrency: usize::try_from(s.number("concurrency")).unwrap_or(1),
+        // With auto, the most tasks the limiter may let run; it gates the rest.
+        concurrency: usize::try_from(s.concurrency().ceiling()).unwrap_or(1),
         batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
         daily_budget: s.number("daily_budget"),
         events_grace: Span::seconds(i64::try_from(s.number("events_grace")).unwrap_or(i64::MAX)),
@@ -177,7 +181,7 @@ async fn execute(
     } else {
         Writer::open(&path)?
     };
-    let (lr, ci) = clients(&api, deadline)?;
+    let (lr, ci) = clients(&api, deadline, s.concurrency())?;
     if kind == RunKind::Sync {
         // After an outage: from the oldest hour not listed completely.
         let catchup = Span::days(i64::try_from(s.number("max_catchup")).unwrap_or(7));

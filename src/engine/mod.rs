@@ -208,6 +208,7 @@ pub async fn run(
         deadline: opts.deadline,
     };
     let result = fetch::sync(&mut sink, lr, opts, &mut s).await;
+    s.concurrency = lr.concurrency().map(report::ConcurrencyOut::from);
     let result = match result {
         Ok(()) => sink.budget().map(|b| s.budget = b),
         Err(f) => Err(f),
@@ -222,6 +223,8 @@ pub async fn run(
         detections_new = s.detections.new,
         submitted = s.detections.submitted,
         failed = s.detections.failed,
+        concurrency = s.concurrency.map(|c| c.final_limit),
+        concurrency_peak = s.concurrency.map(|c| c.peak),
         "run finished"
     );
     record(sink.ledger, run_id, &now, s.exit_code, &s, failed).map(|()| s)

@@ -4,13 +4,17 @@
 //!
 //! Owns the LR wire format (in `wire`) and converts it to `model` types at the
 //! edge. No SQL, no ledger, no printing; transport comes from [`crate::http`].
+//! Every attempt of every request passes the client's concurrency [`Limiter`]
+//! when one is set ([`Client::with_concurrency`]; see [`limit`]).
 
+pub mod limit;
 mod listing;
 mod partition;
 pub mod probe;
 mod wire;
 
 pub use crate::model::OffsetMode;
+pub use limit::Limiter;
 pub use listing::{PageRequest, SliceListing, EARLY_TOLERANCE, TICK_LEAD};
 pub use wire::{format_lr_date, parse_lr_date};
 
@@ -236,6 +240,8 @@ pub struct Client {
     opts: HttpOptions,
     /// LogRhythm's clock minus this machine's, from the last answer's `Date`.
     clock_skew: std::sync::Mutex<Option<chrono::Duration>>,
+    /// Admits every attempt when set; without one, requests are not gated.
+    limiter: Option<Limiter>,
 }
 
 /// `https://pm:8501` → `https://pm:8501/lr-alarm-api/` (kept if already there).
@@ -286,7 +292,21 @@ impl Client {
             base,
             opts,
             clock_skew: std::sync::Mutex::new(None),
+            limiter: None,
         })
+    }
+
+    /// Gates every request of this client by `concurrency`: at most N in
+    /// flight, or the adaptive limit of [`limit`] with `auto`.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: crate::model::Concurrency) -> Client {
+        self.limiter = Some(Limiter::new(concurrency));
+        self
+    }
+
+    /// The concurrency limit so far (final, peak, backoffs), when one is set.
+    pub fn concurrency(&self) -> Option<limit::Report> {
+        self.limiter.as_ref().map(Limiter::report)
     }
 
     /// LogRhythm's clock minus this machine's, as the last answer's `Date`
@@ -314,9 +334,16 @@ impl Client {
     }
 
     async fn get(&self, url: Url, target: Target) -> Result<Vec<u8>> {
-        let resp = http::execute(&self.http, &self.opts, || self.http.get(url.clone()))
-            .await
-            .map_err(|e| map_http(e, target, &self.base))?;
+        let build = || self.http.get(url.clone());
+        let resp = match &self.limiter {
+            // List pages are gated, but only per-alarm calls are latency samples.
+            Some(l) => {
+                let gate = l.gate(matches!(target, Target::Alarm(_)));
+                http::execute_gated(&self.http, &self.opts, build, &gate).await
+            }
+            None => http::execute(&self.http, &self.opts, build).await,
+        }
+        .map_err(|e| map_http(e, target, &self.base))?;
         if let Some(skew) = resp.clock_skew {
             *self
                 .clock_skew

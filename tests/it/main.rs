@@ -7,6 +7,7 @@ mod harness;
 mod backfill_flow;
 mod bad_input;
 mod cli;
+mod concurrency_flow;
 mod disk_full;
 mod doctor;
 mod engine_flow;
