@@ -408,7 +408,11 @@ fn fetching(
     listing: logrhythm::SliceListing,
     listed: bool,
 ) -> Result<Fetching, Fatal> {
-    let (todo, seen, new) = alarms_todo(sink.ledger, listing.alarms, retry)?;
+    let Todo {
+        alarms: todo,
+        seen,
+        new,
+    } = alarms_todo(sink.ledger, listing.alarms, retry)?;
     let mut f = Fetching {
         listed,
         saturated_at: listing.saturated_at,
@@ -630,14 +634,22 @@ fn note_saturation(saturated_at: &[DateTime<Utc>], slice_start: DateTime<Utc>, s
         .partial(format!("slice {slice} saturated at {}", at.join(", ")));
 }
 
-/// Alarms to process: listed ones and due retries the retry rule lets through,
-/// with the fetch attempts each has spent; and how many were listed and how
-/// many of those are new (counted at the slice's turn).
+/// A slice's alarms to process, and what its turn counts of them.
+struct Todo {
+    /// Each with the fetch attempts it has spent.
+    alarms: Vec<(AlarmRow, i64)>,
+    /// Alarms listed.
+    seen: u64,
+    /// Alarms not known before.
+    new: u64,
+}
+
+/// Alarms to process: listed ones and due retries the retry rule lets through.
 fn alarms_todo(
     ledger: &Ledger,
     listed: Vec<AlarmRow>,
     retry: Vec<AlarmRow>,
-) -> Result<(Vec<(AlarmRow, i64)>, u64, u64), Fatal> {
+) -> Result<Todo, Fatal> {
     let mut rows: BTreeMap<AlarmId, AlarmRow> =
         listed.into_iter().map(|a| (a.alarm_id, a)).collect();
     let seen = rows.len() as u64;
@@ -656,7 +668,11 @@ fn alarms_todo(
         })
         .collect();
     let new = todo.iter().filter(|(_, a)| *a == 0).count() as u64;
-    Ok((todo, seen, new))
+    Ok(Todo {
+        alarms: todo,
+        seen,
+        new,
+    })
 }
 
 fn count_records(records: &[AlarmRecord], s: &mut Summary) {
