@@ -20,8 +20,12 @@
 # simulator (`lrci sim --server-profile realistic`: page cap 1000, offset in
 # records) and a fresh ledger, so each sync probes the server first (its ~7
 # sequential list requests are in the wall time and in the request count).
-# Wall time is the whole `lrci sync` process, submission to the simulated CI
-# (no latency) included. Only loopback is used.
+# Wall time is the whole `lrci sync` process: start-up (settings, ledger,
+# TLS roots), probe, listing and fetching, then submission to the simulated CI
+# (no latency). "fetch" is the LogRhythm part alone, from the log (see `lrci`
+# below). The simulator runs on the same machine, so at low latency and high
+# concurrency its own CPU (it generates every events body) is in the figures too.
+# Only loopback is used.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=$PWD
@@ -35,7 +39,10 @@ CONCURRENCIES=${CONCURRENCIES:-8 32}
 SECTIONS=${SECTIONS:-ratio vendor rss}
 work=$(mktemp -d)
 sim_pid=
-cleanup() { [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
+cleanup() {
+    if [[ -n $sim_pid ]]; then kill "$sim_pid" 2>/dev/null || true; fi
+    rm -rf "$work" || true
+}
 trap cleanup EXIT
 export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
 RF_KEY=0123456789abcdef0123456789abcdef
@@ -66,19 +73,35 @@ print(q.get("GET /lr-alarm-api/alarms", 0), q.get("GET /lr-alarm-api/alarms/{id}
 PY
 }
 
-# lrci BIN LEDGER ARGS...: runs lrci against the simulator; prints "wall exit".
+# lrci BIN LEDGER ARGS...: runs lrci against the simulator; prints "wall exit
+# fetch": fetch is the time from the engine's "run started" log line to "slices
+# fetched and committed" (probe, listing and fetching: the LogRhythm part of the
+# run), "-" when the binary does not log the latter (older builds).
 lrci() {
     local bin=$1 ledger=$2
     shift 2
-    python3 - "$bin" "$ledger" "$url" "$RF_KEY" "$work/logs" "$@" <<'PY'
-import os, subprocess, sys, time
+    local logs
+    logs=$(mktemp -d -p "$work")
+    python3 - "$bin" "$ledger" "$url" "$RF_KEY" "$logs" "$@" <<'PY'
+import glob, os, subprocess, sys, time
+from datetime import datetime
 bin, ledger, url, rf, logs, *args = sys.argv[1:]
 env = {"PATH": os.environ["PATH"], "LOGRHYTHM_API_URL": url, "RF_API_URL": url,
        "LOGRHYTHM_API_KEY": "sim-lr-key", "RF_API_KEY": rf, "LRCI_LEDGER": ledger,
        "LRCI_LOG_DIR": logs, "NO_PROXY": "127.0.0.1"}
 t = time.monotonic()
 code = subprocess.run([bin, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
-print(f"{time.monotonic() - t:.3f} {code}")
+wall = time.monotonic() - t
+start = end = None
+for f in glob.glob(os.path.join(logs, "*.log")):
+    for line in open(f, errors="replace"):
+        at = line.split(" ", 1)[0].rstrip("Z")
+        if "lrci::engine:" in line and "run started" in line and start is None:
+            start = datetime.fromisoformat(at[:26])
+        if "slices fetched and committed" in line:
+            end = datetime.fromisoformat(at[:26])
+fetch = f"{(end - start).total_seconds():.3f}" if start and end else "-"
+print(f"{wall:.3f} {code} {fetch}")
 PY
 }
 
@@ -90,16 +113,26 @@ echo "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg) at start; r
 if [[ " $SECTIONS " == *" ratio "* ]]; then
     echo
     echo "## wall ÷ ideal, 24 h × 200 alarms/h sync (needed requests = list pages + events)"
-    printf '| binary | latency ms | concurrency | alarms | lists | details | events | wall s | wall ÷ ideal (needed) | wall ÷ ideal (own requests) | requests per alarm |\n|---|---|---|---|---|---|---|---|---|---|---|\n'
+    printf '| binary | latency ms | concurrency | alarms | lists | details | events | ideal s (needed) | wall s | wall ÷ ideal (needed) | wall ÷ ideal (own requests) | fetch s | fetch ÷ ideal (needed) | reference ÷ ideal | fetch ÷ reference | requests per alarm |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n'
     bins=("$LRCI_BIN")
     [[ -n ${MAIN_BIN:-} ]] && bins+=("$MAIN_BIN")
     for lat in $LATENCIES; do
         for conc in $CONCURRENCIES; do
-            declare -A walls=() needed=() own=() rows=()
+            declare -A walls=() needed=() own=() rows=() fetches=() fratio=() fref=()
+            refr=()
             for r in $(seq 1 "$RUNS"); do
+                # The machine's floor: the same requests by the simplest concurrent client.
+                start_sim --hours 24 --alarms-per-hour 200 --lr-latency-ms "$lat"
+                rfrom=$(date -u -d '24 hours ago' +%Y-%m-%dT%H:00:00)
+                rto=$(date -u -d '120 seconds ago' +%Y-%m-%dT%H:%M:%S)
+                out=$(python3 "$here/contrib/bench/reference_client.py" "$url" sim-lr-key "$rfrom" "$rto" "$conc")
+                stop_sim
+                ref_wall=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["wall_seconds"])' "$out")
+                ref_req=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$out")
+                refr+=("$(calc "$ref_wall / ($ref_req * $lat / 1000 / $conc)")")
                 for bin in "${bins[@]}"; do
                     start_sim --hours 24 --alarms-per-hour 200 --lr-latency-ms "$lat"
-                    read -r wall code < <(lrci "$bin" "$work/l-$r-$lat-$conc-$(basename "$bin").sqlite3" \
+                    read -r wall code fetch < <(lrci "$bin" "$work/l-$r-$lat-$conc-$(basename "$bin").sqlite3" \
                         sync --lookback-days 1 --concurrency "$conc" --daily-budget 1000000)
                     read -r lists details events < <(stats "$url")
                     stop_sim
@@ -109,18 +142,28 @@ if [[ " $SECTIONS " == *" ratio "* ]]; then
                     walls[$bin]+="$wall "
                     needed[$bin]+="$(calc "$wall / $n") "
                     own[$bin]+="$(calc "$wall / $o") "
-                    rows[$bin]="$events $lists $details $events"
+                    if [[ $fetch != - ]]; then
+                        fetches[$bin]+="$fetch "
+                        fratio[$bin]+="$(calc "$fetch / $n") "
+                        fref[$bin]+="$(calc "($fetch / $n) / ${refr[-1]}") "
+                    fi
+                    rows[$bin]="$events $lists $details $events $n"
                 done
             done
             for bin in "${bins[@]}"; do
-                read -r alarms lists details events <<<"${rows[$bin]}"
+                read -r alarms lists details events ideal <<<"${rows[$bin]}"
+                f=- fr=- frr=-
+                if [[ -n ${fetches[$bin]:-} ]]; then
+                    # shellcheck disable=SC2086
+                    f=$(median ${fetches[$bin]}) fr=$(median ${fratio[$bin]}) frr=$(median ${fref[$bin]})
+                fi
                 # shellcheck disable=SC2086
-                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(basename "$bin")" "$lat" "$conc" \
-                    "$alarms" "$lists" "$details" "$events" "$(median ${walls[$bin]})" \
-                    "$(median ${needed[$bin]})" "$(median ${own[$bin]})" \
+                printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$(basename "$bin")" "$lat" "$conc" \
+                    "$alarms" "$lists" "$details" "$events" "$ideal" "$(median ${walls[$bin]})" \
+                    "$(median ${needed[$bin]})" "$(median ${own[$bin]})" "$f" "$fr" "$(median "${refr[@]}")" "$frr" \
                     "$(calc "($details + $events) / $alarms") + $(calc "$lists / $alarms") list"
             done
-            unset walls needed own rows
+            unset walls needed own rows fetches fratio fref
         done
     done
 fi
@@ -134,14 +177,14 @@ if [[ " $SECTIONS " == *" vendor "* ]]; then
     printf '| concurrency | alarms (baseline) | alarms (lrci) | baseline s | lrci s | lrci ÷ baseline |\n|---|---|---|---|---|---|\n'
     for conc in $CONCURRENCIES; do
         base=() mine=() ratio=()
-        for r in $(seq 1 "$RUNS"); do
+        for r in $(seq 1 "${VENDOR_RUNS:-$RUNS}"); do
             start_sim --hours 24 --alarms-per-hour 50 --end "$end" --lr-latency-ms "$lat"
             out=$(python3 "$here/contrib/bench/vendor_baseline.py" "$url" sim-lr-key "$from" "$end")
             b=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["wall_seconds"])' "$out")
             va=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["alarms"])' "$out")
             stop_sim
             start_sim --hours 24 --alarms-per-hour 50 --end "$end" --lr-latency-ms "$lat"
-            read -r wall code < <(lrci "$LRCI_BIN" "$work/v-$r-$conc.sqlite3" backfill --from "$from" --to "$end" \
+            read -r wall code _ < <(lrci "$LRCI_BIN" "$work/v-$r-$conc.sqlite3" backfill --from "$from" --to "$end" \
                 --concurrency "$conc" --daily-budget 1000000)
             read -r _ _ la < <(stats "$url")
             stop_sim
@@ -173,3 +216,4 @@ if [[ " $SECTIONS " == *" rss "* ]]; then
         printf '| %s | %s | %s | %s | %s |\n' "$r" "$events" "$code" "$wall" "$(calc "$(tail -1 "$work/rss") / 1024")"
     done
 fi
+exit 0

@@ -100,7 +100,14 @@ async fn walk(
 ) -> Result<(), Fatal> {
     s.slices.total = slices.len() as u64;
     progress(opts, s, 0, 0, false);
+    let began = tokio::time::Instant::now();
     let done = pipeline(sink, &mut lister, opts, s, &slices, coverage).await?;
+    tracing::info!(
+        slices = done,
+        alarms = s.alarms.seen,
+        seconds = began.elapsed().as_secs_f64(),
+        "slices fetched and committed"
+    );
     progress(opts, s, done, s.detections.submitted, true);
     let lag = sink
         .ledger
