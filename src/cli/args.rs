@@ -859,6 +859,9 @@ pub struct SimArgs {
     /// Some rows of each list page come twice (alarm ids divisible by 5), within the page size.
     #[arg(long)]
     pub duplicate_rows: bool,
+    /// Alarms sharing one dateInserted also share rule, status and entity, so the list filters cannot split them (a burst of one AI Engine rule).
+    #[arg(long)]
+    pub uniform_ties: bool,
     /// Fixed latency added to every LogRhythm request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub lr_latency_ms: u64,

@@ -50,6 +50,7 @@ impl SimArgs {
             server_tz_offset_hours: self.server_tz_offset_hours,
             shuffle_rows: self.shuffle_rows,
             duplicate_rows: self.duplicate_rows,
+            uniform_ties: self.uniform_ties,
             lr_latency: Duration::from_millis(self.lr_latency_ms),
             rf_latency: Duration::from_millis(self.rf_latency_ms),
             fault_rate: self.fault_rate,

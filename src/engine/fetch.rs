@@ -194,6 +194,8 @@ struct Fetching {
     /// False for a covered slice that only retries alarms (no listing).
     listed: bool,
     saturated_at: Vec<DateTime<Utc>>,
+    /// Instants listed completely in parts narrowed by the list filters.
+    partitioned: u64,
     seen: u64,
     new: u64,
     late: u64,
@@ -423,6 +425,7 @@ fn fetching(
     let mut f = Fetching {
         listed,
         saturated_at: listing.saturated_at,
+        partitioned: listing.partitioned_at.len() as u64,
         seen,
         new,
         late: 0,
@@ -547,6 +550,7 @@ fn turn(
     };
     s.alarms.seen += f.seen;
     s.alarms.new += f.new;
+    s.slices.partitioned += f.partitioned;
     note_saturation(&f.saturated_at, slice_start, s);
     if f.late > 0 {
         tracing::info!(slice = %crate::ledger::ts(slice_start), late = f.late, "alarms became listable after their time was listed: found by re-listing provisional time");
@@ -574,6 +578,7 @@ fn turn(
             .fetch_from
             .and_then(|_| plan::covered_until(p.slice, (sink.now)(), lr.clock_skew())),
         saturated_at: f.saturated_at,
+        listed_from: p.fetch_from,
         alarms: records,
         observations,
     };
@@ -635,7 +640,7 @@ fn note_saturation(saturated_at: &[DateTime<Utc>], slice_start: DateTime<Utc>, s
     tracing::warn!(
         slice = %slice,
         timestamps = %at.join(", "),
-        "slice saturated: a full page of alarms shares one dateInserted and the server ignores offset; alarms at that time may be missing"
+        "slice saturated: a full page of alarms shares one dateInserted, the server ignores offset and the list filters cannot split it; alarms at that time may be missing, and every run lists it again until it gets through"
     );
     s.outcome
         .partial(format!("slice {slice} saturated at {}", at.join(", ")));

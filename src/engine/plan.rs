@@ -37,7 +37,8 @@ pub fn slices(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Dat
 
 /// Where to list a slice from: `None` when the coverage map says it is complete
 /// and final (and `--refetch` was not given), else the first instant not yet
-/// covered or still provisional. Listed time after `provisional_from` (now −
+/// covered, still provisional, or saturated (an instant where alarms may be
+/// missing is listed again by every run). Listed time after `provisional_from` (now −
 /// `relist_horizon`) is provisional: an alarm may become listable some time
 /// after its `dateInserted`, so that time is listed again by every run (only
 /// alarm ids not yet seen are then fetched).
@@ -50,7 +51,14 @@ pub fn fetch_from(
     let (from, to) = slice;
     match coverage {
         Some(c) if !refetch => {
-            let start = c.covered_until.min(provisional_from).max(from);
+            // A saturated instant is listed again by every run until the
+            // listing gets through it (DESIGN.md section 1, item 3).
+            let saturated = c.saturated_at.iter().min().copied();
+            let mut start = c.covered_until.min(provisional_from);
+            if let Some(t) = saturated {
+                start = start.min(t);
+            }
+            let start = start.max(from);
             (start < to).then_some(start)
         }
         _ => Some(from),
@@ -224,6 +232,10 @@ mod tests {
         let full = cov(t(27, 11, 0));
         let half = cov(t(27, 10, 30));
         let before = cov(t(27, 9, 0));
+        let saturated = Coverage {
+            covered_until: t(27, 11, 0),
+            saturated_at: vec![t(27, 10, 45), t(27, 10, 20)],
+        };
         // Final: the whole slice is older than the horizon.
         let final_ = t(27, 12, 0);
         for (coverage, refetch, provisional, want) in [
@@ -241,6 +253,11 @@ mod tests {
             // Provisional from exactly the slice end: final.
             (Some(&full), false, t(27, 11, 0), None),
             (None, false, t(27, 9, 0), Some(t(27, 10, 0))),
+            // Saturated: listed again from its earliest saturated instant by
+            // every run, however old.
+            (Some(&saturated), false, final_, Some(t(27, 10, 20))),
+            (Some(&saturated), false, t(27, 10, 10), Some(t(27, 10, 10))),
+            (Some(&saturated), true, final_, Some(t(27, 10, 0))),
         ] {
             assert_eq!(
                 fetch_from(slice, coverage, refetch, provisional),

@@ -151,6 +151,9 @@ pub struct SliceCounts {
     pub fetched: u64,
     pub covered: u64,
     pub saturated: u64,
+    /// Instants where a full page shared one timestamp on a server ignoring
+    /// offset, listed completely in parts narrowed by the list filters.
+    pub partitioned: u64,
     pub failed: u64,
 }
 

@@ -1029,6 +1029,7 @@ mod tests {
                 slice_start: t(27, 10, 0),
                 covered_until: Some(t(27, 11, 0)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![
                     record(
@@ -1070,6 +1071,7 @@ mod tests {
                 slice_start: t(27, 11, 0),
                 covered_until: Some(t(27, 11, 30)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![record(
                     3,

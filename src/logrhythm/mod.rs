@@ -6,6 +6,7 @@
 //! edge. No SQL, no ledger, no printing; transport comes from [`crate::http`].
 
 mod listing;
+mod partition;
 pub mod probe;
 mod wire;
 
@@ -341,6 +342,17 @@ impl Client {
         self.list_page_dir(since, count, offset, false).await
     }
 
+    /// [`Client::list_page`] narrowed by the list filters of `filter`
+    /// (`alarmStatus`, `entityName`, `alarmRuleName`), offset 0.
+    pub async fn list_page_filtered(
+        &self,
+        since: DateTime<Utc>,
+        count: u32,
+        filter: &partition::Filter,
+    ) -> Result<Vec<AlarmRow>> {
+        self.list_request(since, count, 0, false, filter).await
+    }
+
     /// [`Client::list_page`], newest first when `descending` (the probe's
     /// question "which alarm is the newest").
     pub async fn list_page_dir(
@@ -349,6 +361,19 @@ impl Client {
         count: u32,
         offset: u32,
         descending: bool,
+    ) -> Result<Vec<AlarmRow>> {
+        let all = partition::Filter::default();
+        self.list_request(since, count, offset, descending, &all)
+            .await
+    }
+
+    async fn list_request(
+        &self,
+        since: DateTime<Utc>,
+        count: u32,
+        offset: u32,
+        descending: bool,
+        filter: &partition::Filter,
     ) -> Result<Vec<AlarmRow>> {
         let mut url = self.url("alarms")?;
         url.query_pairs_mut()
@@ -364,6 +389,18 @@ impl Client {
             )
             .append_pair("count", &count.to_string())
             .append_pair("offset", &offset.to_string());
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(st) = filter.status {
+                q.append_pair("alarmStatus", &st.to_string());
+            }
+            if let Some(e) = &filter.entity {
+                q.append_pair("entityName", e);
+            }
+            if let Some(r) = &filter.rule {
+                q.append_pair("alarmRuleName", r);
+            }
+        }
         let body = self.get(url, Target::List).await?;
         parse_list_page(&body, since)
     }
@@ -403,14 +440,56 @@ impl Client {
                 listing::Next::Fetch(r) => Some(r),
             };
         }
-        let out = state.finish();
-        for t in &out.saturated_at {
-            tracing::warn!(
-                timestamp = %t,
-                "a full page of alarms shares one dateInserted and the server ignores offset: alarms at this instant may be missing (slice saturated)"
-            );
+        let mut out = state.finish();
+        let instants = std::mem::take(&mut out.saturated_at);
+        for t in instants {
+            let found = self.partition(t, (from, to), paging, &out).await?;
+            let resolved = found.resolved;
+            out.partition_requests += found.requests;
+            out.merge(found.rows, (from, to));
+            if resolved {
+                tracing::info!(
+                    timestamp = %t,
+                    requests = found.requests,
+                    "a full page of alarms shared one dateInserted and the server ignores offset: listed completely in parts narrowed by alarmStatus, entityName and alarmRuleName"
+                );
+                out.partitioned_at.push(t);
+            } else {
+                tracing::warn!(
+                    timestamp = %t,
+                    requests = found.requests,
+                    why = %found.unresolved.join("; "),
+                    "a full page of alarms shares one dateInserted, the server ignores offset, and the list filters could not split the instant into parts that fit: alarms at this instant may be missing (slice saturated)"
+                );
+                out.saturated_at.push(t);
+            }
         }
         Ok(out)
+    }
+
+    /// Lists the saturated instant `t` again in parts narrowed by the list
+    /// filters ([`partition`]).
+    async fn partition(
+        &self,
+        t: DateTime<Utc>,
+        slice: (DateTime<Utc>, DateTime<Utc>),
+        paging: &Paging,
+        listed: &SliceListing,
+    ) -> Result<partition::PartitionOutcome> {
+        let mut p = partition::Partition::new(
+            t,
+            slice,
+            paging.page_size,
+            listed.largest_page,
+            &listed.alarms,
+        );
+        while let Some(req) = p.next_request() {
+            let page = self
+                .list_page_filtered(req.since + paging.tz_shift, req.count, &req.filter)
+                .await?;
+            p.on_page(&page);
+        }
+        Ok(p.finish())
     }
 
     /// `GET /alarms/{id}`: RBP and event count (`rbpMax`, falling back to `rBPMax`).

@@ -259,6 +259,10 @@ pub struct SimConfig {
     /// Rows of alarms whose id is divisible by 5 come twice, as a join's
     /// duplicates would: `offset` and the page size count them.
     pub duplicate_rows: bool,
+    /// Alarms sharing one `dateInserted` also share the first one's rule,
+    /// status and entity, so list filters cannot split the instant (a burst of
+    /// one AI Engine rule).
+    pub uniform_ties: bool,
     /// Fixed latency added to every LogRhythm request.
     pub lr_latency: Duration,
     /// Fixed latency added to every Collective Insights request.
@@ -339,6 +343,7 @@ impl std::fmt::Debug for SimConfig {
             .field("server_tz_offset_hours", &self.server_tz_offset_hours)
             .field("shuffle_rows", &self.shuffle_rows)
             .field("duplicate_rows", &self.duplicate_rows)
+            .field("uniform_ties", &self.uniform_ties)
             .field("lr_latency", &self.lr_latency)
             .field("rf_latency", &self.rf_latency)
             .field("fault_rate", &self.fault_rate)
@@ -379,6 +384,7 @@ impl Default for SimConfig {
             server_tz_offset_hours: 0,
             shuffle_rows: false,
             duplicate_rows: false,
+            uniform_ties: false,
             lr_latency: Duration::ZERO,
             rf_latency: Duration::ZERO,
             fault_rate: 0.0,
@@ -514,7 +520,10 @@ impl SimState {
             next_id: gen::FIRST_ALARM_ID,
             ..AlarmStore::default()
         };
-        let generated = gen::generate(&gen_params);
+        let mut generated = gen::generate(&gen_params);
+        if cfg.uniform_ties {
+            gen::uniform_ties(&mut generated);
+        }
         store.by_id.reserve(generated.len());
         for a in generated {
             // Already sorted: push directly instead of a binary-search insert.

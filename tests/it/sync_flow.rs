@@ -158,11 +158,13 @@ async fn full_day_every_public_indicator_reaches_ci_once_with_its_alarm_time() {
     assert_eq!(s["dry_run"], false);
 }
 
-/// Issue 3, done-when 2: the burst scenario saturates one timestamp.
+/// Issue 3, done-when 2: the burst scenario saturates one timestamp when its
+/// ties share rule, status and entity (no list filter splits them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn burst_saturation_is_partial_and_recorded() {
     let sim = start(SimConfig {
         scenario: Scenario::Burst,
+        uniform_ties: true,
         ..live_config(4, 20)
     })
     .await;
