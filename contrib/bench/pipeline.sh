@@ -6,7 +6,9 @@
 #     latency ÷ concurrency, the requests counted by the simulator's /_sim/stats;
 #     "needed" are list pages and events (details are not needed without
 #     min_rbp / fetch_details). With MAIN_BIN set, the same runs of that binary
-#     (say, the main branch's) go side by side, run by run, with its own figures;
+#     (say, the main branch's) go side by side, run by run, with its own figures.
+#     Each run also times contrib/bench/reference_client.py making the same
+#     requests with nothing else done: the floor of this machine and simulator;
 #  2. LogRhythm requests per alarm without an RBP filter (goal 1 + list);
 #  3. lrci ÷ the sequential vendor-style baseline (contrib/bench/vendor_baseline.py)
 #     fetching the same alarms at the same latency (goal ≤ 1/15);
