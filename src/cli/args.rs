@@ -249,6 +249,9 @@ pub struct RunArgs {
     /// Only alarms whose Risk Based Priority (rbpMax) is at least N, 0-100 (vendor flag -rbp).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
     pub min_rbp: Option<u8>,
+    /// Fetch every alarm's details to record its RBP (one more request per alarm; min_rbp fetches them anyway).
+    #[arg(long)]
+    pub fetch_details: bool,
     /// Only alarms whose rule name contains "Recorded Future" (vendor flag -rf).
     #[arg(long)]
     pub rf_only: bool,

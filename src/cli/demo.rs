@@ -93,6 +93,7 @@ fn demo_options() -> RunOptions {
         refetch: false,
         dry_run: false,
         min_rbp: None,
+        fetch_details: false,
         rf_only: false,
         exclude_rules: Vec::new(),
         policy: crate::policy::Policy::default(),

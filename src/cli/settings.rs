@@ -98,8 +98,10 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
     if let Some(n) = r.min_rbp {
         layer.flag("min_rbp", int(n));
     }
-    if r.rf_only {
-        layer.flag("rf_only", Raw::Bool(true));
+    for (name, on) in [("rf_only", r.rf_only), ("fetch_details", r.fetch_details)] {
+        if on {
+            layer.flag(name, Raw::Bool(true));
+        }
     }
     for (name, p) in [
         ("exclude_rules_file", &r.exclude_rules),

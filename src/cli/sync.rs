@@ -132,6 +132,7 @@ fn run_options(
         refetch,
         dry_run: mode.dry_run,
         min_rbp: filters.min_rbp,
+        fetch_details: s.flag("fetch_details"),
         rf_only: filters.rf_only,
         exclude_rules: filters.exclude_rules,
         policy: filters.policy,

@@ -146,6 +146,8 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::Int(DEFAULT_EVENTS_GRACE_SECS), doc: "Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them; until then later runs retry it" },
     Spec { name: "min_rbp", flag: "--min-rbp", env: "LRCI_MIN_RBP", kind: int(0, 100),
         default: Default::None, doc: "Only alarms whose Risk Based Priority (rbpMax) is at least N (vendor flag -rbp)" },
+    Spec { name: "fetch_details", flag: "--fetch-details", env: "LRCI_FETCH_DETAILS", kind: Kind::Bool,
+        default: Default::Bool(false), doc: "Fetch every alarm's details to record its RBP (one more request per alarm); min_rbp fetches them anyway, else RBP is recorded as not fetched" },
     Spec { name: "rf_only", flag: "--rf-only", env: "LRCI_RF_ONLY", kind: Kind::Bool,
         default: Default::Bool(false), doc: "Only alarms whose rule name contains \"Recorded Future\" (vendor flag -rf)" },
     Spec { name: "exclude_rules_file", flag: "--exclude-rules", env: "LRCI_EXCLUDE_RULES_FILE", kind: Kind::Path,

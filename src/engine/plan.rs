@@ -140,6 +140,41 @@ pub fn step(fetch_from: Option<DateTime<Utc>>, retries_due: usize, out_of_time: 
     Step { covered, action }
 }
 
+/// Slices a run lists or fetches ahead of the one whose turn it is to commit:
+/// enough for listing (pages one after another) to stay ahead of fetching at
+/// `concurrency` requests in flight, few enough that the alarm rows and records
+/// held stay those of a few slices.
+pub fn pipeline_depth(concurrency: usize) -> usize {
+    (concurrency / 4).clamp(4, 16)
+}
+
+/// What one slice in the pipeline asks of a free request slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// Nothing now (being listed, all its alarms started, or settled).
+    None,
+    /// Its listing has not started.
+    List,
+    /// Alarms wait to be fetched.
+    Fetch,
+}
+
+/// Which slice (by position, earliest first) a free request slot serves: a
+/// listing first, since its pages go one after another and everything of its
+/// slice waits for them; else the earliest slice's alarms, so slices are
+/// ready for their commit in order.
+pub fn pick(demands: impl IntoIterator<Item = Demand>) -> Option<usize> {
+    let mut fetch = None;
+    for (i, d) in demands.into_iter().enumerate() {
+        match d {
+            Demand::List => return Some(i),
+            Demand::Fetch if fetch.is_none() => fetch = Some(i),
+            _ => {}
+        }
+    }
+    fetch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +310,30 @@ mod tests {
                 Step { covered, action },
                 "{from:?} retries={retries} late={late}"
             );
+        }
+    }
+
+    #[test]
+    fn which_slice_a_free_slot_serves() {
+        use Demand::{Fetch, List, None as Idle};
+        for (demands, want) in [
+            (vec![], None),
+            (vec![Idle, Idle], None),
+            (vec![Fetch, Fetch], Some(0)),
+            (vec![Idle, Fetch, Fetch], Some(1)),
+            // A listing goes first, even behind alarms waiting.
+            (vec![Fetch, Fetch, List], Some(2)),
+            (vec![Fetch, List, List], Some(1)),
+            (vec![Idle, Idle, List], Some(2)),
+        ] {
+            assert_eq!(pick(demands.clone()), want, "{demands:?}");
+        }
+    }
+
+    #[test]
+    fn pipeline_depth_table() {
+        for (concurrency, want) in [(1, 4), (8, 4), (16, 4), (32, 8), (64, 16), (1000, 16)] {
+            assert_eq!(pipeline_depth(concurrency), want, "{concurrency}");
         }
     }
 }

@@ -12,6 +12,7 @@ mod disk_full;
 mod doctor;
 mod engine_flow;
 mod extract_corpus;
+mod fetch_pipeline;
 mod fidelity;
 mod fuzz_regressions;
 mod hostile;

@@ -1063,7 +1063,8 @@ async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
     .await;
     let home = Home::new();
     let mut args = FAULT_ARGS.to_vec();
-    args.extend(["--concurrency", "1"]);
+    // Details are fetched only when a setting needs them: this one does.
+    args.extend(["--concurrency", "1", "--fetch-details"]);
     lrci(&sim, &home, &args).await.expect_code(0);
     let gen = admin_post(&sim, "/_sim/generate", json!({"count": 1})).await;
     let id = gen["alarmIds"][0].as_i64().unwrap();
