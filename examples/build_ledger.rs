@@ -132,6 +132,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     slice_start,
                     covered_until: Some(slice_start + Span::hours(1)),
                     saturated_at: vec![],
+                    listed_from: None,
                     observations: Vec::new(),
                     alarms: records,
                 },

@@ -1,6 +1,7 @@
 //! Shared HTTP plumbing for the two API clients: building a hardened reqwest
 //! client, turning non-2xx answers into [`Error`], reading bodies under a size
-//! cap, and the one bounded retry loop ([`execute`]).
+//! cap, and the one bounded retry loop ([`execute`], or [`execute_gated`] when
+//! a [`Gate`] admits each attempt, as LogRhythm's adaptive concurrency does).
 //!
 //! This module knows nothing about either API's payloads. It never logs or
 //! formats credentials: auth headers are built by [`auth_header`], marked
@@ -707,7 +708,7 @@ fn server_now(headers: &HeaderMap) -> SystemTime {
         .get(reqwest::header::DATE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| httpdate::parse_http_date(v).ok())
-        .unwrap_or_else(SystemTime::now)
+        .unwrap_or_else(crate::clock::system_now)
 }
 
 /// Turns a non-2xx response into an [`Error`]; returns 2xx responses untouched.
@@ -1031,8 +1032,71 @@ pub async fn execute<F>(client: &reqwest::Client, opts: &HttpOptions, build: F) 
 where
     F: Fn() -> reqwest::RequestBuilder,
 {
+    execute_gated(client, opts, build, &Open).await
+}
+
+/// How one attempt of [`execute_gated`] ended, as a [`Gate`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// A 2xx answer, read whole.
+    Answered,
+    /// The server is overloaded or failing: 429, 5xx, or no answer in time.
+    Overloaded,
+    /// Anything else (another 4xx, a refused connection, a body too large):
+    /// it says nothing of the server's load.
+    Other,
+}
+
+impl Attempt {
+    fn of(result: &Result<Response>) -> Attempt {
+        match result {
+            Ok(_) => Attempt::Answered,
+            Err(Error::Timeout { .. }) => Attempt::Overloaded,
+            Err(Error::Status { status, .. }) if is_transient_status(*status) => {
+                Attempt::Overloaded
+            }
+            Err(_) => Attempt::Other,
+        }
+    }
+}
+
+/// Admits each attempt of [`execute_gated`] (never a backoff sleep) and is
+/// told how it ended: the hook of LogRhythm's concurrency limiter.
+pub trait Gate: Sync {
+    /// Held while one attempt runs; dropping it unused (the request abandoned)
+    /// must free its place.
+    type Pass: Send;
+    /// Waits until an attempt may start.
+    fn enter(&self) -> impl std::future::Future<Output = Self::Pass> + Send;
+    /// The attempt that `pass` admitted ended so.
+    fn leave(&self, pass: Self::Pass, attempt: Attempt);
+}
+
+/// The gate that admits everything at once.
+struct Open;
+
+impl Gate for Open {
+    type Pass = ();
+    async fn enter(&self) {}
+    fn leave(&self, (): (), _: Attempt) {}
+}
+
+/// [`execute`], with every attempt admitted by `gate` and reported to it.
+pub async fn execute_gated<F, G>(
+    client: &reqwest::Client,
+    opts: &HttpOptions,
+    build: F,
+    gate: &G,
+) -> Result<Response>
+where
+    F: Fn() -> reqwest::RequestBuilder,
+    G: Gate,
+{
     let mut retries_done = 0u32;
     loop {
+        // Admitted first, so the time waiting at the gate counts against the
+        // deadline; a pass dropped on an early return frees its place.
+        let pass = gate.enter().await;
         let mut request = build().build().map_err(Error::Build)?;
         let method = request.method().clone();
         let path = display_path(request.url());
@@ -1048,7 +1112,7 @@ where
             Ok(resp) => match check_status(resp, &method).await {
                 Ok(resp) => {
                     let status = resp.status();
-                    let clock_skew = clock_skew(resp.headers(), SystemTime::now());
+                    let clock_skew = clock_skew(resp.headers(), crate::clock::system_now());
                     read_body(resp, &method, opts.max_body_bytes)
                         .await
                         .map(|body| Response {
@@ -1062,6 +1126,7 @@ where
             },
             Err(source) => Err(send_error(source, &method, path.clone())),
         };
+        gate.leave(pass, Attempt::of(&result));
         let err = match result {
             Ok(resp) => return Ok(resp),
             Err(e) => e,

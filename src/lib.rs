@@ -9,6 +9,7 @@
 //! - Leaves: [`logrhythm`] and [`ci`] (HTTP clients over [`http`]), [`extract`] and
 //!   [`policy`] (pure indicator extraction and judgement), [`ledger`] (all SQL).
 //! - [`model`]: the domain types everyone shares. [`error`]: exit codes.
+//! - [`clock`]: the wall clock every "now" is read from (settable for tests).
 //! - [`text`] (the one unsafe-character table) and [`platform`] (file modes, lock
 //!   holder, mounts, shutdown signals; unix and non-unix): usable by every module.
 //! - [`sim`]: the simulator of both APIs used by tests, benchmarks and `demo`.
@@ -16,6 +17,7 @@
 
 pub mod ci;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod error;

@@ -15,7 +15,7 @@
 //!   the directory, when created here, is 0700.
 
 use crate::platform;
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 use std::borrow::Cow;
 use std::fs::File;
 use std::io::{self, Write};
@@ -183,7 +183,7 @@ pub fn json_line(
     let mut obj = serde_json::Map::new();
     obj.insert(
         "timestamp".into(),
-        Utc::now()
+        crate::clock::now()
             .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
             .into(),
     );
@@ -340,7 +340,7 @@ impl DailyFile {
         if !dir.exists() {
             crate::ledger::create_private_dir(dir)?;
         }
-        let date = Utc::now().date_naive();
+        let date = crate::clock::now().date_naive();
         let file = open_private(&file_for(dir, date))?;
         prune(dir);
         Ok(DailyFile {
@@ -358,7 +358,7 @@ impl DailyFile {
 
 impl Write for DailyFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let today = Utc::now().date_naive();
+        let today = crate::clock::now().date_naive();
         if today != self.date {
             // Keep writing to yesterday's file if today's cannot be opened.
             if let Ok(f) = open_private(&file_for(&self.dir, today)) {
@@ -482,7 +482,7 @@ mod tests {
             std::fs::write(logs.join(format!("lrci.2020-01-{day:02}.log")), b"old\n").unwrap();
         }
         std::fs::write(logs.join("unrelated.txt"), b"keep\n").unwrap();
-        let today = file_for(&logs, Utc::now().date_naive());
+        let today = file_for(&logs, crate::clock::now().date_naive());
         std::fs::write(&today, b"earlier run\n").unwrap();
         std::fs::set_permissions(&today, std::fs::Permissions::from_mode(0o644)).unwrap();
         let mut f = DailyFile::open(&logs).unwrap();

@@ -249,6 +249,9 @@ pub struct RunArgs {
     /// Only alarms whose Risk Based Priority (rbpMax) is at least N, 0-100 (vendor flag -rbp).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=100), allow_negative_numbers = true)]
     pub min_rbp: Option<u8>,
+    /// Fetch every alarm's details to record its RBP (one more request per alarm; min_rbp fetches them anyway).
+    #[arg(long)]
+    pub fetch_details: bool,
     /// Only alarms whose rule name contains "Recorded Future" (vendor flag -rf).
     #[arg(long)]
     pub rf_only: bool,
@@ -282,9 +285,12 @@ pub struct RunArgs {
     /// Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them [default: 86400].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(0..=604_800), allow_negative_numbers = true)]
     pub events_grace: Option<u64>,
-    /// Parallel per-alarm requests (details, events) to LogRhythm [default: 8].
+    /// LogRhythm requests in flight: auto (raised while LogRhythm's latency stays flat, lowered on 429, 5xx or growing latency, up to --concurrency-max), or a fixed number 1-64 [default: auto].
+    #[arg(long, value_name = "auto|N", value_parser = parse_concurrency, allow_negative_numbers = true)]
+    pub concurrency: Option<String>,
+    /// Most LogRhythm requests in flight with --concurrency auto [default: 32].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64), allow_negative_numbers = true)]
-    pub concurrency: Option<u16>,
+    pub concurrency_max: Option<u16>,
     #[command(flatten)]
     pub submit: SubmitArgs,
     /// Rows asked for per LogRhythm list page (the server may return fewer) [default: 1000].
@@ -856,12 +862,21 @@ pub struct SimArgs {
     /// Some rows of each list page come twice (alarm ids divisible by 5), within the page size.
     #[arg(long)]
     pub duplicate_rows: bool,
+    /// Alarms sharing one dateInserted also share rule, status and entity, so the list filters cannot split them (a burst of one AI Engine rule).
+    #[arg(long)]
+    pub uniform_ties: bool,
     /// Fixed latency added to every LogRhythm request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub lr_latency_ms: u64,
     /// Fixed latency added to every Collective Insights request, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub rf_latency_ms: u64,
+    /// LogRhythm requests served at once: beyond N in flight each request waits lr-latency × in-flight / N (0 = unlimited).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub lr_capacity: usize,
+    /// Answer 429 (no Retry-After) to a LogRhythm request arriving with more than N in flight (0 = never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub lr_reject_above: usize,
     /// Probability (0–1) that any API request gets a random fault.
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
@@ -1025,6 +1040,19 @@ pub enum SimAlarmsCount {
     Page,
     /// All rows matching the filters.
     Total,
+}
+
+/// `--concurrency`: `auto` (any case) or a whole number 1-64, as given.
+fn parse_concurrency(s: &str) -> Result<String, String> {
+    let t = s.trim();
+    if t.eq_ignore_ascii_case("auto") {
+        return Ok("auto".to_string());
+    }
+    match t.parse::<u16>() {
+        Ok(n @ 1..=64) => Ok(n.to_string()),
+        Ok(n) => Err(format!("{n} is out of range (auto or 1..=64)")),
+        Err(_) => Err(format!("{t:?} is neither auto nor a whole number 1-64")),
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use crate::engine::{self, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Writer};
 use crate::sim;
-use chrono::{Duration as Span, Utc};
+use chrono::Duration as Span;
 use secrecy::SecretString;
 use std::io::Write;
 use std::path::Path;
@@ -72,6 +72,13 @@ fn demo_api(url: &str, lr_key: String, rf_key: String) -> Result<ApiConfig, Fata
     })
 }
 
+/// The declared default: auto, up to `concurrency_max`.
+fn demo_concurrency() -> crate::model::Concurrency {
+    crate::model::Concurrency::Auto {
+        max: u32::try_from(spec::DEFAULT_CONCURRENCY_MAX).unwrap_or(1),
+    }
+}
+
 /// A sync's options with the declared defaults and no knowledge configured: the
 /// simulated organisation's domain and networks are learned from its events.
 fn demo_options() -> RunOptions {
@@ -79,18 +86,19 @@ fn demo_options() -> RunOptions {
     RunOptions {
         kind: RunKind::Sync,
         window: engine::window(
-            Utc::now(),
+            crate::clock::now(),
             Span::days(1),
             Span::seconds(i64::try_from(spec::DEFAULT_SETTLE_SECS).unwrap_or(120)),
         ),
         refetch: false,
         dry_run: false,
         min_rbp: None,
+        fetch_details: false,
         rf_only: false,
         exclude_rules: Vec::new(),
         policy: crate::policy::Policy::default(),
         page_size: u32::try_from(spec::DEFAULT_PAGE_SIZE).unwrap_or(1000),
-        concurrency: n(spec::DEFAULT_CONCURRENCY),
+        concurrency: usize::try_from(demo_concurrency().ceiling()).unwrap_or(1),
         batch_size: n(spec::DEFAULT_BATCH_SIZE),
         daily_budget: spec::DEFAULT_DAILY_BUDGET,
         events_grace: Span::seconds(
@@ -107,11 +115,11 @@ fn demo_options() -> RunOptions {
 
 /// Runs the two syncs into `path`, describing each in `out`; the worst exit code.
 async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) -> Result<u8, Fatal> {
-    let (lr, ci) = crate::cli::sync::clients(api, None)?;
+    let (lr, ci) = crate::cli::sync::clients(api, None, demo_concurrency())?;
     let opts = demo_options();
     let mut ledger = Writer::open(path)?;
     let started = Instant::now();
-    let first = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
+    let first = engine::run(&mut ledger, &lr, &ci, &opts, crate::clock::now).await?;
     out.push_str(&format!(
         "first sync ({:.1} s): window {} .. {}\n",
         started.elapsed().as_secs_f64(),
@@ -133,7 +141,7 @@ async fn two_syncs(api: &ApiConfig, url: &str, path: &Path, out: &mut String) ->
         ));
     }
     let started = Instant::now();
-    let second = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await?;
+    let second = engine::run(&mut ledger, &lr, &ci, &opts, crate::clock::now).await?;
     out.push_str(&format!(
         "\nsecond sync ({:.1} s): covered slices are skipped, only the open hour is listed again\n",
         started.elapsed().as_secs_f64()

@@ -224,7 +224,7 @@ pub fn ledger_facts(path: &Path, lookback_days: i64, budget_limit: u64) -> Optio
         return None;
     }
     let l = Ledger::open(path).ok()?;
-    let now = Utc::now();
+    let now = crate::clock::now();
     let fresh = l.freshness(now).ok()?;
     let from = l
         .first_slice()

@@ -48,7 +48,9 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
         Some(Command::Man) => return completions::man(),
         _ => {}
     }
-    let started = (std::time::Instant::now(), chrono::Utc::now());
+    // A bad LRCI_TEST_CLOCK is refused like a bad setting (and logged).
+    let clock = crate::clock::init().map_err(|m| Fatal::msg(code::CONFIG, m));
+    let started = (std::time::Instant::now(), crate::clock::now());
     let resolved = match &cli.command {
         Some(Command::Sim(_) | Command::Demo(_) | Command::Doctor(_)) | None => None,
         Some(_) => Some(settings::resolve(&cli)),
@@ -57,6 +59,10 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
         Some(Ok(s)) => (Some(s), None),
         Some(Err(e)) => (None, Some(e)),
         None => (None, None),
+    };
+    let (early, clock_set) = match clock {
+        Err(e) => (early.or(Some(e)), None),
+        Ok(set) => (early, set),
     };
     // A configuration error is logged where the log directory would have been.
     let lenient = match &early {
@@ -69,6 +75,9 @@ pub fn run(cli: Cli, argv: Vec<OsString>) -> Result<u8, Fatal> {
         Err(f) if early.is_none() => return Err(f),
         Err(_) => crate::logging::init(level(&cli, known).into(), None).0,
     };
+    if let Some(t) = clock_set {
+        tracing::info!(clock = %crate::ledger::ts(t), "this run's clock is set by {}", crate::clock::VAR);
+    }
     let ctx = context(&cli, known);
     let is_run = is_run(&cli);
     if is_run {

@@ -29,7 +29,7 @@ pub struct PruneSummary {
 /// `lrci ledger prune`.
 pub async fn run(global: &crate::cli::args::GlobalArgs, args: &PruneArgs) -> Result<u8, Fatal> {
     let before = parse_time("--before", &args.before)?;
-    let now = Utc::now();
+    let now = crate::clock::now();
     check_cut(before, now)?;
     let path = crate::cli::settings::ledger_path(global)?;
     let (pruned, vacuumed) = if args.dry_run {

@@ -77,7 +77,7 @@ pub fn plan(ledger: &[WindowDetection], held: &[Holding]) -> Plan {
 fn window(s: &Settings, args: &ReconcileArgs) -> Result<(DateTime<Utc>, DateTime<Utc>), Fatal> {
     let to = match &args.to {
         Some(t) => parse_time("--to", t)?,
-        None => Utc::now(),
+        None => crate::clock::now(),
     };
     let days = DEFAULT_DAYS.max(i64::try_from(s.number("lookback")).unwrap_or(DEFAULT_DAYS));
     let from = match &args.from {
@@ -115,7 +115,7 @@ pub async fn run(s: &Settings, args: &ReconcileArgs) -> Result<u8, Fatal> {
         .filter_map(crate::engine::settle::holding)
         .collect();
     let p = plan(&ledger.window_detections(from, to)?, &holdings);
-    let now = Utc::now();
+    let now = crate::clock::now();
     ledger.record_holdings(&holdings, now)?;
     ledger.confirm_sent(&p.confirm, now)?;
     let reason = format!(

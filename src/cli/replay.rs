@@ -12,7 +12,6 @@ use crate::error::{code, Fatal, WithCode};
 use crate::ledger::{Ledger, Selection, Writer};
 use crate::model::AlarmId;
 use crate::model::DetectionState;
-use chrono::Utc;
 
 /// `lrci replay`.
 pub async fn run(s: &Settings, args: &ReplayArgs) -> Result<u8, Fatal> {
@@ -56,10 +55,10 @@ pub async fn run(s: &Settings, args: &ReplayArgs) -> Result<u8, Fatal> {
         // Nothing is written: an existing ledger is read only; without one there
         // is nothing to replay.
         let mut ledger = Writer::scratch_copy(&path)?;
-        engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
+        engine::replay(&mut ledger, &ci, &opts, crate::clock::now).await?
     } else {
         let mut ledger = Writer::open(&path)?;
-        engine::replay(&mut ledger, &ci, &opts, Utc::now).await?
+        engine::replay(&mut ledger, &ci, &opts, crate::clock::now).await?
     };
     print(&summary, args.mode.json)?;
     Ok(summary.exit_code)

@@ -98,8 +98,10 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
     if let Some(n) = r.min_rbp {
         layer.flag("min_rbp", int(n));
     }
-    if r.rf_only {
-        layer.flag("rf_only", Raw::Bool(true));
+    for (name, on) in [("rf_only", r.rf_only), ("fetch_details", r.fetch_details)] {
+        if on {
+            layer.flag(name, Raw::Bool(true));
+        }
     }
     for (name, p) in [
         ("exclude_rules_file", &r.exclude_rules),
@@ -126,7 +128,7 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
         ("settle", r.settle),
         ("events_grace", r.events_grace),
         ("relist_horizon", r.relist_horizon),
-        ("concurrency", r.concurrency.map(u64::from)),
+        ("concurrency_max", r.concurrency_max.map(u64::from)),
         ("page_size", r.page_size.map(u64::from)),
         ("max_runtime", r.max_runtime),
     ];
@@ -134,6 +136,9 @@ fn run_layer(r: &RunArgs, layer: &mut Layer) {
         if let Some(n) = v {
             layer.flag(name, int(n));
         }
+    }
+    if let Some(c) = &r.concurrency {
+        layer.flag("concurrency", Raw::Str(c.clone()));
     }
     submit_layer(&r.submit, layer);
 }

@@ -8,6 +8,7 @@ use crate::config::{parse_time, ApiConfig, Settings};
 use crate::engine::{self, Interrupt, Progress, ProgressFn, RunKind, RunOptions, Summary};
 use crate::error::{code, Fatal, WithCode};
 use crate::ledger::Writer;
+use crate::model::Concurrency;
 use crate::{ci, logrhythm, platform};
 use chrono::{DateTime, Duration as Span, Utc};
 use std::io::{IsTerminal, Write};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 /// `lrci sync` (and `lrci` alone).
 pub async fn sync(s: &Settings, args: &SyncArgs) -> Result<u8, Fatal> {
     let lookback = i64::try_from(s.number("lookback")).unwrap_or(1);
-    let now = Utc::now();
+    let now = crate::clock::now();
     let window = engine::window(now, Span::days(lookback), settle(s));
     execute(s, &args.mode, RunKind::Sync, window, false).await
 }
@@ -58,7 +59,7 @@ fn catch_up_from(
 
 /// `lrci backfill`.
 pub async fn backfill(s: &Settings, args: &BackfillArgs) -> Result<u8, Fatal> {
-    let now = Utc::now();
+    let now = crate::clock::now();
     let latest = now - settle(s);
     let window = match (&args.from, &args.to, args.days) {
         (Some(f), Some(t), None) => {
@@ -93,6 +94,7 @@ fn settle(s: &Settings) -> Span {
 pub fn clients(
     api: &ApiConfig,
     deadline: Option<tokio::time::Instant>,
+    concurrency: Concurrency,
 ) -> Result<(logrhythm::Client, ci::Client), Fatal> {
     if api.lr_insecure {
         tracing::warn!("--lr-insecure: the LogRhythm API's TLS certificate is NOT verified; use --lr-ca-cert instead");
@@ -102,7 +104,8 @@ pub fn clients(
         api.lr_key.clone(),
         api.lr_options(deadline),
     )
-    .code(code::CONFIG)?;
+    .code(code::CONFIG)?
+    .with_concurrency(concurrency);
     let ci = ci::Client::new(
         api.ci.rf_url.clone(),
         api.ci.rf_key.clone(),
@@ -129,11 +132,13 @@ fn run_options(
         refetch,
         dry_run: mode.dry_run,
         min_rbp: filters.min_rbp,
+        fetch_details: s.flag("fetch_details"),
         rf_only: filters.rf_only,
         exclude_rules: filters.exclude_rules,
         policy: filters.policy,
         page_size: u32::try_from(s.number("page_size")).unwrap_or(u32::MAX),
-        concurrency: usize::try_from(s.number("concurrency")).unwrap_or(1),
+        // With auto, the most tasks the limiter may let run; it gates the rest.
+        concurrency: usize::try_from(s.concurrency().ceiling()).unwrap_or(1),
         batch_size: usize::try_from(s.number("batch_size")).unwrap_or(1),
         daily_budget: s.number("daily_budget"),
         events_grace: Span::seconds(i64::try_from(s.number("events_grace")).unwrap_or(i64::MAX)),
@@ -177,15 +182,15 @@ async fn execute(
     } else {
         Writer::open(&path)?
     };
-    let (lr, ci) = clients(&api, deadline)?;
+    let (lr, ci) = clients(&api, deadline, s.concurrency())?;
     if kind == RunKind::Sync {
         // After an outage: from the oldest hour not listed completely.
         let catchup = Span::days(i64::try_from(s.number("max_catchup")).unwrap_or(7));
-        if let Some(from) = catch_up_from(&ledger, Utc::now(), catchup) {
+        if let Some(from) = catch_up_from(&ledger, crate::clock::now(), catchup) {
             opts.window.0 = opts.window.0.min(from);
         }
     }
-    let summary = engine::run(&mut ledger, &lr, &ci, &opts, Utc::now).await;
+    let summary = engine::run(&mut ledger, &lr, &ci, &opts, crate::clock::now).await;
     if let Some(bar) = bar.and_then(|(_, b)| b) {
         bar.finish_and_clear();
     }

@@ -134,24 +134,16 @@ pub fn bad(name: &str, origin: &Origin, problem: impl fmt::Display) -> Fatal {
 pub fn typed(s: &Spec, raw: &Raw, origin: &Origin) -> Result<Typed, Fatal> {
     let err = |p: String| bad(s.name, origin, p);
     match (s.kind, raw) {
-        (Kind::Int { min, max }, _) => {
-            let n = match raw {
-                Raw::Int(n) => u64::try_from(*n).map_err(|_| err(format!("{n} is negative")))?,
-                Raw::Str(t) => t
-                    .trim()
-                    .parse::<u64>()
-                    .map_err(|_| err(format!("{:?} is not a whole number", t.trim())))?,
-                _ => return Err(err("expected a whole number".into())),
-            };
-            if n < min || n > max {
-                let range = if max == u64::MAX {
-                    format!("at least {min}")
-                } else {
-                    format!("{min}..={max}")
-                };
-                return Err(err(format!("{n} is out of range ({range})")));
-            }
-            Ok(Typed::Int(n))
+        (Kind::Int { min, max }, _) => whole(raw, min, max, "", "not a whole number")
+            .map(Typed::Int)
+            .map_err(err),
+        (Kind::IntOrAuto { .. }, Raw::Str(t)) if t.trim().eq_ignore_ascii_case("auto") => {
+            Ok(Typed::Level("auto"))
+        }
+        (Kind::IntOrAuto { min, max }, _) => {
+            whole(raw, min, max, "auto or ", "neither auto nor a whole number")
+                .map(Typed::Int)
+                .map_err(err)
         }
         (Kind::Bool, Raw::Bool(b)) => Ok(Typed::Bool(*b)),
         (Kind::Bool, Raw::Str(t)) => match t.trim().to_ascii_lowercase().as_str() {
@@ -176,6 +168,28 @@ pub fn typed(s: &Spec, raw: &Raw, origin: &Origin) -> Result<Typed, Fatal> {
         (Kind::Domains | Kind::Networks, Raw::List(items)) => list(s, items, origin),
         _ => Err(err(format!("expected {}", kind_text(s.kind)))),
     }
+}
+
+/// A whole number in `min..=max` from `raw`; the problem otherwise. `also`
+/// prefixes the range in errors, `not` says what a word that is not a number is not.
+fn whole(raw: &Raw, min: u64, max: u64, also: &str, not: &str) -> Result<u64, String> {
+    let n = match raw {
+        Raw::Int(n) => u64::try_from(*n).map_err(|_| format!("{n} is negative"))?,
+        Raw::Str(t) => t
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{:?} is {not}", t.trim()))?,
+        _ => return Err(format!("expected {also}a whole number")),
+    };
+    if n < min || n > max {
+        let range = if max == u64::MAX {
+            format!("at least {min}")
+        } else {
+            format!("{min}..={max}")
+        };
+        return Err(format!("{n} is out of range ({also}{range})"));
+    }
+    Ok(n)
 }
 
 fn split(t: &str) -> Vec<String> {
@@ -257,6 +271,7 @@ pub fn detection_type(t: &str) -> Result<&'static str, String> {
 pub fn kind_text(k: Kind) -> &'static str {
     match k {
         Kind::Int { .. } => "a whole number",
+        Kind::IntOrAuto { .. } => "auto or a whole number",
         Kind::Bool => "true or false",
         Kind::Path => "a path",
         Kind::Url => "a URL",

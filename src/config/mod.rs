@@ -417,6 +417,20 @@ impl Settings {
         self.int(name)
     }
 
+    /// `concurrency` and `concurrency_max`: a fixed number, or auto up to the
+    /// maximum (auto also when unset).
+    pub fn concurrency(&self) -> crate::model::Concurrency {
+        let max = u32::try_from(self.number("concurrency_max"))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        match self.values.get("concurrency").map(|v| &v.value) {
+            Some(Typed::Int(n)) => {
+                crate::model::Concurrency::Fixed(u32::try_from(*n).unwrap_or(u32::MAX))
+            }
+            _ => crate::model::Concurrency::Auto { max },
+        }
+    }
+
     /// A true/false setting (false when unset).
     pub fn flag(&self, name: &str) -> bool {
         matches!(

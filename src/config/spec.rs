@@ -9,8 +9,16 @@ pub const DEFAULT_DAILY_BUDGET: u64 = 15_000;
 pub const DEFAULT_BATCH_SIZE: u64 = 500;
 /// Rows asked for per LogRhythm list page (the server may return fewer).
 pub const DEFAULT_PAGE_SIZE: u64 = 1000;
-/// Parallel per-alarm requests to LogRhythm.
-pub const DEFAULT_CONCURRENCY: u64 = 8;
+/// `concurrency`: adaptive (see `logrhythm::limit`); a number fixes it.
+pub const DEFAULT_CONCURRENCY: &str = "auto";
+/// Most LogRhythm requests in flight with `concurrency = "auto"`: 4 × the old
+/// fixed default of 8. At LogRhythm's usual 20–100 ms per call that is 320–1600
+/// calls a second, far more than a day of alarms needs, while a Platform
+/// Manager's API gateway that is already busy is never asked for more than
+/// this whatever its latency does. Raise it (up to 64) for a dedicated gateway.
+pub const DEFAULT_CONCURRENCY_MAX: u64 = 32;
+/// Largest fixed `concurrency` and `concurrency_max`.
+pub const MAX_CONCURRENCY: u64 = 64;
 /// Seconds alarms are left alone after they fire.
 pub const DEFAULT_SETTLE_SECS: u64 = 120;
 /// How long an alarm's events may be not ready (empty, 404, not JSON, a
@@ -42,6 +50,8 @@ pub const PROFILE_VAR: &str = "LRCI_PROFILE";
 pub enum Kind {
     /// A whole number in `min..=max`.
     Int { min: u64, max: u64 },
+    /// `auto`, or a whole number in `min..=max`.
+    IntOrAuto { min: u64, max: u64 },
     /// `true` or `false` (also `1`/`0`, `yes`/`no` in the environment).
     Bool,
     /// A file or directory path.
@@ -136,6 +146,8 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::Int(DEFAULT_EVENTS_GRACE_SECS), doc: "Seconds an alarm's events may be not ready (empty, 404, not JSON) before it is final without them; until then later runs retry it" },
     Spec { name: "min_rbp", flag: "--min-rbp", env: "LRCI_MIN_RBP", kind: int(0, 100),
         default: Default::None, doc: "Only alarms whose Risk Based Priority (rbpMax) is at least N (vendor flag -rbp)" },
+    Spec { name: "fetch_details", flag: "--fetch-details", env: "LRCI_FETCH_DETAILS", kind: Kind::Bool,
+        default: Default::Bool(false), doc: "Fetch every alarm's details to record its RBP (one more request per alarm); min_rbp fetches them anyway, else RBP is recorded as not fetched" },
     Spec { name: "rf_only", flag: "--rf-only", env: "LRCI_RF_ONLY", kind: Kind::Bool,
         default: Default::Bool(false), doc: "Only alarms whose rule name contains \"Recorded Future\" (vendor flag -rf)" },
     Spec { name: "exclude_rules_file", flag: "--exclude-rules", env: "LRCI_EXCLUDE_RULES_FILE", kind: Kind::Path,
@@ -162,8 +174,10 @@ pub const SETTINGS: &[Spec] = &[
         default: Default::Bool(false), doc: "Send malwares: the event's threatName" },
     Spec { name: "page_size", flag: "--page-size", env: "LRCI_PAGE_SIZE", kind: int(1, 100_000),
         default: Default::Int(DEFAULT_PAGE_SIZE), doc: "Rows asked for per LogRhythm list page (the server may return fewer)" },
-    Spec { name: "concurrency", flag: "--concurrency", env: "LRCI_CONCURRENCY", kind: int(1, 64),
-        default: Default::Int(DEFAULT_CONCURRENCY), doc: "Parallel per-alarm requests (details, events) to LogRhythm" },
+    Spec { name: "concurrency", flag: "--concurrency", env: "LRCI_CONCURRENCY", kind: Kind::IntOrAuto { min: 1, max: MAX_CONCURRENCY },
+        default: Default::Str(DEFAULT_CONCURRENCY), doc: "LogRhythm requests in flight (list pages, details, events): auto raises them while LogRhythm's latency stays flat and backs off on 429, 5xx or growing latency, up to concurrency_max; a number fixes them" },
+    Spec { name: "concurrency_max", flag: "--concurrency-max", env: "LRCI_CONCURRENCY_MAX", kind: int(1, MAX_CONCURRENCY),
+        default: Default::Int(DEFAULT_CONCURRENCY_MAX), doc: "Most LogRhythm requests in flight with concurrency = auto (ignored when concurrency is a number)" },
     Spec { name: "batch_size", flag: "--batch-size", env: "LRCI_BATCH_SIZE", kind: int(1, 10_000),
         default: Default::Int(DEFAULT_BATCH_SIZE), doc: "Detections per Collective Insights request" },
     Spec { name: "daily_budget", flag: "--daily-budget", env: "LRCI_DAILY_BUDGET", kind: int(1, u64::MAX),

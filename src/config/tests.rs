@@ -124,7 +124,42 @@ fn layers_resolve_flag_over_env_over_profile_over_file_over_default() {
 fn every_bad_value_names_its_origin() {
     let case = Case::new();
     let path = case.config_path();
-    let rows: [(Layer, &[(&str, &str)], Option<&str>, &str, String); 9] = [
+    let rows: [(Layer, &[(&str, &str)], Option<&str>, &str, String); 14] = [
+        (
+            Layer::default(),
+            &[],
+            Some("\nconcurrency = \"fast\"\n"),
+            "concurrency",
+            format!("{path}:2): \"fast\" is neither auto nor a whole number"),
+        ),
+        (
+            Layer::default(),
+            &[],
+            Some("concurrency = 0\n"),
+            "concurrency",
+            "0 is out of range (auto or 1..=64)".into(),
+        ),
+        (
+            Layer::default(),
+            &[("LRCI_CONCURRENCY", "65")],
+            None,
+            "LRCI_CONCURRENCY",
+            "auto or 1..=64".into(),
+        ),
+        (
+            Layer::default(),
+            &[("LRCI_CONCURRENCY_MAX", "0")],
+            None,
+            "LRCI_CONCURRENCY_MAX",
+            "out of range (1..=64)".into(),
+        ),
+        (
+            Layer::default(),
+            &[],
+            Some("concurrency_max = \"auto\"\n"),
+            "concurrency_max",
+            "not a whole number".into(),
+        ),
         (
             flags(&[("min_rbp", Raw::Int(140))]),
             &[],
@@ -524,6 +559,7 @@ fn every_setting_has_a_unique_name_flag_and_variable() {
         "settle",
         "page_size",
         "concurrency",
+        "concurrency_max",
         "batch_size",
         "daily_budget",
         "max_runtime",
@@ -545,6 +581,40 @@ fn every_setting_has_a_unique_name_flag_and_variable() {
         "rf_api_url",
     ] {
         assert!(spec::spec(name).is_some(), "{name}");
+    }
+}
+
+#[test]
+fn concurrency_is_auto_by_default_or_a_fixed_number() {
+    use crate::model::Concurrency;
+    let case = Case::new();
+    let rows: [(&[(&str, &str)], Option<&str>, Concurrency); 6] = [
+        (&[], None, Concurrency::Auto { max: 32 }),
+        (&[], Some("concurrency = 12\n"), Concurrency::Fixed(12)),
+        (
+            &[],
+            Some("concurrency = \"auto\"\nconcurrency_max = 48\n"),
+            Concurrency::Auto { max: 48 },
+        ),
+        (
+            &[("LRCI_CONCURRENCY", " Auto ")],
+            Some("concurrency = 4\n"),
+            Concurrency::Auto { max: 32 },
+        ),
+        (
+            &[("LRCI_CONCURRENCY", "3"), ("LRCI_CONCURRENCY_MAX", "2")],
+            None,
+            Concurrency::Fixed(3),
+        ),
+        (
+            &[("LRCI_CONCURRENCY_MAX", "1")],
+            None,
+            Concurrency::Auto { max: 1 },
+        ),
+    ];
+    for (env, toml, want) in rows {
+        let s = case.resolve(Layer::default(), env, toml, None).unwrap();
+        assert_eq!(s.concurrency(), want, "{env:?} {toml:?}");
     }
 }
 

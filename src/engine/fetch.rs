@@ -2,6 +2,12 @@
 //! fetches what triage says, writes each slice in one transaction, then hands
 //! the due detections to the submit driver. I/O only; the decisions are in
 //! `plan`, `triage` and `failure`.
+//!
+//! The walk is pipelined ([`pipeline`]): the next slices are listed while the
+//! alarms of earlier ones are fetched, under one budget of `concurrency`
+//! LogRhythm requests in flight, and slices are committed one by one in slice
+//! order. An alarm costs its events request, plus its details only when
+//! `min_rbp` or `fetch_details` needs them.
 
 use super::report::{DetectionCounts, Summary};
 use super::send::Sink;
@@ -13,8 +19,10 @@ use crate::model::{AlarmRow, Observations};
 use crate::policy::Policy;
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
-use futures::stream::{self, StreamExt};
-use std::collections::BTreeMap;
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 type Slice = (DateTime<Utc>, DateTime<Utc>);
 
@@ -92,23 +100,14 @@ async fn walk(
 ) -> Result<(), Fatal> {
     s.slices.total = slices.len() as u64;
     progress(opts, s, 0, 0, false);
-    let mut done = 0u64;
-    for slice in slices {
-        if done > 0 {
-            progress(opts, s, done, 0, false);
-        }
-        done += 1;
-        if sink.interrupt.is_some_and(super::Interrupt::is_raised) {
-            s.outcome.interrupted();
-            break;
-        }
-        let cov = coverage.get(&plan::floor_hour(slice.0));
-        // What earlier slices taught is used by the next one.
-        let policy = super::knowledge::current(sink.ledger, &opts.policy)?;
-        if let Flow::Stop = one_slice(sink, &mut lister, (opts, &policy), (slice, cov), s).await? {
-            break;
-        }
-    }
+    let began = tokio::time::Instant::now();
+    let done = pipeline(sink, &mut lister, opts, s, &slices, coverage).await?;
+    tracing::info!(
+        slices = done,
+        alarms = s.alarms.seen,
+        seconds = began.elapsed().as_secs_f64(),
+        "slices fetched and committed"
+    );
     progress(opts, s, done, s.detections.submitted, true);
     let lag = sink
         .ledger
@@ -154,78 +153,418 @@ async fn walk(
         .await
 }
 
-/// Alarms left in error in this slice that the retry rule says are due.
-fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
-    let candidates = ledger.alarms_to_retry(slice.0, slice.1)?;
-    let ids: Vec<AlarmId> = candidates.iter().map(|r| r.alarm_id).collect();
-    let known = ledger.known_alarms(&ids)?;
-    Ok(candidates
-        .into_iter()
-        .filter(|r| triage::attempts_if_due(known.get(&r.alarm_id), false).is_some())
-        .collect())
+/// One slice of the walk, from its plan to its commit.
+struct Pending<'c> {
+    /// Its place in the window's slices.
+    idx: usize,
+    slice: Slice,
+    cov: Option<&'c Coverage>,
+    fetch_from: Option<DateTime<Utc>>,
+    covered: bool,
+    /// Alarms left in error here that are due again.
+    retry: Vec<AlarmRow>,
+    phase: Phase,
 }
 
-/// One slice: plan, list, triage, fetch, record.
-async fn one_slice(
+enum Phase {
+    /// To be listed from this instant when a request slot is free.
+    ToList(DateTime<Utc>),
+    Listing,
+    Fetching(Fetching),
+    /// Nothing more to request: what its turn records.
+    Settled(Verdict),
+}
+
+/// What a slice that is not fetched tells at its turn.
+enum Verdict {
+    /// Covered and nothing to retry.
+    Skip,
+    /// `--max-runtime` was spent when its turn to be planned came.
+    OutOfTime,
+    /// Its listing failed.
+    NotListed {
+        error: String,
+        transient: bool,
+        out_of_time: bool,
+    },
+}
+
+/// A listed slice whose alarms are being fetched, and what its turn counts.
+struct Fetching {
+    /// False for a covered slice that only retries alarms (no listing).
+    listed: bool,
+    saturated_at: Vec<DateTime<Utc>>,
+    /// Instants listed completely in parts narrowed by the list filters.
+    partitioned: u64,
+    seen: u64,
+    new: u64,
+    late: u64,
+    worst_lag: Option<f64>,
+    /// The policy its alarms are extracted with: what the ledger knew when
+    /// the slice was listed (see [`pipeline`]).
+    policy: Arc<Policy>,
+    queue: VecDeque<AlarmRow>,
+    running: usize,
+    records: Vec<Fetched>,
+}
+
+impl Pending<'_> {
+    /// Whether its turn can be taken: nothing of it is still to be requested.
+    fn ready(&self) -> bool {
+        match &self.phase {
+            Phase::Settled(_) => true,
+            Phase::Fetching(f) => f.queue.is_empty() && f.running == 0,
+            Phase::ToList(_) | Phase::Listing => false,
+        }
+    }
+
+    /// Whether it holds listed or listing work (what the depth bounds).
+    fn active(&self) -> bool {
+        !matches!(self.phase, Phase::Settled(_))
+    }
+
+    fn demand(&self) -> plan::Demand {
+        match &self.phase {
+            Phase::ToList(_) => plan::Demand::List,
+            Phase::Fetching(f) if !f.queue.is_empty() => plan::Demand::Fetch,
+            _ => plan::Demand::None,
+        }
+    }
+}
+
+/// A request slot's work and what it brings back.
+enum Done {
+    Listed(usize, Result<logrhythm::SliceListing, logrhythm::Error>),
+    Alarm(usize, Result<Fetched, Fatal>),
+}
+
+type Task<'f> = futures::future::LocalBoxFuture<'f, Done>;
+
+/// The slices, pipelined: the next slices are listed while the alarms of the
+/// earlier ones are fetched, all under one budget of `concurrency` requests in
+/// flight (a listing holds one slot for its pages, which go one after
+/// another; an alarm holds one for its details and events), and each slice is
+/// committed in one transaction at its turn, in slice order, so coverage never
+/// runs ahead of what is written. At most [`plan::pipeline_depth`] slices are
+/// listed or fetched ahead of their turn, which bounds memory.
+///
+/// What earlier slices taught (networks, learned domains) is read from the
+/// ledger when a slice's listing comes back, so it holds every slice committed
+/// by then but not the ones still being fetched. That is enough: extraction
+/// with less knowledge can only keep more (knowledge only ever excludes), and
+/// before anything is submitted [`super::knowledge::rejudge`] judges every
+/// waiting detection again with all this run learned.
+///
+/// Returns how many slices had their turn.
+async fn pipeline(
     sink: &mut Sink<'_>,
     lister: &mut Lister<'_>,
-    (opts, policy): (&RunOptions, &Policy),
-    (slice, cov): (Slice, Option<&Coverage>),
+    opts: &RunOptions,
     s: &mut Summary,
-) -> Result<Flow, Fatal> {
+    slices: &[Slice],
+    coverage: &BTreeMap<DateTime<Utc>, Coverage>,
+) -> Result<u64, Fatal> {
     let lr = lister.lr;
-    let slice_start = plan::floor_hour(slice.0);
+    let paging = lister.paging;
+    let now = sink.now;
+    let budget = opts.concurrency.max(1);
+    let depth = plan::pipeline_depth(budget);
+    let mut window: VecDeque<Pending<'_>> = VecDeque::new();
+    let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
+    let mut next = 0usize;
+    // A transient listing failure: nothing after this slice is started.
+    let mut stop_at: Option<usize> = None;
+    let mut done = 0u64;
+    loop {
+        while window.front().is_some_and(Pending::ready) {
+            let Some(p) = window.pop_front() else { break };
+            done += 1;
+            let flow = turn(sink, lr, opts, p, s)?;
+            progress(opts, s, done, 0, false);
+            if let Flow::Stop = flow {
+                return Ok(done);
+            }
+        }
+        if sink.interrupt.is_some_and(super::Interrupt::is_raised) {
+            // Uncommitted slices are dropped with their requests: nothing of
+            // them was written, the next run fetches them again.
+            s.outcome.interrupted();
+            return Ok(done);
+        }
+        while next < slices.len()
+            && stop_at.is_none()
+            && window.iter().filter(|p| p.active()).count() < depth
+        {
+            let cov = coverage.get(&plan::floor_hour(slices[next].0));
+            window.push_back(plan_slice(sink, opts, (next, slices[next], cov))?);
+            next += 1;
+        }
+        while tasks.len() < budget {
+            let eligible = |p: &Pending<'_>| stop_at.is_none_or(|at| p.idx <= at);
+            let demands = window.iter().map(|p| {
+                if eligible(p) {
+                    p.demand()
+                } else {
+                    plan::Demand::None
+                }
+            });
+            let Some(at) = plan::pick(demands) else { break };
+            let p = &mut window[at];
+            let idx = p.idx;
+            match &mut p.phase {
+                Phase::ToList(from) => {
+                    let (from, to) = (*from, p.slice.1);
+                    p.phase = Phase::Listing;
+                    tasks.push(
+                        async move { Done::Listed(idx, lr.list_slice(from, to, &paging).await) }
+                            .boxed_local(),
+                    );
+                }
+                Phase::Fetching(f) => {
+                    let Some(row) = f.queue.pop_front() else {
+                        break;
+                    };
+                    f.running += 1;
+                    let policy = Arc::clone(&f.policy);
+                    tasks.push(
+                        async move {
+                            Done::Alarm(idx, fetch_alarm(lr, (opts, &policy), now, row).await)
+                        }
+                        .boxed_local(),
+                    );
+                }
+                Phase::Listing | Phase::Settled(_) => break,
+            }
+        }
+        if tasks.is_empty() {
+            if window.front().is_some_and(Pending::ready) {
+                continue;
+            }
+            // Nothing in flight and nothing left to start: every slice had its turn.
+            return Ok(done);
+        }
+        let interrupt = sink.interrupt;
+        tokio::select! {
+            biased;
+            () = raised(interrupt) => {
+                s.outcome.interrupted();
+                return Ok(done);
+            }
+            Some(d) = tasks.next() => {
+                on_done(sink, lister, opts, (&mut window, &mut stop_at), d)?;
+            }
+        }
+    }
+}
+
+/// Resolves when the interrupt is raised (never without one).
+async fn raised(interrupt: Option<&super::Interrupt>) {
+    match interrupt {
+        Some(i) => i.clone().raised().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Plans one slice: what to list, which retries are due, or nothing.
+fn plan_slice<'c>(
+    sink: &Sink<'_>,
+    opts: &RunOptions,
+    (idx, slice, cov): (usize, Slice, Option<&'c Coverage>),
+) -> Result<Pending<'c>, Fatal> {
     let retry = due_retries(sink.ledger, slice)?;
     let provisional_from = (sink.now)() - opts.relist_horizon;
     let fetch_from = plan::fetch_from(slice, cov, opts.refetch, provisional_from);
     let step = plan::step(fetch_from, retry.len(), deadline_passed(sink.deadline));
-    if step.covered {
-        tracing::debug!(slice = %crate::ledger::ts(slice_start), retry = retry.len(), "slice already covered");
+    let mut p = Pending {
+        idx,
+        slice,
+        cov,
+        fetch_from,
+        covered: step.covered,
+        retry: Vec::new(),
+        phase: Phase::Settled(Verdict::Skip),
+    };
+    p.phase = match step.action {
+        plan::Action::Skip => Phase::Settled(Verdict::Skip),
+        plan::Action::OutOfTime => Phase::Settled(Verdict::OutOfTime),
+        // Covered: only the alarms left in error are fetched again; no listing.
+        plan::Action::RetryOnly => {
+            let f = fetching(
+                sink,
+                opts,
+                &p,
+                retry,
+                logrhythm::SliceListing::default(),
+                false,
+            )?;
+            Phase::Fetching(f)
+        }
+        plan::Action::List(at) => {
+            p.retry = retry;
+            Phase::ToList(at)
+        }
+    };
+    Ok(p)
+}
+
+/// A slice's alarms to fetch once its listing is in: triage against the
+/// ledger, late alarms noted, rule filters applied (no requests for those).
+fn fetching(
+    sink: &Sink<'_>,
+    opts: &RunOptions,
+    p: &Pending<'_>,
+    retry: Vec<AlarmRow>,
+    listing: logrhythm::SliceListing,
+    listed: bool,
+) -> Result<Fetching, Fatal> {
+    let Todo {
+        alarms: todo,
+        seen,
+        fresh,
+    } = alarms_todo(sink.ledger, listing.alarms, retry)?;
+    let new = fresh.len() as u64;
+    let mut f = Fetching {
+        listed,
+        saturated_at: listing.saturated_at,
+        partitioned: listing.partitioned_at.len() as u64,
+        seen,
+        new,
+        late: 0,
+        worst_lag: None,
+        policy: Arc::new(super::knowledge::current(sink.ledger, &opts.policy)?),
+        queue: VecDeque::new(),
+        running: 0,
+        records: Vec::new(),
+    };
+    if let Some(c) = p.cov {
+        let now = (sink.now)();
+        for (row, _) in &todo {
+            // Late: never seen before, though its time was listed already (an
+            // alarm waiting for its events is listed again too, but is not new).
+            if fresh.contains(&row.alarm_id) && row.date_inserted < c.covered_until {
+                // At most this late: it was not listable when its time was listed.
+                let lag = (now - row.date_inserted).num_milliseconds() as f64 / 1000.0;
+                f.late += 1;
+                f.worst_lag = Some(f.worst_lag.map_or(lag, |w: f64| w.max(lag)));
+            }
+        }
+    }
+    for (row, _attempts) in todo {
+        match triage::rule_filter(&row.rule_name, opts.rf_only, &opts.exclude_rules) {
+            Some(reason) => f
+                .records
+                .push((record(row, None, AlarmOutcome::Filtered { reason }), None)),
+            None => f.queue.push_back(row),
+        }
+    }
+    Ok(f)
+}
+
+/// Takes in what a request slot brought back.
+fn on_done(
+    sink: &Sink<'_>,
+    lister: &mut Lister<'_>,
+    opts: &RunOptions,
+    (window, stop_at): (&mut VecDeque<Pending<'_>>, &mut Option<usize>),
+    d: Done,
+) -> Result<(), Fatal> {
+    let idx = match &d {
+        Done::Listed(i, _) | Done::Alarm(i, _) => *i,
+    };
+    if stop_at.is_some_and(|at| idx > at) {
+        // Beyond a slice whose listing failed transiently: never committed.
+        return Ok(());
+    }
+    let Some(at) = window.iter().position(|p| p.idx == idx) else {
+        return Ok(());
+    };
+    let p = &mut window[at];
+    match d {
+        Done::Listed(_, Ok(l)) => {
+            if let Some(w) = lister.watch.as_deref_mut() {
+                w.observe(&l);
+            }
+            tracing::debug!(slice = %crate::ledger::ts(plan::floor_hour(p.slice.0)), alarms = l.alarms.len(), pages = l.pages, "slice listed");
+            let retry = std::mem::take(&mut p.retry);
+            p.phase = Phase::Fetching(fetching(sink, opts, p, retry, l, true)?);
+        }
+        Done::Listed(_, Err(e)) => {
+            let e = failure::lr(e)?;
+            let slice = crate::ledger::ts(plan::floor_hour(p.slice.0));
+            tracing::warn!(slice = %slice, error = %e.error, "could not list the slice's alarms");
+            if e.transient {
+                // The API is down (or the run's time is up): the slices after
+                // this one would fail the same way.
+                *stop_at = Some(idx);
+            }
+            p.phase = Phase::Settled(Verdict::NotListed {
+                error: e.error.to_string(),
+                transient: e.transient,
+                out_of_time: e.transient && deadline_passed(sink.deadline),
+            });
+        }
+        Done::Alarm(_, r) => {
+            let fetched = r?;
+            if let Phase::Fetching(f) = &mut p.phase {
+                f.running -= 1;
+                f.records.push(fetched);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A slice's turn, in slice order: what it counts, and its commit.
+fn turn(
+    sink: &mut Sink<'_>,
+    lr: &logrhythm::Client,
+    opts: &RunOptions,
+    p: Pending<'_>,
+    s: &mut Summary,
+) -> Result<Flow, Fatal> {
+    let slice_start = plan::floor_hour(p.slice.0);
+    if p.covered {
+        tracing::debug!(slice = %crate::ledger::ts(slice_start), "slice already covered");
         s.slices.covered += 1;
     }
-    let (listing, listed) = match step.action {
-        plan::Action::Skip => return Ok(Flow::Next),
-        plan::Action::OutOfTime => {
+    let f = match p.phase {
+        Phase::Settled(Verdict::Skip) => return Ok(Flow::Next),
+        Phase::Settled(Verdict::OutOfTime) => {
             s.slices.failed += 1;
             s.outcome
                 .partial("--max-runtime reached before every slice was fetched");
             return Ok(Flow::Next);
         }
-        // Covered: only the alarms left in error are fetched again; no listing.
-        plan::Action::RetryOnly => (logrhythm::SliceListing::default(), false),
-        plan::Action::List(at) => match list(sink, lister, opts, (at, slice.1), s).await? {
-            Ok(l) => (l, true),
-            Err(flow) => return Ok(flow),
-        },
+        Phase::Settled(Verdict::NotListed {
+            error,
+            transient,
+            out_of_time,
+        }) => {
+            return Ok(not_listed(
+                opts,
+                p.slice,
+                (&error, transient, out_of_time),
+                s,
+            ))
+        }
+        Phase::Fetching(f) => f,
+        // Not ready: never given a turn (see `Pending::ready`).
+        Phase::ToList(_) | Phase::Listing => return Ok(Flow::Next),
     };
-    note_saturation(&listing, slice_start, s);
-    let saturated_at = listing.saturated_at.clone();
-    let todo = alarms_todo(sink.ledger, listing.alarms, retry, s)?;
-    if let Some(c) = cov {
-        let late: Vec<&AlarmRow> = todo
-            .iter()
-            .filter(|(row, attempts)| *attempts == 0 && row.date_inserted < c.covered_until)
-            .map(|(row, _)| row)
-            .collect();
-        let now = (sink.now)();
-        for row in &late {
-            // At most this late: it was not listable when its time was listed.
-            let lag = (now - row.date_inserted).num_milliseconds() as f64 / 1000.0;
-            let worst = s.visibility.late_lag_seconds.get_or_insert(lag);
-            *worst = worst.max(lag);
-        }
-        let late = late.len() as u64;
-        if late > 0 {
-            tracing::info!(slice = %crate::ledger::ts(slice_start), late, "alarms became listable after their time was listed: found by re-listing provisional time");
-            s.alarms.late += late;
-        }
+    s.alarms.seen += f.seen;
+    s.alarms.new += f.new;
+    s.slices.partitioned += f.partitioned;
+    note_saturation(&f.saturated_at, slice_start, s);
+    if f.late > 0 {
+        tracing::info!(slice = %crate::ledger::ts(slice_start), late = f.late, "alarms became listable after their time was listed: found by re-listing provisional time");
+        s.alarms.late += f.late;
     }
-    let Some(records) = race(sink.interrupt, decide_alarms(lr, (opts, policy), todo)).await else {
-        // Abandoned before anything of this slice was written: fetched again later.
-        s.outcome.interrupted();
-        return Ok(Flow::Stop);
-    };
-    let fetched = records?;
+    if let Some(lag) = f.worst_lag {
+        let worst = s.visibility.late_lag_seconds.get_or_insert(lag);
+        *worst = worst.max(lag);
+    }
+    let mut fetched = f.records;
+    fetched.sort_by_key(|(r, _)| (r.row.date_inserted, r.row.alarm_id));
     let mut records = Vec::with_capacity(fetched.len());
     let mut observations = Vec::new();
     for (rec, obs) in fetched {
@@ -238,9 +577,11 @@ async fn one_slice(
     let batch = SliceIngest {
         run_id: Some(sink.run_id),
         slice_start,
-        covered_until: fetch_from
-            .and_then(|_| plan::covered_until(slice, (sink.now)(), lr.clock_skew())),
-        saturated_at,
+        covered_until: p
+            .fetch_from
+            .and_then(|_| plan::covered_until(p.slice, (sink.now)(), lr.clock_skew())),
+        saturated_at: f.saturated_at,
+        listed_from: p.fetch_from,
         alarms: records,
         observations,
     };
@@ -248,88 +589,85 @@ async fn one_slice(
     s.detections.new += counts.new_pending;
     s.detections.excluded += counts.new_excluded;
     // Counted once committed: a slice abandoned by an interrupt was not fetched.
-    s.slices.fetched += u64::from(listed);
+    s.slices.fetched += u64::from(f.listed);
     Ok(Flow::Next)
 }
 
-/// Lists `[from, to)`; a failure is counted and says how the walk goes on.
-async fn list(
-    sink: &Sink<'_>,
-    lister: &mut Lister<'_>,
+/// A slice whose listing failed, at its turn: counted, and how the walk goes on.
+fn not_listed(
     opts: &RunOptions,
     (from, to): Slice,
+    (error, transient, out_of_time): (&str, bool, bool),
     s: &mut Summary,
-) -> Result<Result<logrhythm::SliceListing, Flow>, Fatal> {
+) -> Flow {
     let slice = crate::ledger::ts(plan::floor_hour(from));
-    let listing = lister.lr.list_slice(from, to, &lister.paging);
-    let Some(listed) = race(sink.interrupt, listing).await else {
-        s.outcome.interrupted();
-        return Ok(Err(Flow::Stop));
-    };
-    let e = match listed {
-        Ok(l) => {
-            if let Some(w) = lister.watch.as_deref_mut() {
-                w.observe(&l);
-            }
-            let from = crate::ledger::ts(from);
-            tracing::debug!(slice = %slice, from = %from, alarms = l.alarms.len(), pages = l.pages, "slice listed");
-            return Ok(Ok(l));
-        }
-        Err(e) => failure::lr(e)?,
-    };
     s.slices.failed += 1;
-    tracing::warn!(slice = %slice, error = %e.error, "could not list the slice's alarms");
-    if e.transient && deadline_passed(sink.deadline) {
+    if out_of_time {
         // The request ran into --max-runtime: the run's own limit, not an outage.
         s.outcome.partial_once(
             "--max-runtime reached before every slice was listed; the next run continues",
         );
         s.slices.failed += plan::slices(to, opts.window.1).len() as u64;
-        return Ok(Err(Flow::Stop));
+        return Flow::Stop;
     }
-    if e.transient {
+    if transient {
         s.outcome
-            .unavailable(format!("LogRhythm unavailable: {}", e.error));
+            .unavailable(format!("LogRhythm unavailable: {error}"));
         // The API is down: the remaining slices would fail the same way.
         s.slices.failed += plan::slices(to, opts.window.1).len() as u64;
-        return Ok(Err(Flow::Stop));
+        return Flow::Stop;
     }
     s.outcome
-        .partial(format!("slice {slice} not listed: {}", e.error));
-    Ok(Err(Flow::Next))
+        .partial(format!("slice {slice} not listed: {error}"));
+    Flow::Next
 }
 
-fn note_saturation(listing: &logrhythm::SliceListing, slice_start: DateTime<Utc>, s: &mut Summary) {
-    if listing.saturated_at.is_empty() {
+/// Alarms left in error in this slice that the retry rule says are due.
+fn due_retries(ledger: &Ledger, slice: Slice) -> Result<Vec<AlarmRow>, Fatal> {
+    let candidates = ledger.alarms_to_retry(slice.0, slice.1)?;
+    let ids: Vec<AlarmId> = candidates.iter().map(|r| r.alarm_id).collect();
+    let known = ledger.known_alarms(&ids)?;
+    Ok(candidates
+        .into_iter()
+        .filter(|r| triage::attempts_if_due(known.get(&r.alarm_id), false).is_some())
+        .collect())
+}
+
+fn note_saturation(saturated_at: &[DateTime<Utc>], slice_start: DateTime<Utc>, s: &mut Summary) {
+    if saturated_at.is_empty() {
         return;
     }
     s.slices.saturated += 1;
-    let at: Vec<String> = listing
-        .saturated_at
-        .iter()
-        .map(|t| crate::ledger::ts(*t))
-        .collect();
+    let at: Vec<String> = saturated_at.iter().map(|t| crate::ledger::ts(*t)).collect();
     let slice = crate::ledger::ts(slice_start);
     tracing::warn!(
         slice = %slice,
         timestamps = %at.join(", "),
-        "slice saturated: a full page of alarms shares one dateInserted and the server ignores offset; alarms at that time may be missing"
+        "slice saturated: a full page of alarms shares one dateInserted, the server ignores offset and the list filters cannot split it; alarms at that time may be missing, and every run lists it again until it gets through"
     );
     s.outcome
         .partial(format!("slice {slice} saturated at {}", at.join(", ")));
 }
 
-/// Alarms to process: listed ones and due retries the retry rule lets through,
-/// with the fetch attempts each has spent.
+/// A slice's alarms to process, and what its turn counts of them.
+struct Todo {
+    /// Each with the fetch attempts it has spent.
+    alarms: Vec<(AlarmRow, i64)>,
+    /// Alarms listed.
+    seen: u64,
+    /// Alarms the ledger never saw (not merely due again).
+    fresh: HashSet<AlarmId>,
+}
+
+/// Alarms to process: listed ones and due retries the retry rule lets through.
 fn alarms_todo(
     ledger: &Ledger,
     listed: Vec<AlarmRow>,
     retry: Vec<AlarmRow>,
-    s: &mut Summary,
-) -> Result<Vec<(AlarmRow, i64)>, Fatal> {
+) -> Result<Todo, Fatal> {
     let mut rows: BTreeMap<AlarmId, AlarmRow> =
         listed.into_iter().map(|a| (a.alarm_id, a)).collect();
-    s.alarms.seen += rows.len() as u64;
+    let seen = rows.len() as u64;
     for r in retry {
         rows.entry(r.alarm_id).or_insert(r);
     }
@@ -344,8 +682,16 @@ fn alarms_todo(
             triage::attempts_if_due(known.get(&id), pruned.contains(&id)).map(|a| (row, a))
         })
         .collect();
-    s.alarms.new += todo.iter().filter(|(_, a)| *a == 0).count() as u64;
-    Ok(todo)
+    let fresh: HashSet<AlarmId> = todo
+        .iter()
+        .map(|(row, _)| row.alarm_id)
+        .filter(|id| !known.contains_key(id) && !pruned.contains(id))
+        .collect();
+    Ok(Todo {
+        alarms: todo,
+        seen,
+        fresh,
+    })
 }
 
 fn count_records(records: &[AlarmRecord], s: &mut Summary) {
@@ -368,33 +714,6 @@ fn count_records(records: &[AlarmRecord], s: &mut Summary) {
             "some alarms' details or events could not be fetched; later runs retry them",
         );
     }
-}
-
-/// Rule filters first (no requests), then details and events for the rest with
-/// bounded concurrency.
-async fn decide_alarms(
-    lr: &logrhythm::Client,
-    (opts, policy): (&RunOptions, &Policy),
-    todo: Vec<(AlarmRow, i64)>,
-) -> Result<Vec<Fetched>, Fatal> {
-    let mut records = Vec::with_capacity(todo.len());
-    let mut fetch = Vec::new();
-    for (row, _attempts) in todo {
-        match triage::rule_filter(&row.rule_name, opts.rf_only, &opts.exclude_rules) {
-            Some(reason) => {
-                records.push((record(row, None, AlarmOutcome::Filtered { reason }), None))
-            }
-            None => fetch.push(row),
-        }
-    }
-    let mut results = stream::iter(fetch)
-        .map(|row| fetch_alarm(lr, (opts, policy), row))
-        .buffer_unordered(opts.concurrency.max(1));
-    while let Some(r) = results.next().await {
-        records.push(r?);
-    }
-    records.sort_by_key(|(r, _)| (r.row.date_inserted, r.row.alarm_id));
-    Ok(records)
 }
 
 /// An alarm's record, and what its events showed of the organisation.
@@ -430,21 +749,28 @@ fn fetch_error(e: logrhythm::Error) -> Result<AlarmOutcome, Fatal> {
     })
 }
 
-/// Details, `--min-rbp`, events, extraction and the cap for one alarm.
+/// Details (only when a setting needs them), `--min-rbp`, events, extraction
+/// and the cap for one alarm; `now` is the run's clock. Requests go one after
+/// another: an alarm holds one slot of the run's request budget.
 async fn fetch_alarm(
     lr: &logrhythm::Client,
     (opts, policy): (&RunOptions, &Policy),
+    now: &dyn Fn() -> DateTime<Utc>,
     row: AlarmRow,
 ) -> Result<Fetched, Fatal> {
-    let details = match lr.details(row.alarm_id).await {
-        Ok(d) => d,
-        Err(e) => return Ok((record(row, None, fetch_error(e)?), None)),
-    };
-    let rbp = details.rbp_max;
-    if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
-        return Ok((record(row, rbp, AlarmOutcome::Filtered { reason }), None));
+    // Without a need for them, RBP stays "not fetched" (NULL in the ledger).
+    let mut rbp = None;
+    if triage::needs_details(opts.min_rbp, opts.fetch_details) {
+        let details = match lr.details(row.alarm_id).await {
+            Ok(d) => d,
+            Err(e) => return Ok((record(row, None, fetch_error(e)?), None)),
+        };
+        rbp = details.rbp_max;
+        if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
+            return Ok((record(row, rbp, AlarmOutcome::Filtered { reason }), None));
+        }
     }
-    let age = chrono::Utc::now() - row.date_inserted;
+    let age = now() - row.date_inserted;
     let not_ready = |why: &str| triage::events_not_ready(row.alarm_id, why, age, opts.events_grace);
     let waiting = |error| {
         Ok((

@@ -10,9 +10,10 @@
 //! - [`report`]: what a run counted and how it ended;
 //! - [`server`]: the probed server profile a run lists with, and its checks.
 //!
-//! This module only does the I/O those decide: list a slice, fetch details and
-//! events with bounded concurrency, extract indicators, write the slice's alarms,
-//! indicators and coverage in one transaction; then submit the ledger's due
+//! This module only does the I/O those decide: list slices and fetch events (and
+//! details, when a setting needs them) pipelined under one bound on requests in
+//! flight, extract indicators, write each slice's alarms, indicators and
+//! coverage in one transaction, in slice order; then submit the ledger's due
 //! detections, marking each outcome. Nothing is submitted before it is
 //! committed, and `sent` is written only after a 2xx. It must not print, exit or
 //! decide exit codes.
@@ -140,10 +141,15 @@ pub struct RunOptions {
     pub refetch: bool,
     pub dry_run: bool,
     pub min_rbp: Option<i64>,
+    /// Fetch every alarm's details (RBP) although `min_rbp` is unset; without
+    /// either, RBP is recorded as not fetched and an alarm costs one request.
+    pub fetch_details: bool,
     pub rf_only: bool,
     pub exclude_rules: Vec<String>,
     pub policy: policy::Policy,
     pub page_size: u32,
+    /// LogRhythm requests in flight at most: list pages and per-alarm
+    /// requests together (slices are pipelined under this one budget).
     pub concurrency: usize,
     pub batch_size: usize,
     pub daily_budget: u64,
@@ -208,6 +214,7 @@ pub async fn run(
         deadline: opts.deadline,
     };
     let result = fetch::sync(&mut sink, lr, opts, &mut s).await;
+    s.concurrency = lr.concurrency().map(report::ConcurrencyOut::from);
     let result = match result {
         Ok(()) => sink.budget().map(|b| s.budget = b),
         Err(f) => Err(f),
@@ -222,6 +229,8 @@ pub async fn run(
         detections_new = s.detections.new,
         submitted = s.detections.submitted,
         failed = s.detections.failed,
+        concurrency = s.concurrency.map(|c| c.final_limit),
+        concurrency_peak = s.concurrency.map(|c| c.peak),
         "run finished"
     );
     record(sink.ledger, run_id, &now, s.exit_code, &s, failed).map(|()| s)

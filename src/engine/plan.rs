@@ -37,7 +37,8 @@ pub fn slices(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<(DateTime<Utc>, Dat
 
 /// Where to list a slice from: `None` when the coverage map says it is complete
 /// and final (and `--refetch` was not given), else the first instant not yet
-/// covered or still provisional. Listed time after `provisional_from` (now −
+/// covered, still provisional, or saturated (an instant where alarms may be
+/// missing is listed again by every run). Listed time after `provisional_from` (now −
 /// `relist_horizon`) is provisional: an alarm may become listable some time
 /// after its `dateInserted`, so that time is listed again by every run (only
 /// alarm ids not yet seen are then fetched).
@@ -50,7 +51,14 @@ pub fn fetch_from(
     let (from, to) = slice;
     match coverage {
         Some(c) if !refetch => {
-            let start = c.covered_until.min(provisional_from).max(from);
+            // A saturated instant is listed again by every run until the
+            // listing gets through it (DESIGN.md section 1, item 3).
+            let saturated = c.saturated_at.iter().min().copied();
+            let mut start = c.covered_until.min(provisional_from);
+            if let Some(t) = saturated {
+                start = start.min(t);
+            }
+            let start = start.max(from);
             (start < to).then_some(start)
         }
         _ => Some(from),
@@ -132,6 +140,41 @@ pub fn step(fetch_from: Option<DateTime<Utc>>, retries_due: usize, out_of_time: 
     Step { covered, action }
 }
 
+/// Slices a run lists or fetches ahead of the one whose turn it is to commit:
+/// enough for listing (pages one after another) to stay ahead of fetching at
+/// `concurrency` requests in flight, few enough that the alarm rows and records
+/// held stay those of a few slices.
+pub fn pipeline_depth(concurrency: usize) -> usize {
+    (concurrency / 4).clamp(4, 16)
+}
+
+/// What one slice in the pipeline asks of a free request slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Demand {
+    /// Nothing now (being listed, all its alarms started, or settled).
+    None,
+    /// Its listing has not started.
+    List,
+    /// Alarms wait to be fetched.
+    Fetch,
+}
+
+/// Which slice (by position, earliest first) a free request slot serves: a
+/// listing first, since its pages go one after another and everything of its
+/// slice waits for them; else the earliest slice's alarms, so slices are
+/// ready for their commit in order.
+pub fn pick(demands: impl IntoIterator<Item = Demand>) -> Option<usize> {
+    let mut fetch = None;
+    for (i, d) in demands.into_iter().enumerate() {
+        match d {
+            Demand::List => return Some(i),
+            Demand::Fetch if fetch.is_none() => fetch = Some(i),
+            _ => {}
+        }
+    }
+    fetch
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +232,10 @@ mod tests {
         let full = cov(t(27, 11, 0));
         let half = cov(t(27, 10, 30));
         let before = cov(t(27, 9, 0));
+        let saturated = Coverage {
+            covered_until: t(27, 11, 0),
+            saturated_at: vec![t(27, 10, 45), t(27, 10, 20)],
+        };
         // Final: the whole slice is older than the horizon.
         let final_ = t(27, 12, 0);
         for (coverage, refetch, provisional, want) in [
@@ -206,6 +253,11 @@ mod tests {
             // Provisional from exactly the slice end: final.
             (Some(&full), false, t(27, 11, 0), None),
             (None, false, t(27, 9, 0), Some(t(27, 10, 0))),
+            // Saturated: listed again from its earliest saturated instant by
+            // every run, however old.
+            (Some(&saturated), false, final_, Some(t(27, 10, 20))),
+            (Some(&saturated), false, t(27, 10, 10), Some(t(27, 10, 10))),
+            (Some(&saturated), true, final_, Some(t(27, 10, 0))),
         ] {
             assert_eq!(
                 fetch_from(slice, coverage, refetch, provisional),
@@ -258,6 +310,30 @@ mod tests {
                 Step { covered, action },
                 "{from:?} retries={retries} late={late}"
             );
+        }
+    }
+
+    #[test]
+    fn which_slice_a_free_slot_serves() {
+        use Demand::{Fetch, List, None as Idle};
+        for (demands, want) in [
+            (vec![], None),
+            (vec![Idle, Idle], None),
+            (vec![Fetch, Fetch], Some(0)),
+            (vec![Idle, Fetch, Fetch], Some(1)),
+            // A listing goes first, even behind alarms waiting.
+            (vec![Fetch, Fetch, List], Some(2)),
+            (vec![Fetch, List, List], Some(1)),
+            (vec![Idle, Idle, List], Some(2)),
+        ] {
+            assert_eq!(pick(demands.clone()), want, "{demands:?}");
+        }
+    }
+
+    #[test]
+    fn pipeline_depth_table() {
+        for (concurrency, want) in [(1, 4), (8, 4), (16, 4), (32, 8), (64, 16), (1000, 16)] {
+            assert_eq!(pipeline_depth(concurrency), want, "{concurrency}");
         }
     }
 }

@@ -93,6 +93,8 @@ pub struct Summary {
     pub organisation: OrganisationOut,
     /// How late alarms became listable, against the relist horizon.
     pub visibility: VisibilityOut,
+    /// LogRhythm requests in flight: the limit's mode, ceiling, end and peak.
+    pub concurrency: Option<ConcurrencyOut>,
     /// What the exit code is derived from.
     #[serde(skip)]
     pub outcome: Outcome,
@@ -112,6 +114,37 @@ pub struct VisibilityOut {
     /// LogRhythm's clock minus this machine's (its `Date` header, whole
     /// seconds), from the run's last LogRhythm answer.
     pub clock_skew_seconds: Option<f64>,
+}
+
+/// The LogRhythm concurrency limit of a run (`logrhythm::limit`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConcurrencyOut {
+    /// `fixed` or `auto`.
+    pub mode: &'static str,
+    /// `concurrency` when fixed, `concurrency_max` with auto.
+    pub max: u32,
+    /// The limit at the end of the run.
+    #[serde(rename = "final")]
+    pub final_limit: u32,
+    /// The highest limit of the run.
+    pub peak: u32,
+    /// Times auto halved the limit for a 429, a 5xx or a timeout.
+    pub backoffs: u64,
+    /// Most LogRhythm requests in flight at once.
+    pub in_flight_peak: u32,
+}
+
+impl From<crate::logrhythm::limit::Report> for ConcurrencyOut {
+    fn from(r: crate::logrhythm::limit::Report) -> Self {
+        ConcurrencyOut {
+            mode: r.mode,
+            max: r.max,
+            final_limit: r.final_limit,
+            peak: r.peak,
+            backoffs: r.backoffs,
+            in_flight_peak: r.in_flight_peak,
+        }
+    }
 }
 
 /// Share of the relist horizon the observed lag may reach before a warning.
@@ -151,6 +184,9 @@ pub struct SliceCounts {
     pub fetched: u64,
     pub covered: u64,
     pub saturated: u64,
+    /// Instants where a full page shared one timestamp on a server ignoring
+    /// offset, listed completely in parts narrowed by the list filters.
+    pub partitioned: u64,
     pub failed: u64,
 }
 

@@ -84,6 +84,18 @@ impl Sink<'_> {
                     let mark = machine.answer(answer);
                     self.mark(mark, d)?;
                 }
+                Step::Canary => {
+                    let answer = match self.ledger.last_sent_detection()? {
+                        Some(known) => Some(self.post_debug(&[known]).await?),
+                        None => None,
+                    };
+                    tracing::info!(
+                        answer = ?answer.as_ref().map(canary_word),
+                        "CI refused a whole small batch: asked it to validate a detection it accepted before"
+                    );
+                    let mark = machine.canary_answer(answer);
+                    self.mark(mark, d)?;
+                }
                 Step::BatchDone { failed } => {
                     tick(d);
                     if let Some(e) = failed {
@@ -167,7 +179,16 @@ impl Sink<'_> {
 
     /// One POST; auth and TLS failures end the run here.
     async fn post(&self, items: &[Detection]) -> Result<Answer, Fatal> {
-        let e = match self.ci.submit(items, self.debug).await {
+        self.post_as(items, self.debug).await
+    }
+
+    /// Posts with `debug: true`: CI validates and stores nothing.
+    async fn post_debug(&self, items: &[Detection]) -> Result<Answer, Fatal> {
+        self.post_as(items, true).await
+    }
+
+    async fn post_as(&self, items: &[Detection], debug: bool) -> Result<Answer, Fatal> {
+        let e = match self.ci.submit(items, debug).await {
             Ok(o) => {
                 let processed = o
                     .processed
@@ -244,5 +265,14 @@ fn ended(end: End, budget: u64, out: &mut Outcome) {
         End::Systemic(message) => out.partial(format!(
             "Collective Insights rejects every detection with the same error (HTTP 400): {message}; the run stopped, what was not sent stays due for the next run"
         )),
+    }
+}
+
+/// A word for the log about the canary's answer.
+fn canary_word(a: &Answer) -> &'static str {
+    match a {
+        Answer::Accepted { .. } => "accepted",
+        Answer::Rejected { .. } => "refused",
+        _ => "failed",
     }
 }

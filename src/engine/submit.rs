@@ -19,6 +19,11 @@ pub enum Step<'a> {
     Page { after_id: DetectionId, limit: usize },
     /// Post these and hand the answer to [`Submitter::answer`].
     Post(&'a [Detection]),
+    /// Post a detection CI accepted before (the ledger's latest `sent` one)
+    /// with `debug: true` (validated, not stored), and hand the answer to
+    /// [`Submitter::canary_answer`] (`None` when there is none): a small batch
+    /// refused whole is systemic if that is refused alike.
+    Canary,
     /// A batch (everything taken from one page) is answered; `failed` is the
     /// error of a part left `failed` by a non-transient error, if any.
     BatchDone { failed: Option<String> },
@@ -125,6 +130,12 @@ pub struct Submitter {
     no_hold: bool,
     /// Consecutive single rejections with one message, across batches.
     lone: (Option<String>, usize),
+    /// Whether a [`Step::Canary`] may still be asked for (once a run): it
+    /// tells a systemic 400 from bad items in a batch too small to probe
+    /// with its own far end.
+    canary: bool,
+    /// A whole small batch refused with this message, waiting for the canary.
+    canary_wait: Option<(Vec<Detection>, String)>,
 }
 
 impl Submitter {
@@ -149,7 +160,47 @@ impl Submitter {
             probe: None,
             no_hold: false,
             lone: (None, 0),
+            canary: true,
+            canary_wait: None,
         }
+    }
+
+    /// CI's answer to the [`Step::Canary`] post: refused with the same message,
+    /// CI refuses everything (systemic: nothing marked, the run stops); else
+    /// the batch's items are at fault and are split and marked as usual.
+    pub fn canary_answer(&mut self, answer: Option<Answer>) -> Mark {
+        let Some((part, message)) = self.canary_wait.take() else {
+            return Mark::Nothing;
+        };
+        self.canary = false;
+        match answer {
+            Some(Answer::Rejected { message: m, .. }) if m == message => self.systemic(message),
+            Some(Answer::Failed {
+                transient: true,
+                status,
+                error,
+            }) => {
+                let ids = part.iter().map(|d| d.id).collect();
+                self.fail(ids, true, status, error)
+            }
+            _ => self.refused(part, message),
+        }
+    }
+
+    /// A part refused with 400: split, or a single item judged.
+    fn refused(&mut self, part: Vec<Detection>, message: String) -> Mark {
+        if part.len() == 1 {
+            return match part.into_iter().next() {
+                Some(d) => self.rejected_one(d, message),
+                None => Mark::Nothing,
+            };
+        }
+        let mut a = part;
+        let b = a.split_off(a.len() / 2);
+        // Posted first half first.
+        self.parts.push(b);
+        self.parts.push(a);
+        Mark::Nothing
     }
 
     /// What to do next.
@@ -161,6 +212,9 @@ impl Submitter {
             // Nothing left to probe with, and not everything was rejected: the
             // held items are marked one by one after all.
             self.release_held();
+        }
+        if self.canary_wait.is_some() {
+            return Step::Canary;
         }
         if let Some(part) = self.parts.pop() {
             return Step::Post(self.in_flight.insert(part));
@@ -268,6 +322,7 @@ impl Submitter {
 
     /// Every item rejected alike: stop; nothing of this batch is marked.
     fn systemic(&mut self, message: String) -> Mark {
+        self.canary_wait = None;
         self.parts.clear();
         self.held.clear();
         self.held_msg = None;
@@ -290,11 +345,18 @@ impl Submitter {
                 }
                 Mark::Sent { ids, processed }
             }
-            Answer::Rejected { message, .. } if part.len() == 1 => match part.into_iter().next() {
-                Some(d) => self.rejected_one(d, message),
-                None => Mark::Nothing,
-            },
-            Answer::Rejected { .. } | Answer::TooLarge { .. } if part.len() > 1 => {
+            Answer::Rejected { message, .. }
+                if self.canary
+                    && !self.batch_accepted
+                    && part.len() == self.batch_len
+                    && part.len() < HOLD_MIN_BATCH =>
+            {
+                // Too small to probe with its own far end: ask the canary.
+                self.canary_wait = Some((part, message));
+                Mark::Nothing
+            }
+            Answer::Rejected { message, .. } if !part.is_empty() => self.refused(part, message),
+            Answer::TooLarge { .. } if part.len() > 1 => {
                 let mut a = part;
                 let b = a.split_off(a.len() / 2);
                 // Posted first half first.
@@ -401,6 +463,12 @@ mod tests {
                     }
                     marks.push(mark);
                 }
+                Step::Canary => {
+                    // The canary is id 0: a detection CI accepted before.
+                    let answer = ci(&[0]);
+                    posts.push(vec![0]);
+                    marks.push(sub.canary_answer(Some(answer)));
+                }
                 Step::BatchDone { failed } => batches.push(failed),
                 Step::Done(end) => return (posts, marks, batches, end),
             }
@@ -471,13 +539,23 @@ mod tests {
         };
         let mut sub = Submitter::new(4, 100, 0);
         let (posts, marks, batches, end) = drive(&mut sub, &[1, 2, 3, 4], ci);
+        // A batch this small refused whole first asks the canary (0), which
+        // CI accepts: the items are at fault and are bisected.
         assert_eq!(
             posts,
-            vec![vec![1, 2, 3, 4], vec![1, 2], vec![3, 4], vec![3], vec![4]]
+            vec![
+                vec![1, 2, 3, 4],
+                vec![0],
+                vec![1, 2],
+                vec![3, 4],
+                vec![3],
+                vec![4]
+            ]
         );
         assert_eq!(
             marks,
             vec![
+                Mark::Nothing,
                 Mark::Nothing,
                 sent(&[1, 2]),
                 Mark::Nothing,
@@ -585,6 +663,7 @@ mod tests {
                     };
                     marks.push(sub.answer(a));
                 }
+                Step::Canary => panic!("no batch was refused"),
                 Step::BatchDone { .. } => {}
                 Step::Done(end) => {
                     assert_eq!(
@@ -622,12 +701,78 @@ mod tests {
         assert!(marks.iter().all(|m| *m == Mark::Nothing), "{marks:?}");
         assert!(posts.len() <= 12, "{} posts: {posts:?}", posts.len());
 
-        // Tiny batches: ten single rejections alike in a row.
+        // Tiny batches (a scheduled run's few new detections): the canary, a
+        // detection CI accepted before, is refused alike: systemic after two
+        // posts, nothing marked.
+        for batch in [1, 3, 7] {
+            let mut sub = Submitter::new(batch, 1000, 0);
+            let (posts, marks, _, end) = drive(&mut sub, &all[..batch], every);
+            assert_eq!(end, End::Systemic("schema changed".into()), "batch {batch}");
+            assert_eq!(posts.len(), 2, "batch {batch}: {posts:?}");
+            assert_eq!(posts[1], vec![0], "batch {batch}: the canary");
+            assert!(marks.iter().all(|m| *m == Mark::Nothing), "{marks:?}");
+        }
+    }
+
+    #[test]
+    fn a_small_batch_of_bad_items_is_told_apart_by_the_canary() {
+        // (batch, bad ids, want rejected)
+        let cases: [(usize, &[i64], &[i64]); 3] = [
+            (1, &[1], &[1]),
+            (3, &[1, 2, 3], &[1, 2, 3]),
+            (5, &[2, 4], &[2, 4]),
+        ];
+        for (batch, bad, want) in cases {
+            let all: Vec<i64> = (1..=i64::try_from(batch).unwrap()).collect();
+            let ci = |ids: &[i64]| {
+                if ids.iter().any(|i| bad.contains(i)) {
+                    rejected("bad value")
+                } else {
+                    ok()
+                }
+            };
+            let mut sub = Submitter::new(batch, 1000, 0);
+            let (posts, marks, _, end) = drive(&mut sub, &all, ci);
+            assert_eq!(end, End::Drained, "batch {batch}");
+            // The canary is asked once, right after the whole batch.
+            assert_eq!(posts.iter().filter(|p| **p == [0]).count(), 1, "{posts:?}");
+            let rejected: Vec<i64> = marks
+                .iter()
+                .filter_map(|m| match m {
+                    Mark::Rejected { id, .. } => Some(id.get()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(rejected, want, "batch {batch}: {posts:?}");
+        }
+    }
+
+    #[test]
+    fn without_a_canary_small_batches_fall_back_to_the_streak() {
+        let all: Vec<i64> = (1..=64).collect();
         let mut sub = Submitter::new(1, 1000, 0);
-        let (posts, marks, _, end) = drive(&mut sub, &all, every);
+        let (mut posts, mut marks) = (0, Vec::new());
+        let end = loop {
+            match sub.step() {
+                Step::Page { after_id, limit } => sub.page(
+                    all.iter()
+                        .filter(|i| DetectionId::from(**i) > after_id)
+                        .take(limit)
+                        .map(|i| det(*i))
+                        .collect(),
+                ),
+                Step::Post(_) => {
+                    posts += 1;
+                    marks.push(sub.answer(rejected("schema changed")));
+                }
+                // A fresh ledger: nothing was ever sent.
+                Step::Canary => marks.push(sub.canary_answer(None)),
+                Step::BatchDone { .. } => {}
+                Step::Done(end) => break end,
+            }
+        };
         assert_eq!(end, End::Systemic("schema changed".into()));
-        assert_eq!(posts.len(), LONE_STREAK);
-        assert_eq!(marks.len(), LONE_STREAK);
+        assert_eq!(posts, LONE_STREAK);
     }
 
     #[test]

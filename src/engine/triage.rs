@@ -45,6 +45,14 @@ pub fn rule_filter(rule_name: &str, rf_only: bool, exclude_rules: &[String]) -> 
     None
 }
 
+/// Whether an alarm's details (`GET /alarms/{id}`) are fetched: only when a
+/// setting needs what they hold, `min_rbp` (its `rbpMax`) or `fetch_details`
+/// (RBP recorded for the audit). Otherwise RBP is recorded as not fetched and
+/// an alarm costs one request (its events).
+pub fn needs_details(min_rbp: Option<i64>, fetch_details: bool) -> bool {
+    min_rbp.is_some() || fetch_details
+}
+
 /// `--min-rbp`: the reason an alarm whose details say `rbp_max` is filtered out.
 /// An alarm without a risk score counts as 0.
 pub fn rbp_filter(min_rbp: Option<i64>, rbp_max: Option<i64>) -> Option<String> {
@@ -88,6 +96,22 @@ pub fn cap_indicators(indicators: &mut Vec<Indicator>) -> Option<(String, usize)
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn details_only_when_a_setting_needs_them() {
+        for (min_rbp, fetch_details, want) in [
+            (None, false, false),
+            (None, true, true),
+            (Some(0), false, true),
+            (Some(40), true, true),
+        ] {
+            assert_eq!(
+                needs_details(min_rbp, fetch_details),
+                want,
+                "{min_rbp:?} {fetch_details}"
+            );
+        }
+    }
+
     use super::*;
     use crate::model::{IndicatorType, Verdict};
 

@@ -207,6 +207,17 @@ pub struct ExportFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// What RBP says when the alarm's details were not fetched (see
+/// `fetch_details`): shown and exported instead of an empty value.
+pub const RBP_NOT_FETCHED: &str = "not fetched";
+
+fn rbp_or_not_fetched<S: serde::Serializer>(rbp: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
+    match rbp {
+        Some(n) => s.serialize_i64(*n),
+        None => s.serialize_str(RBP_NOT_FETCHED),
+    }
+}
+
 /// One exported detection with its alarm's fields. The field order is the CSV
 /// column order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -216,6 +227,9 @@ pub struct ExportRow {
     pub rule_name: String,
     pub date_inserted: String,
     pub entity_name: Option<String>,
+    /// `None`: the alarm's details were not fetched (no setting needed them);
+    /// exported as the text `not fetched`.
+    #[serde(serialize_with = "rbp_or_not_fetched")]
     pub rbp_max: Option<i64>,
     pub decision: AlarmDecision,
     #[serde(rename = "type")]
@@ -1073,6 +1087,7 @@ mod tests {
                 slice_start: t(27, 10, 0),
                 covered_until: Some(t(27, 11, 0)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![
                     record(
@@ -1114,6 +1129,7 @@ mod tests {
                 slice_start: t(27, 11, 0),
                 covered_until: Some(t(27, 11, 30)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![record(
                     3,
@@ -1339,6 +1355,7 @@ mod tests {
                 slice_start: t(27, 11, 0),
                 covered_until: Some(t(27, 12, 0)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![record(
                     4,

@@ -58,6 +58,9 @@ pub struct SliceIngest {
     /// `None` leaves the coverage map as it is (the listing did not complete).
     pub covered_until: Option<DateTime<Utc>>,
     pub saturated_at: Vec<DateTime<Utc>>,
+    /// Where this listing started: recorded saturated instants from there on
+    /// are replaced by `saturated_at`; earlier ones are kept.
+    pub listed_from: Option<DateTime<Utc>>,
     pub alarms: Vec<AlarmRecord>,
     /// What each accepted alarm's events showed of the organisation (network
     /// records, host names on its sides), recorded in the same transaction.
@@ -247,8 +250,10 @@ const UPSERT_COVERAGE: &str = "INSERT INTO coverage (slice_start, covered_until,
      VALUES (?1, ?2, ?3, ?4, ?5)
      ON CONFLICT (slice_start) DO UPDATE SET
         covered_until = max(coverage.covered_until, excluded.covered_until),
-        saturated_at = coalesce(excluded.saturated_at, coverage.saturated_at),
+        saturated_at = excluded.saturated_at,
         updated_at = excluded.updated_at, run_id = excluded.run_id";
+
+const SATURATED_OF: &str = "SELECT saturated_at FROM coverage WHERE slice_start = ?1";
 
 impl Writer {
     /// Writes one slice's alarms, their indicators and the slice's coverage in one
@@ -334,11 +339,28 @@ fn record_coverage(
     until: DateTime<Utc>,
     now: &str,
 ) -> rusqlite::Result<()> {
-    let saturated = if batch.saturated_at.is_empty() {
+    // Saturated instants this listing did not reach stay recorded; those it
+    // listed again are what it found (none, once it got through them).
+    let old: Option<String> = tx
+        .query_row(SATURATED_OF, [ts(batch.slice_start)], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let mut instants: Vec<String> = old
+        .and_then(|json| serde_json::from_str::<Vec<String>>(&json).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|t| {
+            sql::parse_time(t, 0, "coverage.saturated_at")
+                .is_ok_and(|t| batch.listed_from.is_none_or(|from| t < from))
+        })
+        .collect();
+    instants.extend(batch.saturated_at.iter().map(|t| ts(*t)));
+    instants.sort();
+    instants.dedup();
+    let saturated = if instants.is_empty() {
         None
     } else {
-        let list: Vec<String> = batch.saturated_at.iter().map(|t| ts(*t)).collect();
-        serde_json::to_string(&list).ok()
+        serde_json::to_string(&instants).ok()
     };
     let args = params![
         ts(batch.slice_start),

@@ -189,6 +189,7 @@ mod tests {
                 slice_start: at,
                 covered_until: Some(at + chrono::Duration::hours(1)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms: vec![AlarmRecord {
                     row: AlarmRow {

@@ -229,6 +229,21 @@ impl Ledger {
             .map_err(|e| self.sql(e))
     }
 
+    /// The latest detection CI accepted (`sent`), as it would be posted: a
+    /// known-good item to tell a systemic refusal from bad items.
+    pub fn last_sent_detection(&self) -> Result<Option<Detection>> {
+        let sql = format!(
+            "SELECT {DETECTION_COLUMNS}
+             FROM detections d JOIN alarms a ON a.alarm_id = d.alarm_id
+             WHERE d.state = ?1
+             ORDER BY d.id DESC LIMIT 1"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| self.sql(e))?;
+        stmt.query_row([DetectionState::Sent.as_str()], detection_row)
+            .optional()
+            .map_err(|e| self.sql(e))
+    }
+
     /// Detections posted for real (non-debug, 2xx) on a UTC day: the CI budget used.
     pub fn budget_used(&self, day: NaiveDate) -> Result<u64> {
         let from = format!("{}T00:00:00.000Z", day.format("%Y-%m-%d"));
@@ -416,6 +431,7 @@ mod tests {
                 slice_start: t(10),
                 covered_until: Some(t(14)),
                 saturated_at: vec![],
+                listed_from: None,
                 observations: Vec::new(),
                 alarms,
             },

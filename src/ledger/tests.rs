@@ -47,6 +47,7 @@ fn slice(alarms: Vec<AlarmRecord>) -> SliceIngest {
         slice_start: t(10, 0),
         covered_until: Some(t(11, 0)),
         saturated_at: vec![],
+        listed_from: None,
         observations: Vec::new(),
         alarms,
     }
@@ -716,4 +717,47 @@ fn a_ledger_damaged_after_a_clean_close_is_still_refused() {
     assert!(matches!(e, Error::Corrupt { .. }), "{e:?}");
     assert_eq!(e.exit_code(), 65);
     assert_eq!(std::fs::read(&path).unwrap(), bytes, "refused untouched");
+}
+
+/// Saturated instants a later listing reached are replaced by what it found;
+/// those before where it started are kept (issue 9 item 5).
+#[test]
+fn a_listing_replaces_the_saturated_instants_it_reached() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Writer::open(&dir.path().join("l.sqlite3")).unwrap();
+    let cov = |w: &Writer| {
+        w.coverage(t(10, 0), t(11, 0)).unwrap()[&t(10, 0)]
+            .saturated_at
+            .clone()
+    };
+    // (listed from, saturated found, recorded after)
+    type Step = (
+        Option<DateTime<Utc>>,
+        Vec<DateTime<Utc>>,
+        Vec<DateTime<Utc>>,
+    );
+    let steps: [Step; 4] = [
+        (
+            Some(t(10, 0)),
+            vec![t(10, 20), t(10, 40)],
+            vec![t(10, 20), t(10, 40)],
+        ),
+        // Listed from 10:30: 10:20 is kept, 10:40 got through.
+        (Some(t(10, 30)), vec![], vec![t(10, 20)]),
+        // Listed from 10:10, 10:20 still saturated, a new one at 10:50.
+        (
+            Some(t(10, 10)),
+            vec![t(10, 20), t(10, 50)],
+            vec![t(10, 20), t(10, 50)],
+        ),
+        // Listed from the start: nothing saturated any more.
+        (Some(t(10, 0)), vec![], vec![]),
+    ];
+    for (i, (from, found, want)) in steps.into_iter().enumerate() {
+        let mut batch = slice(vec![]);
+        batch.listed_from = from;
+        batch.saturated_at = found;
+        w.ingest(&batch, t(12, 0)).unwrap();
+        assert_eq!(cov(&w), want, "step {i}");
+    }
 }

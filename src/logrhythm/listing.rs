@@ -76,9 +76,14 @@ pub enum Next {
 pub struct SliceListing {
     /// Unique by id, `from <= t < to`, ascending by `(t, id)`.
     pub alarms: Vec<AlarmRow>,
-    /// Timestamps where a full page shared one timestamp and offset did not help:
-    /// alarms at these instants may be missing.
+    /// Timestamps where a full page shared one timestamp, offset did not help
+    /// and neither did the list filters: alarms at these instants may be missing.
     pub saturated_at: Vec<DateTime<Utc>>,
+    /// Timestamps where a full page shared one timestamp and offset did not
+    /// help, listed completely in parts narrowed by the list filters.
+    pub partitioned_at: Vec<DateTime<Utc>>,
+    /// Requests those parts took.
+    pub partition_requests: u32,
     /// Pages requested.
     pub pages: u32,
     /// How `offset` behaved, if it had to be used.
@@ -88,6 +93,23 @@ pub struct SliceListing {
     /// How much older than requested the oldest row was, when more than
     /// [`EARLY_TOLERANCE`] (a server reading the bound in another time zone).
     pub early_by: Option<TimeDelta>,
+}
+
+impl SliceListing {
+    /// Adds `rows` listed otherwise (a partition's parts): only those inside
+    /// `[from, to)` not yet held, keeping the order by `(t, id)`.
+    pub fn merge(&mut self, rows: Vec<AlarmRow>, (from, to): (DateTime<Utc>, DateTime<Utc>)) {
+        let mut held: HashSet<AlarmId> = self.alarms.iter().map(|a| a.alarm_id).collect();
+        let before = self.alarms.len();
+        for row in rows {
+            if row.date_inserted >= from && row.date_inserted < to && held.insert(row.alarm_id) {
+                self.alarms.push(row);
+            }
+        }
+        if self.alarms.len() > before {
+            self.alarms.sort_by_key(|a| (a.date_inserted, a.alarm_id));
+        }
+    }
 }
 
 /// The smallest server page cap lrci believes in. A page shorter than both the
@@ -313,6 +335,8 @@ impl Listing {
         SliceListing {
             alarms: self.alarms,
             saturated_at: self.saturated,
+            partitioned_at: Vec::new(),
+            partition_requests: 0,
             pages: self.pages,
             offset_mode: self.mode,
             largest_page: self.max_page_len,

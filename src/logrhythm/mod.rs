@@ -4,12 +4,17 @@
 //!
 //! Owns the LR wire format (in `wire`) and converts it to `model` types at the
 //! edge. No SQL, no ledger, no printing; transport comes from [`crate::http`].
+//! Every attempt of every request passes the client's concurrency [`Limiter`]
+//! when one is set ([`Client::with_concurrency`]; see [`limit`]).
 
+pub mod limit;
 mod listing;
+mod partition;
 pub mod probe;
 mod wire;
 
 pub use crate::model::OffsetMode;
+pub use limit::Limiter;
 pub use listing::{PageRequest, SliceListing, EARLY_TOLERANCE, TICK_LEAD};
 pub use wire::{format_lr_date, parse_lr_date};
 
@@ -235,6 +240,8 @@ pub struct Client {
     opts: HttpOptions,
     /// LogRhythm's clock minus this machine's, from the last answer's `Date`.
     clock_skew: std::sync::Mutex<Option<chrono::Duration>>,
+    /// Admits every attempt when set; without one, requests are not gated.
+    limiter: Option<Limiter>,
 }
 
 /// `https://pm:8501` → `https://pm:8501/lr-alarm-api/` (kept if already there).
@@ -285,7 +292,21 @@ impl Client {
             base,
             opts,
             clock_skew: std::sync::Mutex::new(None),
+            limiter: None,
         })
+    }
+
+    /// Gates every request of this client by `concurrency`: at most N in
+    /// flight, or the adaptive limit of [`limit`] with `auto`.
+    #[must_use]
+    pub fn with_concurrency(mut self, concurrency: crate::model::Concurrency) -> Client {
+        self.limiter = Some(Limiter::new(concurrency));
+        self
+    }
+
+    /// The concurrency limit so far (final, peak, backoffs), when one is set.
+    pub fn concurrency(&self) -> Option<limit::Report> {
+        self.limiter.as_ref().map(Limiter::report)
     }
 
     /// LogRhythm's clock minus this machine's, as the last answer's `Date`
@@ -313,9 +334,16 @@ impl Client {
     }
 
     async fn get(&self, url: Url, target: Target) -> Result<Vec<u8>> {
-        let resp = http::execute(&self.http, &self.opts, || self.http.get(url.clone()))
-            .await
-            .map_err(|e| map_http(e, target, &self.base))?;
+        let build = || self.http.get(url.clone());
+        let resp = match &self.limiter {
+            // List pages are gated, but only per-alarm calls are latency samples.
+            Some(l) => {
+                let gate = l.gate(matches!(target, Target::Alarm(_)));
+                http::execute_gated(&self.http, &self.opts, build, &gate).await
+            }
+            None => http::execute(&self.http, &self.opts, build).await,
+        }
+        .map_err(|e| map_http(e, target, &self.base))?;
         if let Some(skew) = resp.clock_skew {
             *self
                 .clock_skew
@@ -341,6 +369,17 @@ impl Client {
         self.list_page_dir(since, count, offset, false).await
     }
 
+    /// [`Client::list_page`] narrowed by the list filters of `filter`
+    /// (`alarmStatus`, `entityName`, `alarmRuleName`), offset 0.
+    pub async fn list_page_filtered(
+        &self,
+        since: DateTime<Utc>,
+        count: u32,
+        filter: &partition::Filter,
+    ) -> Result<Vec<AlarmRow>> {
+        self.list_request(since, count, 0, false, filter).await
+    }
+
     /// [`Client::list_page`], newest first when `descending` (the probe's
     /// question "which alarm is the newest").
     pub async fn list_page_dir(
@@ -349,6 +388,19 @@ impl Client {
         count: u32,
         offset: u32,
         descending: bool,
+    ) -> Result<Vec<AlarmRow>> {
+        let all = partition::Filter::default();
+        self.list_request(since, count, offset, descending, &all)
+            .await
+    }
+
+    async fn list_request(
+        &self,
+        since: DateTime<Utc>,
+        count: u32,
+        offset: u32,
+        descending: bool,
+        filter: &partition::Filter,
     ) -> Result<Vec<AlarmRow>> {
         let mut url = self.url("alarms")?;
         url.query_pairs_mut()
@@ -364,6 +416,18 @@ impl Client {
             )
             .append_pair("count", &count.to_string())
             .append_pair("offset", &offset.to_string());
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(st) = filter.status {
+                q.append_pair("alarmStatus", &st.to_string());
+            }
+            if let Some(e) = &filter.entity {
+                q.append_pair("entityName", e);
+            }
+            if let Some(r) = &filter.rule {
+                q.append_pair("alarmRuleName", r);
+            }
+        }
         let body = self.get(url, Target::List).await?;
         parse_list_page(&body, since)
     }
@@ -372,7 +436,7 @@ impl Client {
     /// (`lrci doctor`): one list page of at most one alarm inserted in the last
     /// hour. Returns how many rows came back (0 or 1).
     pub async fn probe(&self) -> Result<usize> {
-        let since = Utc::now() - chrono::Duration::hours(1);
+        let since = crate::clock::now() - chrono::Duration::hours(1);
         self.list_page(since, 1, 0).await.map(|rows| rows.len())
     }
 
@@ -403,14 +467,56 @@ impl Client {
                 listing::Next::Fetch(r) => Some(r),
             };
         }
-        let out = state.finish();
-        for t in &out.saturated_at {
-            tracing::warn!(
-                timestamp = %t,
-                "a full page of alarms shares one dateInserted and the server ignores offset: alarms at this instant may be missing (slice saturated)"
-            );
+        let mut out = state.finish();
+        let instants = std::mem::take(&mut out.saturated_at);
+        for t in instants {
+            let found = self.partition(t, (from, to), paging, &out).await?;
+            let resolved = found.resolved;
+            out.partition_requests += found.requests;
+            out.merge(found.rows, (from, to));
+            if resolved {
+                tracing::info!(
+                    timestamp = %t,
+                    requests = found.requests,
+                    "a full page of alarms shared one dateInserted and the server ignores offset: listed completely in parts narrowed by alarmStatus, entityName and alarmRuleName"
+                );
+                out.partitioned_at.push(t);
+            } else {
+                tracing::warn!(
+                    timestamp = %t,
+                    requests = found.requests,
+                    why = %found.unresolved.join("; "),
+                    "a full page of alarms shares one dateInserted, the server ignores offset, and the list filters could not split the instant into parts that fit: alarms at this instant may be missing (slice saturated)"
+                );
+                out.saturated_at.push(t);
+            }
         }
         Ok(out)
+    }
+
+    /// Lists the saturated instant `t` again in parts narrowed by the list
+    /// filters ([`partition`]).
+    async fn partition(
+        &self,
+        t: DateTime<Utc>,
+        slice: (DateTime<Utc>, DateTime<Utc>),
+        paging: &Paging,
+        listed: &SliceListing,
+    ) -> Result<partition::PartitionOutcome> {
+        let mut p = partition::Partition::new(
+            t,
+            slice,
+            paging.page_size,
+            listed.largest_page,
+            &listed.alarms,
+        );
+        while let Some(req) = p.next_request() {
+            let page = self
+                .list_page_filtered(req.since + paging.tz_shift, req.count, &req.filter)
+                .await?;
+            p.on_page(&page);
+        }
+        Ok(p.finish())
     }
 
     /// `GET /alarms/{id}`: RBP and event count (`rbpMax`, falling back to `rBPMax`).

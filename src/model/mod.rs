@@ -21,6 +21,25 @@ pub use server::{OffsetMode, PageCap, ServerProfile};
 pub use slice::Slice;
 pub use state::{AlarmDecision, DetectionState, UnknownValue};
 
+/// How many LogRhythm requests may be in flight at once (`concurrency`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    /// At most this many, always.
+    Fixed(u32),
+    /// Adapted to LogRhythm's latency and errors, from 1 to `max`.
+    Auto { max: u32 },
+}
+
+impl Concurrency {
+    /// The most requests ever in flight: the number of concurrent tasks the
+    /// engine starts (with `Auto` the limiter then admits fewer).
+    pub fn ceiling(self) -> u32 {
+        match self {
+            Concurrency::Fixed(n) | Concurrency::Auto { max: n } => n.max(1),
+        }
+    }
+}
+
 /// One row of `GET /alarms`, with its insertion time parsed as UTC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AlarmRow {

@@ -246,6 +246,23 @@ pub fn generate(p: &GenParams) -> Vec<AlarmMeta> {
         .collect()
 }
 
+/// Gives alarms sharing one `dateInserted` the rule, status and entity of the
+/// first of them (`alarms` sorted by time), so no list filter splits an instant.
+pub fn uniform_ties(alarms: &mut [AlarmMeta]) {
+    for group in alarms.chunk_by_mut(|a, b| a.date_inserted == b.date_inserted) {
+        let Some((first, rest)) = group.split_first_mut() else {
+            continue;
+        };
+        for a in rest {
+            a.rule_name.clone_from(&first.rule_name);
+            a.rule_id = first.rule_id;
+            a.status = first.status;
+            a.entity_name.clone_from(&first.entity_name);
+            a.entity_id = first.entity_id;
+        }
+    }
+}
+
 /// Generates `count` more alarms with ids from `first_id`, the i-th at `at` (snapped
 /// to a tick) plus `10 ms × i`, deterministically for `(seed, first_id)`.
 pub fn generate_more(

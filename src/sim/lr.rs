@@ -12,7 +12,9 @@
 //! `>=` or `>` (`strict_bound`), the rendered millisecond or the exact
 //! 1/300 s tick (`tick_semantics`), and a server-local reading of the parameter
 //! (`server_tz_offset_hours`). `shuffle_rows` and `duplicate_rows` spoil a
-//! page after it is cut.
+//! page after it is cut. The filters `alarmStatus`, `alarmRuleName` and
+//! `entityName` match exactly; with `uniform_ties` the alarms sharing one
+//! `dateInserted` share rule, status and entity too, so no filter splits them.
 
 use super::gen::{self, AlarmMeta};
 use super::json::Node;

@@ -6,13 +6,27 @@
 //! generation in [`gen`]. This module never listens on anything but loopback.
 //!
 //! Middleware order for a request to either API: count it in the stats (by route
-//! pattern), add the side's fixed latency, draw a seeded random fault (`fault_rate`),
+//! pattern); on the LogRhythm side, count it in flight and apply the capacity
+//! model (below); add the side's latency, draw a seeded random fault (`fault_rate`),
 //! then — only if the request carries valid credentials for its side — take the next
 //! queued fault, then run the handler. `/_sim` routes are neither counted nor faulted.
 //! A `slow` fault runs the handler first and then holds the answer for `slow_ms`
 //! (the work is done; the answer is late). `drop` answers with a body stream that
 //! fails at once, so the connection breaks without a usable response;
 //! `store-then-drop` runs the handler first.
+//!
+//! **Capacity model** (`lr_capacity` N, `lrci sim --lr-capacity N`): LogRhythm
+//! serves N requests at a time at `lr_latency` each and queues the rest, so a
+//! request that arrives with k LogRhythm requests in flight (itself included)
+//! waits `lr_latency × max(1, k / N)`: flat up to N, then growing with every
+//! request more, while throughput stays N per `lr_latency` (an API gateway in
+//! front of one Platform Manager). With `lr_reject_above` M (`--lr-reject-above
+//! M`), a request arriving with more than M in flight is answered 429 at once,
+//! without `Retry-After` (a gateway's connection limit), counted as the fault
+//! `capacity-429`. Neither applies with 0 (the default). `/_sim/stats` shows
+//! `lr_in_flight`: the most LogRhythm requests in flight at once (`peak`) and
+//! how many requests arrived to find k in flight (`arrivals`, by k), so tests
+//! assert on how hard an agent pushed without timing anything.
 
 pub mod ci;
 pub mod gen;
@@ -259,10 +273,20 @@ pub struct SimConfig {
     /// Rows of alarms whose id is divisible by 5 come twice, as a join's
     /// duplicates would: `offset` and the page size count them.
     pub duplicate_rows: bool,
+    /// Alarms sharing one `dateInserted` also share the first one's rule,
+    /// status and entity, so list filters cannot split the instant (a burst of
+    /// one AI Engine rule).
+    pub uniform_ties: bool,
     /// Fixed latency added to every LogRhythm request.
     pub lr_latency: Duration,
     /// Fixed latency added to every Collective Insights request.
     pub rf_latency: Duration,
+    /// LogRhythm requests served at once before latency grows (see the module
+    /// doc's capacity model); 0 = unlimited.
+    pub lr_capacity: usize,
+    /// A LogRhythm request arriving with more than this many in flight is
+    /// answered 429 at once; 0 = never.
+    pub lr_reject_above: usize,
     /// Probability (0–1) that a request to either API gets a random fault.
     pub fault_rate: f64,
     /// How long a `slow` fault holds the answer.
@@ -339,8 +363,11 @@ impl std::fmt::Debug for SimConfig {
             .field("server_tz_offset_hours", &self.server_tz_offset_hours)
             .field("shuffle_rows", &self.shuffle_rows)
             .field("duplicate_rows", &self.duplicate_rows)
+            .field("uniform_ties", &self.uniform_ties)
             .field("lr_latency", &self.lr_latency)
             .field("rf_latency", &self.rf_latency)
+            .field("lr_capacity", &self.lr_capacity)
+            .field("lr_reject_above", &self.lr_reject_above)
             .field("fault_rate", &self.fault_rate)
             .field("slow", &self.slow)
             .field("lr_key", &"<redacted>")
@@ -379,8 +406,11 @@ impl Default for SimConfig {
             server_tz_offset_hours: 0,
             shuffle_rows: false,
             duplicate_rows: false,
+            uniform_ties: false,
             lr_latency: Duration::ZERO,
             rf_latency: Duration::ZERO,
+            lr_capacity: 0,
+            lr_reject_above: 0,
             fault_rate: 0.0,
             slow: Duration::from_millis(30_000),
             lr_key: DEFAULT_LR_KEY.to_string(),
@@ -452,6 +482,10 @@ impl AlarmStore {
 struct Stats {
     requests: BTreeMap<String, u64>,
     faults: BTreeMap<String, u64>,
+    /// Most LogRhythm requests in flight at once.
+    lr_in_flight_peak: usize,
+    /// LogRhythm requests by how many were in flight when they arrived (themselves included).
+    lr_arrivals: BTreeMap<usize, u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -471,13 +505,37 @@ struct Faults {
 
 /// The simulator's shared state: configuration, alarms, stats, queued faults and
 /// the Collective Insights side. Reach it through [`RunningSim::state`].
+/// The simulator's wall clock: the real one, or a time set through
+/// `POST /_sim/clock` (or [`SimState::set_clock`]) running on from there at the
+/// real rate, so a test can run a day of scheduled syncs in seconds.
+#[derive(Debug, Default)]
+pub struct SimClock(Mutex<Option<(DateTime<Utc>, std::time::Instant)>>);
+
+impl SimClock {
+    /// Now on this clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        match *lock(&self.0) {
+            Some((t, since)) => t + chrono::Duration::from_std(since.elapsed()).unwrap_or_default(),
+            None => Utc::now(),
+        }
+    }
+
+    /// Sets the clock to `t` (it runs on from there).
+    pub fn set(&self, t: DateTime<Utc>) {
+        *lock(&self.0) = Some((t, std::time::Instant::now()));
+    }
+}
+
 pub struct SimState {
     cfg: SimConfig,
+    clock: Arc<SimClock>,
     gen_params: GenParams,
     alarms: RwLock<AlarmStore>,
     stats: Mutex<Stats>,
     faults: Mutex<Faults>,
     ci: Arc<ci::CiSim>,
+    /// LogRhythm requests in flight now.
+    lr_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -514,7 +572,10 @@ impl SimState {
             next_id: gen::FIRST_ALARM_ID,
             ..AlarmStore::default()
         };
-        let generated = gen::generate(&gen_params);
+        let mut generated = gen::generate(&gen_params);
+        if cfg.uniform_ties {
+            gen::uniform_ties(&mut generated);
+        }
         store.by_id.reserve(generated.len());
         for a in generated {
             // Already sorted: push directly instead of a binary-search insert.
@@ -523,6 +584,7 @@ impl SimState {
             store.by_id.insert(a.id, a.clone());
             store.by_time.push(a);
         }
+        let clock = Arc::new(SimClock::default());
         let ci = Arc::new(ci::CiSim::new(ci::CiOptions {
             tokens: vec![cfg.rf_key.clone()],
             no_ci_tokens: cfg.rf_no_ci_key.iter().cloned().collect(),
@@ -532,6 +594,8 @@ impl SimState {
             seed: cfg.seed,
             ..ci::CiOptions::default()
         }));
+        let ci_clock = clock.clone();
+        ci.set_clock(move || ci_clock.now());
         Ok(SimState {
             faults: Mutex::new(Faults {
                 rng: ChaCha8Rng::seed_from_u64(cfg.seed ^ 0xFA17_FA17_FA17_FA17),
@@ -539,16 +603,25 @@ impl SimState {
                 rf: VecDeque::new(),
             }),
             cfg,
+            clock,
             gen_params,
             alarms: RwLock::new(store),
             stats: Mutex::new(Stats::default()),
             ci,
+            lr_in_flight: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
-    /// The server's "now": the real clock plus `clock_offset_secs`.
+    /// The server's "now": the simulator's clock ([`SimClock`]) plus
+    /// `clock_offset_secs`.
     pub fn now(&self) -> DateTime<Utc> {
-        Utc::now() + chrono::Duration::seconds(self.cfg.clock_offset_secs)
+        self.clock.now() + chrono::Duration::seconds(self.cfg.clock_offset_secs)
+    }
+
+    /// Sets the simulator's clock (the server's clock is it plus
+    /// `clock_offset_secs`); Collective Insights' side follows it too.
+    pub fn set_clock(&self, t: DateTime<Utc>) {
+        self.clock.set(t);
     }
 
     /// The configuration the simulator runs with.
@@ -645,10 +718,33 @@ impl SimState {
         *lock(&self.stats) = Stats::default();
     }
 
-    /// `{"requests": {"<METHOD> <route pattern>": n}, "faults": {"<kind>": n}}`.
+    /// `{"requests": {"<METHOD> <route pattern>": n}, "faults": {"<kind>": n},
+    /// "lr_in_flight": {"peak": n, "arrivals": {"<k>": n}}}`.
     pub fn stats(&self) -> serde_json::Value {
         let s = lock(&self.stats);
-        serde_json::json!({ "requests": s.requests, "faults": s.faults })
+        let arrivals: BTreeMap<String, u64> = s
+            .lr_arrivals
+            .iter()
+            .map(|(k, n)| (k.to_string(), *n))
+            .collect();
+        serde_json::json!({
+            "requests": s.requests,
+            "faults": s.faults,
+            "lr_in_flight": {"peak": s.lr_in_flight_peak, "arrivals": arrivals},
+        })
+    }
+
+    /// Counts a LogRhythm request in flight until the guard is dropped.
+    fn lr_enter(self: &Arc<Self>) -> InFlight {
+        use std::sync::atomic::Ordering;
+        let now = self.lr_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut s = lock(&self.stats);
+        s.lr_in_flight_peak = s.lr_in_flight_peak.max(now);
+        *s.lr_arrivals.entry(now).or_default() += 1;
+        InFlight {
+            state: self.clone(),
+            now,
+        }
     }
 
     /// The ground truth (`GET /_sim/alarms`) as JSON bytes: one object per alarm in
@@ -747,6 +843,33 @@ impl SimState {
             .position(|x| x.route.as_deref().is_none_or(|r| r == route))?;
         q.remove(at)
     }
+}
+
+/// One LogRhythm request in flight (see [`SimState::lr_enter`]).
+struct InFlight {
+    state: Arc<SimState>,
+    /// In flight when it arrived, itself included.
+    now: usize,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state
+            .lr_in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The latency of a LogRhythm request that arrived with `in_flight` in flight
+/// (itself included): `base × max(1, in_flight / capacity)`; capacity 0 = unlimited.
+fn lr_latency(base: Duration, capacity: usize, in_flight: usize) -> Duration {
+    if capacity == 0 || in_flight <= capacity {
+        return base;
+    }
+    // Exact for any realistic count (far below 2^52).
+    #[allow(clippy::cast_precision_loss)]
+    let factor = in_flight as f64 / capacity as f64;
+    base.mul_f64(factor)
 }
 
 /// A running simulator; dropping it without [`RunningSim::shutdown`] leaves the
@@ -915,9 +1038,21 @@ async fn sim_layer_inner(st: Arc<SimState>, req: Request, next: Next) -> Respons
         .requests
         .entry(format!("{} {route}", req.method()))
         .or_default() += 1;
-    let latency = match side {
-        Side::Lr => st.cfg.lr_latency,
-        Side::Rf => st.cfg.rf_latency,
+    // Held until the answer is made: the request counts as in flight until then.
+    let in_flight = (side == Side::Lr).then(|| st.lr_enter());
+    let latency = match &in_flight {
+        Some(f) => {
+            let reject = st.cfg.lr_reject_above;
+            if reject > 0 && f.now > reject {
+                *lock(&st.stats)
+                    .faults
+                    .entry("capacity-429".to_string())
+                    .or_default() += 1;
+                return capacity_rejection();
+            }
+            lr_latency(st.cfg.lr_latency, st.cfg.lr_capacity, f.now)
+        }
+        None => st.cfg.rf_latency,
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -1000,6 +1135,19 @@ async fn sim_layer_inner(st: Arc<SimState>, req: Request, next: Next) -> Respons
     }
 }
 
+/// The 429 of a gateway at its connection limit: LogRhythm's error envelope,
+/// no `Retry-After`.
+fn capacity_rejection() -> Response {
+    let reason = "Too Many Requests";
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        Json(serde_json::json!({
+            "statusCode": 429, "statusMessage": reason, "responseMessage": reason
+        })),
+    )
+        .into_response()
+}
+
 /// A response whose body fails on its first poll: hyper aborts the connection, so
 /// the client gets no complete answer.
 fn dropped_connection() -> Response {
@@ -1021,6 +1169,7 @@ fn admin_router(state: Arc<SimState>) -> Router {
         .route("/_sim/dropped", get(admin_dropped))
         .route("/_sim/silent-drop", post(admin_silent_drop))
         .route("/_sim/stats", get(admin_stats))
+        .route("/_sim/clock", get(admin_clock).post(admin_set_clock))
         .route("/_sim/reset", post(admin_reset))
         .route("/_sim/alarms", get(admin_alarms))
         .route("/_sim/generate", post(admin_generate))
@@ -1057,6 +1206,32 @@ async fn admin_silent_drop(
     }
     st.ci.set_silent_drop(req.rate);
     Json(serde_json::json!({ "rate": req.rate })).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct ClockReq {
+    now: String,
+}
+
+async fn admin_clock(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "now": crate::ledger::ts(st.clock.now()) }))
+}
+
+async fn admin_set_clock(
+    State(st): State<Arc<SimState>>,
+    body: Result<Json<ClockReq>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return admin_error(e.body_text()),
+    };
+    match DateTime::parse_from_rfc3339(req.now.trim()) {
+        Ok(t) => {
+            st.set_clock(t.with_timezone(&Utc));
+            admin_clock(State(st)).await.into_response()
+        }
+        Err(_) => admin_error(format!("now: {:?} is not an RFC 3339 time", req.now)),
+    }
 }
 
 async fn admin_stats(State(st): State<Arc<SimState>>) -> Json<serde_json::Value> {
@@ -1230,6 +1405,24 @@ mod tests {
             assert!(!text.contains(secret), "{secret} leaked: {text}");
         }
         assert!(text.contains("page_cap: 100"));
+    }
+
+    #[test]
+    fn latency_is_flat_up_to_the_capacity_then_grows_with_every_request() {
+        let ms = Duration::from_millis;
+        // (base ms, capacity, in flight, latency ms)
+        let rows = [
+            (20, 0, 100, 20),
+            (20, 8, 1, 20),
+            (20, 8, 8, 20),
+            (20, 8, 10, 25),
+            (20, 8, 16, 40),
+            (20, 8, 64, 160),
+            (0, 8, 64, 0),
+        ];
+        for (base, cap, n, want) in rows {
+            assert_eq!(lr_latency(ms(base), cap, n), ms(want), "{base} {cap} {n}");
+        }
     }
 
     #[test]

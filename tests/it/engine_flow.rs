@@ -62,6 +62,7 @@ fn options(window: (DateTime<Utc>, DateTime<Utc>), dry_run: bool) -> RunOptions 
         refetch: false,
         dry_run,
         min_rbp: None,
+        fetch_details: false,
         rf_only: false,
         exclude_rules: Vec::new(),
         policy: policy::Policy::new(vec![SITE_DOMAIN.to_string()], policy::Exclusions::default()),

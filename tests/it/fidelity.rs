@@ -3,8 +3,10 @@
 //! shuffled and duplicated rows, the `realistic` profile), what lrci probes of
 //! each variant (recorded in the ledger's `server_profile`), and the full-sync
 //! matrix over the server variants judged by the oracle: nothing lost, nothing
-//! sent twice, and a tie the server cannot page through reported saturated
-//! (exit 75) with exactly the alarms of that instant missing.
+//! sent twice; a tie the server cannot page through is split by the list
+//! filters (issue 9 item 5), and one the filters cannot split either is
+//! reported saturated (exit 75) by every run, with exactly the alarms of that
+//! instant beyond one page missing.
 
 use crate::harness::*;
 use lrci::sim::gen::{Scenario, BURST_SAME_INSTANT};
@@ -221,6 +223,8 @@ struct Outcome {
     code: i32,
     /// Slices reported saturated.
     saturated: u64,
+    /// Instants listed completely in parts narrowed by the list filters.
+    partitioned: u64,
     alarms: usize,
     /// Alarms the simulator holds (the probe sees them all).
     total: usize,
@@ -276,6 +280,7 @@ async fn run_variant(variant: Variant) -> Outcome {
         variant,
         code: run.code,
         saturated: s["slices"]["saturated"].as_u64().unwrap(),
+        partitioned: s["slices"]["partitioned"].as_u64().unwrap(),
         alarms: window.len(),
         total: truth.len(),
         lost: lost.len(),
@@ -288,9 +293,9 @@ async fn run_variant(variant: Variant) -> Outcome {
 /// Issue 11 done-when: the full-sync oracle test across offset modes × page caps
 /// × tick semantics × bound strictness × time zone (0 and UTC−3, the direction
 /// that loses rows unless lrci measures and compensates it). Every variant loses
-/// nothing and sends nothing twice, except that where offset is ignored and the
-/// burst's 120 ties exceed the page cap, exactly that instant's unreachable
-/// alarms are missing and the run says so: slice saturated, exit 75.
+/// nothing and sends nothing twice. Where offset is ignored and the burst's 120
+/// ties exceed the page cap, the instant is listed in parts narrowed by
+/// `alarmStatus`, `entityName` and `alarmRuleName` (issue 9 item 5), exit 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_sync_across_the_matrix_of_server_variants() {
     use futures::stream::{self, StreamExt};
@@ -325,16 +330,14 @@ async fn full_sync_across_the_matrix_of_server_variants() {
             "{:?} cap {} {:?} strict={} tz={:+}: exit {}, {} alarms, {} lost, {} duplicates, profile {:?}\n",
             v.offset, v.cap, v.ticks, v.strict, v.tz, o.code, o.alarms, o.lost, o.duplicates, o.profile
         ));
-        let ok = if v.saturates() {
-            // Exactly the ties beyond the first page are missing, nothing else.
-            o.code == 75
-                && o.saturated == 1
-                && o.lost == BURST_SAME_INSTANT - v.cap
-                && o.lost_elsewhere == 0
-                && o.duplicates == 0
-        } else {
-            o.code == 0 && o.saturated == 0 && o.lost == 0 && o.duplicates == 0
-        };
+        // Where offset cannot page through the burst's ties, the list
+        // filters split the instant into parts that fit: nothing missing.
+        let ok = o.code == 0
+            && o.saturated == 0
+            && o.partitioned == u64::from(v.saturates())
+            && o.lost == 0
+            && o.lost_elsewhere == 0
+            && o.duplicates == 0;
         // What was probed: the cap, exact when the server cut a page; the
         // offset mode; the time-zone shift.
         let (cap, exact, mode, tz, _) = &o.profile;
@@ -350,6 +353,69 @@ async fn full_sync_across_the_matrix_of_server_variants() {
     eprintln!("{report}");
     assert_eq!(outcomes.len(), 72);
     assert!(bad.is_empty(), "variants failing: {bad:?}\n{report}");
+}
+
+/// Issue 9 item 5: ties the list filters cannot split (one rule, status and
+/// entity, as a burst of one AI Engine rule is) on a server ignoring offset.
+/// Every scheduled run lists the instant again and reports it saturated with
+/// exit 75; exactly the ties beyond one page are missing, nothing else, and
+/// nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ties_the_filters_cannot_split_are_reported_by_every_run() {
+    let cap = 25;
+    let sim = start(SimConfig {
+        uniform_ties: true,
+        ..Variant {
+            offset: OffsetMode::Ignored,
+            cap,
+            ticks: TickSemantics::Millis,
+            strict: false,
+            tz: 0,
+        }
+        .config()
+    })
+    .await;
+    let home = Home::new();
+    let truth = truth(&sim).await;
+    let mut lost_each_run = Vec::new();
+    for run_no in 0..3 {
+        let run = lrci(
+            &sim,
+            &home,
+            &["sync", "--json", "--daily-budget", "1000000"],
+        )
+        .await;
+        let s = run.summary();
+        assert_eq!(run.code, 75, "run {run_no}: {}", run.stderr);
+        assert_eq!(s["slices"]["saturated"], 1, "run {run_no}");
+        assert_eq!(s["slices"]["partitioned"], 0, "run {run_no}");
+        assert!(
+            s["problems"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().contains("saturated")),
+            "run {run_no}: {s}"
+        );
+        let window = in_window(&truth, &s);
+        let ledger = ledger_alarm_ids(&home.ledger());
+        let lost: Vec<&&Value> = window
+            .iter()
+            .filter(|a| !ledger.contains(&a["alarmId"].as_i64().unwrap()))
+            .collect();
+        let at: BTreeSet<&str> = lost
+            .iter()
+            .map(|a| a["dateInserted"].as_str().unwrap())
+            .collect();
+        assert_eq!(at.len(), 1, "run {run_no}: lost only at the shared instant");
+        lost_each_run.push(lost.len());
+    }
+    assert_eq!(lost_each_run, vec![BURST_SAME_INSTANT - cap; 3]);
+    let got = received(&sim).await;
+    assert_eq!(got.len(), unique_keys(&got).len(), "nothing sent twice");
+    // The ledger's audit names the instant too.
+    let gaps = lrci(&sim, &home, &["ledger", "gaps", "--json"]).await;
+    assert!(gaps.stdout.contains("saturated"), "{}", gaps.stdout);
 }
 
 /// Shuffled and duplicated rows (a duplicate may straddle a page boundary) on

@@ -95,6 +95,7 @@ fn add_synthetic_alarm(path: &Path) {
             slice_start: at,
             covered_until: None,
             saturated_at: vec![],
+            listed_from: None,
             observations: Vec::new(),
             alarms: vec![AlarmRecord {
                 row: AlarmRow {

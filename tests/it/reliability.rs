@@ -30,7 +30,7 @@ type Key = (i64, String, String);
 /// One heavy test at a time (see the module doc).
 static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
+pub(super) async fn heavy() -> tokio::sync::MutexGuard<'static, ()> {
     HEAVY.lock().await
 }
 
@@ -97,24 +97,24 @@ fn integrity(path: &Path) -> String {
 
 /// The §4 measures of one ledger against the ground truth and what CI stored.
 #[derive(Debug, Default)]
-struct Measures {
-    oracle: usize,
-    lost: Vec<Key>,
-    false_acks: Vec<Key>,
-    dup: usize,
+pub(super) struct Measures {
+    pub oracle: usize,
+    pub lost: Vec<Key>,
+    pub false_acks: Vec<Key>,
+    pub dup: usize,
     /// Detections per non-terminal state, plus `"alarm:error"` for alarms whose
     /// details or events are still unfetched.
-    stuck: BTreeMap<String, usize>,
-    integrity: String,
+    pub stuck: BTreeMap<String, usize>,
+    pub integrity: String,
 }
 
 impl Measures {
-    fn stuck_total(&self) -> usize {
+    pub fn stuck_total(&self) -> usize {
         self.stuck.values().sum()
     }
 }
 
-fn measure(truth: &[Value], received: &[Value], ledger: &Path) -> Measures {
+pub(super) fn measure(truth: &[Value], received: &[Value], ledger: &Path) -> Measures {
     let oracle = oracle_all(truth);
     let mut counts: BTreeMap<Key, usize> = BTreeMap::new();
     for item in received {
@@ -164,7 +164,7 @@ fn measure(truth: &[Value], received: &[Value], ledger: &Path) -> Measures {
 }
 
 /// Lost = 0, FalseAck = 0, integrity ok, and (when `settled`) Stuck = 0.
-fn assert_sound(m: &Measures, settled: bool, ctx: &str) {
+pub(super) fn assert_sound(m: &Measures, settled: bool, ctx: &str) {
     assert!(m.oracle > 0, "{ctx}: empty oracle");
     assert!(
         m.lost.is_empty(),
@@ -1063,7 +1063,8 @@ async fn an_outage_over_several_runs_never_gives_up_on_an_alarm() {
     .await;
     let home = Home::new();
     let mut args = FAULT_ARGS.to_vec();
-    args.extend(["--concurrency", "1"]);
+    // Details are fetched only when a setting needs them: this one does.
+    args.extend(["--concurrency", "1", "--fetch-details"]);
     lrci(&sim, &home, &args).await.expect_code(0);
     let gen = admin_post(&sim, "/_sim/generate", json!({"count": 1})).await;
     let id = gen["alarmIds"][0].as_i64().unwrap();

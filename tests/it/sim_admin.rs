@@ -87,7 +87,7 @@ async fn reset_clears_received_and_stats() {
     assert_eq!(admin_get(&sim, "/_sim/received").await, json!([]));
     assert_eq!(
         admin_get(&sim, "/_sim/stats").await,
-        json!({"requests": {}, "faults": {}})
+        json!({"requests": {}, "faults": {}, "lr_in_flight": {"peak": 0, "arrivals": {}}})
     );
     // Alarms are not touched by a reset.
     assert_eq!(truth(&sim).await.len(), 240);

@@ -217,7 +217,7 @@ pub async fn checks(
         .iter()
         .any(|c| c.status == Status::Fail && c.name.starts_with("ledger:"));
     if !ledger_failed {
-        if let Some(c) = freshness_check(&s.ledger().value, max_age, chrono::Utc::now()) {
+        if let Some(c) = freshness_check(&s.ledger().value, max_age, crate::clock::now()) {
             out.push(c);
         }
     }

@@ -80,7 +80,7 @@ pub(super) async fn tz_check(lr: LrSettings, opts: HttpOptions, ledger: &Path) -
         Ok(c) => c,
         Err(e) => return Check::info(NAME, format!("not checked: {}", chain(&e))),
     };
-    let since = chrono::Utc::now() - NEWEST_LOOKBACK;
+    let since = crate::clock::now() - NEWEST_LOOKBACK;
     let newest = match client.list_page_dir(since, 1, 0, true).await {
         Ok(rows) => rows.into_iter().map(|r| r.date_inserted).max(),
         Err(e) => return Check::info(NAME, format!("not checked: {}", chain(&e))),

@@ -34,6 +34,14 @@ pub(super) fn opt_when(s: Option<&str>) -> String {
     s.map_or_else(|| "-".to_string(), when)
 }
 
+/// An alarm's RBP, or "not fetched" when its details were not fetched.
+pub(super) fn rbp(n: Option<i64>) -> String {
+    n.map_or_else(
+        || crate::ledger::audit::RBP_NOT_FETCHED.to_string(),
+        |n| n.to_string(),
+    )
+}
+
 pub(super) fn opt_num<T: std::fmt::Display>(n: Option<T>) -> String {
     n.map_or_else(|| "-".to_string(), |n| n.to_string())
 }

@@ -31,7 +31,7 @@ pub(super) fn alarms(path: &Path, a: &AlarmsArgs, out: &mut dyn Write) -> Outcom
             r.alarm_id.to_string(),
             when(&r.date_inserted),
             cell(&r.rule_name, 40),
-            opt_num(r.rbp_max),
+            rbp(r.rbp_max),
             r.decision.to_string(),
             opt_cell(why, 40),
             r.detections.to_string(),

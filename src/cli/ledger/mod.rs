@@ -143,7 +143,7 @@ pub async fn run(global: &GlobalArgs, args: &LedgerArgs) -> Result<u8, Fatal> {
     let path = crate::cli::settings::ledger_path(global)?;
     let stdout = io::stdout();
     let mut out = BufWriter::new(stdout.lock());
-    let now = Utc::now();
+    let now = crate::clock::now();
     let result = match &args.command {
         LedgerCommand::Status(a) => status(&path, a, now, &mut out),
         LedgerCommand::Alarms(a) => alarms(&path, a, &mut out),

@@ -127,7 +127,7 @@ pub(super) fn show_alarm(
     )?;
     line(out, "entity", opt_cell(alarm.entity_name.as_deref(), 200))?;
     line(out, "status", opt_num(alarm.status))?;
-    line(out, "rbp max", opt_num(alarm.rbp_max))?;
+    line(out, "rbp max", rbp(alarm.rbp_max))?;
     let reason = alarm
         .reason
         .as_deref()
