@@ -75,7 +75,14 @@ async fn auto_settles_near_the_capacity_of_logrhythm() {
         &sim,
         &home,
         3,
-        &["--concurrency", "auto", "--concurrency-max", "48"],
+        // Details too: two requests per alarm, enough samples past the warm-up.
+        &[
+            "--concurrency",
+            "auto",
+            "--concurrency-max",
+            "48",
+            "--fetch-details",
+        ],
     )
     .await;
     run.expect_code(0);
