@@ -30,24 +30,22 @@ pub fn current(ledger: &Ledger, base: &Policy) -> Result<Policy, Fatal> {
 /// `excluded` with the reason; returns the policy used and how many changed.
 pub(super) fn rejudge(sink: &mut Sink<'_>, base: &Policy) -> Result<(Policy, u64), Fatal> {
     let policy = current(sink.ledger, base)?;
-    let now_excluded: Vec<_> = sink
-        .ledger
-        .due_values(&DUE_STATES)?
-        .into_iter()
-        .filter_map(
-            |(id, kind, value)| match policy::judge_stored(kind, &value, &policy) {
+    let mut now_excluded = Vec::new();
+    // Streamed: the backlog may be large; only what changes is kept.
+    sink.ledger
+        .for_each_due_value(&DUE_STATES, |id, kind, value| {
+            match policy::judge_stored(kind, &value, &policy) {
                 // Only what is known of the organisation is judged again: a value
                 // the fixed rules refuse was refused when it was recorded (one in
                 // the ledger anyway was put there by hand, and CI is left to say so).
                 Verdict::Exclude(reason)
                     if policy::judge_stored(kind, &value, &Policy::default()) == Verdict::Send =>
                 {
-                    Some((id, reason))
+                    now_excluded.push((id, reason));
                 }
-                _ => None,
-            },
-        )
-        .collect();
+                _ => {}
+            }
+        })?;
     let mut n = 0;
     if !now_excluded.is_empty() {
         n = sink.ledger.exclude_due(&now_excluded, (sink.now)())?;
@@ -91,15 +89,19 @@ pub(super) fn warn_unjudged(
 /// # Errors
 /// A ledger that cannot be read.
 pub fn unjudged(ledger: &Ledger, policy: &Policy) -> Result<Vec<policy::Unjudged>, Fatal> {
-    let hosts: Vec<String> = ledger
-        .due_values(&DUE_STATES)?
-        .into_iter()
-        .filter_map(|(_, kind, value)| match kind {
+    // Distinct host names only (what `unjudged_domains` counts), streamed.
+    let mut distinct = std::collections::BTreeSet::new();
+    ledger.for_each_due_value(&DUE_STATES, |_, kind, value| {
+        let host = match kind {
             IndicatorType::Domain => Some(value),
             IndicatorType::Url => policy::url_host(&value),
             _ => None,
-        })
-        .collect();
+        };
+        if let Some(h) = host {
+            distinct.insert(h);
+        }
+    })?;
+    let hosts: Vec<String> = distinct.into_iter().collect();
     let seen: Vec<String> = ledger
         .domain_evidence()?
         .into_iter()

@@ -275,11 +275,22 @@ impl Ledger {
         &self,
         states: &[DetectionState],
     ) -> Result<Vec<(DetectionId, IndicatorType, String)>> {
+        let mut out = Vec::new();
+        self.for_each_due_value(states, |id, kind, value| out.push((id, kind, value)))?;
+        Ok(out)
+    }
+
+    /// [`Ledger::due_values`] one row at a time, so memory does not grow with
+    /// the backlog.
+    pub fn for_each_due_value(
+        &self,
+        states: &[DetectionState],
+        mut f: impl FnMut(DetectionId, IndicatorType, String),
+    ) -> Result<()> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, ioc_type, value FROM detections WHERE state = ?1")
             .map_err(|e| self.sql(e))?;
-        let mut out = Vec::new();
         for st in states {
             let rows = stmt
                 .query_map([st], |r| {
@@ -291,10 +302,11 @@ impl Ledger {
                 })
                 .map_err(|e| self.sql(e))?;
             for row in rows {
-                out.push(row.map_err(|e| self.sql(e))?);
+                let (id, kind, value) = row.map_err(|e| self.sql(e))?;
+                f(id, kind, value);
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
