@@ -538,10 +538,9 @@ mod tests {
 
     /// The query plan's lines for `sql` with its parameters bound to `args`.
     fn plan(l: &Ledger, sql: &str, args: &[&dyn rusqlite::ToSql]) -> Vec<String> {
-        let mut st = l
-            .conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
-            .unwrap();
+        // `sql` is one of this module's constant statements.
+        let explain = ["EXPLAIN QUERY PLAN ", sql].concat();
+        let mut st = l.conn.prepare(&explain).unwrap();
         st.query_map(args, |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<rusqlite::Result<_>>()
