@@ -17,44 +17,19 @@
 # drift of the machine's speed between runs cancels out. The auto columns show
 # its final and peak limit (run summary), the most LogRhythm requests the
 # simulator saw in flight, and the 429s it answered. Only loopback is used.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-here=$PWD
-if [[ -z ${LRCI_BIN:-} ]]; then
-    cargo build --quiet --release --bin lrci
-    LRCI_BIN=$here/target/release/lrci
-fi
+# The build, scratch directory, proxy settings, keys and simulator start/stop
+# are lib.sh's (shared by the issue-13 benchmarks).
+source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 HOURS=${HOURS:-6}
 LATENCY=${LATENCY:-20}
 SCENARIOS=${SCENARIOS:-8 24 0 16:24}
 MODES=(auto 4 8 32)
-work=$(mktemp -d)
-sim_pid=
-cleanup() { [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null; rm -rf "$work"; }
-trap cleanup EXIT
-export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
-RF_KEY=0123456789abcdef0123456789abcdef
-
-start_sim() { # start_sim SIM-ARGS...: sets url and sim_pid
-    "$LRCI_BIN" sim "$@" >"$work/sim.out" 2>"$work/sim.err" &
-    sim_pid=$!
-    url=
-    for _ in $(seq 1 300); do
-        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/sim.out" 2>/dev/null | head -1 || true)
-        [[ -n $url ]] && return 0
-        sleep 0.1
-    done
-    echo "the simulator did not start: $(tail -3 "$work/sim.err")" >&2
-    exit 1
-}
-
-stop_sim() { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null || true; sim_pid=; }
 
 # sync LEDGER CONCURRENCY: one timed `lrci sync --json`; prints
 # "wall exit final peak backoffs sim_in_flight_peak rejected".
 sync() {
-    python3 - "$LRCI_BIN" "$1" "$url" "$RF_KEY" "$work/logs" "$2" <<'PY'
+    python3 - "$LRCI_BIN" "$1" "$sim_url" "$RF_TOKEN" "$work/logs" "$2" <<'PY'
 import json, os, subprocess, sys, time, urllib.request
 bin, ledger, url, rf, logs, conc = sys.argv[1:]
 env = {"PATH": os.environ["PATH"], "LOGRHYTHM_API_URL": url, "RF_API_URL": url,
@@ -92,11 +67,11 @@ for scenario in $SCENARIOS; do
     for r in $(seq 1 "$RUNS"); do
         declare -A this=()
         for mode in "${MODES[@]}"; do
-            start_sim --hours "$HOURS" --alarms-per-hour 200 --lr-latency-ms "$LATENCY" \
+            sim_start --hours "$HOURS" --alarms-per-hour 200 --lr-latency-ms "$LATENCY" \
                 --lr-capacity "$cap" --lr-reject-above "$reject"
             read -r w code final peak _backoffs inflight rejected \
                 < <(sync "$work/l-$scenario-$r-$mode.sqlite3" "$mode")
-            stop_sim
+            sim_stop
             [[ $code == 0 ]] || echo "warning: concurrency $mode exited $code (scenario $scenario)" >&2
             exits+="$code"
             this[$mode]=$w

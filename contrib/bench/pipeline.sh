@@ -28,41 +28,15 @@
 # below). The simulator runs on the same machine, so at low latency and high
 # concurrency its own CPU (it generates every events body) is in the figures too.
 # Only loopback is used.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-here=$PWD
-if [[ -z ${LRCI_BIN:-} ]]; then
-    cargo build --quiet --release --bin lrci
-    LRCI_BIN=$here/target/release/lrci
-fi
+# The build, scratch directory, proxy settings, keys and simulator start/stop
+# are lib.sh's (shared by the issue-13 benchmarks); every simulator here runs
+# the realistic profile.
+source "$(dirname "$0")/lib.sh"
 RUNS=${RUNS:-3}
 LATENCIES=${LATENCIES:-20 100}
 CONCURRENCIES=${CONCURRENCIES:-8 32}
 SECTIONS=${SECTIONS:-ratio vendor rss}
-work=$(mktemp -d)
-sim_pid=
-cleanup() {
-    if [[ -n $sim_pid ]]; then kill "$sim_pid" 2>/dev/null || true; fi
-    rm -rf "$work" || true
-}
-trap cleanup EXIT
-export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
-RF_KEY=0123456789abcdef0123456789abcdef
-
-start_sim() { # start_sim SIM-ARGS...: sets url and sim_pid
-    "$LRCI_BIN" sim --server-profile realistic "$@" >"$work/sim.out" 2>"$work/sim.err" &
-    sim_pid=$!
-    url=
-    for _ in $(seq 1 300); do
-        url=$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/sim.out" 2>/dev/null | head -1 || true)
-        [[ -n $url ]] && return 0
-        sleep 0.1
-    done
-    echo "the simulator did not start: $(tail -3 "$work/sim.err")" >&2
-    exit 1
-}
-
-stop_sim() { kill "$sim_pid" 2>/dev/null; wait "$sim_pid" 2>/dev/null || true; sim_pid=; }
+start_sim() { sim_start --server-profile realistic "$@"; }
 
 stats() { # stats URL: "lists details events"
     python3 - "$1" <<'PY'
@@ -84,7 +58,7 @@ lrci() {
     shift 2
     local logs
     logs=$(mktemp -d -p "$work")
-    python3 - "$bin" "$ledger" "$url" "$RF_KEY" "$logs" "$@" <<'PY'
+    python3 - "$bin" "$ledger" "$sim_url" "$RF_TOKEN" "$logs" "$@" <<'PY'
 import glob, os, subprocess, sys, time
 from datetime import datetime
 bin, ledger, url, rf, logs, *args = sys.argv[1:]
@@ -127,8 +101,8 @@ if [[ " $SECTIONS " == *" ratio "* ]]; then
                 start_sim --hours 24 --alarms-per-hour 200 --lr-latency-ms "$lat"
                 rfrom=$(date -u -d '24 hours ago' +%Y-%m-%dT%H:00:00)
                 rto=$(date -u -d '120 seconds ago' +%Y-%m-%dT%H:%M:%S)
-                out=$(python3 "$here/contrib/bench/reference_client.py" "$url" sim-lr-key "$rfrom" "$rto" "$conc")
-                stop_sim
+                out=$(python3 "$root/contrib/bench/reference_client.py" "$sim_url" "$LR_KEY" "$rfrom" "$rto" "$conc")
+                sim_stop
                 ref_wall=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["wall_seconds"])' "$out")
                 ref_req=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$out")
                 refr+=("$(calc "$ref_wall / ($ref_req * $lat / 1000 / $conc)")")
@@ -136,8 +110,8 @@ if [[ " $SECTIONS " == *" ratio "* ]]; then
                     start_sim --hours 24 --alarms-per-hour 200 --lr-latency-ms "$lat"
                     read -r wall code fetch < <(lrci "$bin" "$work/l-$r-$lat-$conc-$(basename "$bin").sqlite3" \
                         sync --lookback-days 1 --concurrency "$conc" --daily-budget 1000000)
-                    read -r lists details events < <(stats "$url")
-                    stop_sim
+                    read -r lists details events < <(stats "$sim_url")
+                    sim_stop
                     [[ $code == 0 ]] || echo "warning: $bin exited $code (latency $lat, concurrency $conc)" >&2
                     n=$(calc "($lists + $events) * $lat / 1000 / $conc")
                     o=$(calc "($lists + $details + $events) * $lat / 1000 / $conc")
@@ -181,15 +155,15 @@ if [[ " $SECTIONS " == *" vendor "* ]]; then
         base=() mine=() ratio=()
         for r in $(seq 1 "${VENDOR_RUNS:-$RUNS}"); do
             start_sim --hours 24 --alarms-per-hour 50 --end "$end" --lr-latency-ms "$lat"
-            out=$(python3 "$here/contrib/bench/vendor_baseline.py" "$url" sim-lr-key "$from" "$end")
+            out=$(python3 "$root/contrib/bench/vendor_baseline.py" "$sim_url" "$LR_KEY" "$from" "$end")
             b=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["wall_seconds"])' "$out")
             va=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["alarms"])' "$out")
-            stop_sim
+            sim_stop
             start_sim --hours 24 --alarms-per-hour 50 --end "$end" --lr-latency-ms "$lat"
             read -r wall code _ < <(lrci "$LRCI_BIN" "$work/v-$r-$conc.sqlite3" backfill --from "$from" --to "$end" \
                 --concurrency "$conc" --daily-budget 1000000)
-            read -r _ _ la < <(stats "$url")
-            stop_sim
+            read -r _ _ la < <(stats "$sim_url")
+            sim_stop
             [[ $code == 0 ]] || echo "warning: lrci exited $code" >&2
             base+=("$b") mine+=("$wall") ratio+=("$(calc "$wall / $b")")
         done
@@ -208,13 +182,13 @@ if [[ " $SECTIONS " == *" rss "* ]]; then
         start_sim --hours 720 --alarms-per-hour 139 --end "$end" --daily-quota 10000000
         t0=$(date +%s.%N)
         code=0
-        env -i PATH="$PATH" LOGRHYTHM_API_URL="$url" RF_API_URL="$url" NO_PROXY=127.0.0.1 \
-            LOGRHYTHM_API_KEY=sim-lr-key RF_API_KEY="$RF_KEY" LRCI_LEDGER="$work/rss-$r.sqlite3" \
+        env -i PATH="$PATH" LOGRHYTHM_API_URL="$sim_url" RF_API_URL="$sim_url" NO_PROXY=127.0.0.1 \
+            LOGRHYTHM_API_KEY="$LR_KEY" RF_API_KEY="$RF_TOKEN" LRCI_LEDGER="$work/rss-$r.sqlite3" \
             LRCI_LOG_DIR="$work/logs" /usr/bin/time -f '%M' -o "$work/rss" \
             "$LRCI_BIN" backfill --from "$from" --to "$end" --daily-budget 100000000 >/dev/null 2>&1 || code=$?
         wall=$(calc "$(date +%s.%N) - $t0")
-        read -r _ _ events < <(stats "$url")
-        stop_sim
+        read -r _ _ events < <(stats "$sim_url")
+        sim_stop
         printf '| %s | %s | %s | %s | %s |\n' "$r" "$events" "$code" "$wall" "$(calc "$(tail -1 "$work/rss") / 1024")"
     done
 fi
