@@ -623,6 +623,25 @@ mod tests {
         assert_eq!(cut(&mut c, now).map(|d| d.to), Some(4));
     }
 
+    /// A report from its fields, in the order of [`Report`].
+    fn report(
+        mode: &'static str,
+        max: u32,
+        final_limit: u32,
+        peak: u32,
+        backoffs: u64,
+        in_flight_peak: u32,
+    ) -> Report {
+        Report {
+            mode,
+            max,
+            final_limit,
+            peak,
+            backoffs,
+            in_flight_peak,
+        }
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn the_limiter_admits_up_to_the_limit_and_reports() {
         let l = Limiter::new(Concurrency::Fixed(2));
@@ -634,17 +653,9 @@ mod tests {
         let c = tokio::time::timeout(MS(1000), l.gate(true).enter()).await;
         assert!(c.is_ok(), "a freed place admits the next");
         l.gate(true).leave(b, Attempt::Overloaded);
-        let r = l.report();
         assert_eq!(
-            (
-                r.mode,
-                r.max,
-                r.final_limit,
-                r.peak,
-                r.backoffs,
-                r.in_flight_peak
-            ),
-            ("fixed", 2, 2, 2, 0, 2),
+            l.report(),
+            report("fixed", 2, 2, 2, 0, 2),
             "fixed never changes"
         );
 
@@ -661,17 +672,6 @@ mod tests {
         );
         let p = auto.gate(false).enter().await;
         auto.gate(false).leave(p, Attempt::Overloaded);
-        let r = auto.report();
-        assert_eq!(
-            (
-                r.mode,
-                r.max,
-                r.final_limit,
-                r.peak,
-                r.backoffs,
-                r.in_flight_peak
-            ),
-            ("auto", 32, 1, 2, 1, 1)
-        );
+        assert_eq!(auto.report(), report("auto", 32, 1, 2, 1, 1));
     }
 }

@@ -44,8 +44,7 @@ struct Schedule {
     runs: usize,
     drain: usize,
     per_run: usize,
-    /// This machine's clock minus the simulator's (LogRhythm's is the
-    /// simulator's plus `clock_offset_secs`).
+    /// Arguments after `sync --json --daily-budget N`.
     args: Vec<&'static str>,
     events: Vec<(usize, Event)>,
 }
@@ -182,6 +181,9 @@ async fn run_schedule(s: Schedule) -> Report {
     eprintln!("{report}");
     assert_eq!(report.alarms, s.runs * s.per_run, "{report}");
     assert_eq!(report.alarms_lost, 0, "{report}");
+    // Even the case with an ambiguous answer sends nothing twice: it is
+    // settled from CI's search, never re-posted blindly.
+    assert_eq!(report.duplicates, 0, "{report}");
     assert_sound(&m, true, s.name);
     report
 }
@@ -219,7 +221,6 @@ async fn late_visible_alarms_over_a_day_of_scheduled_syncs() {
         })
         .await;
         assert!(all_zero(&r), "{r}");
-        assert_eq!(r.duplicates, 0, "{r}");
         // Alarms not listable when their time was first listed were found.
         assert!(r.late > 0, "{r}");
         assert!(r.late as usize <= r.alarms, "{r}");
@@ -252,7 +253,6 @@ async fn a_fast_clock_over_a_day_of_scheduled_syncs() {
         })
         .await;
         assert!(all_zero(&r), "{r}");
-        assert_eq!(r.duplicates, 0, "{r}");
         let skews: Vec<f64> = r
             .summaries
             .iter()
@@ -287,7 +287,6 @@ async fn late_events_over_hours_of_one_minute_syncs() {
     .await;
     // Waiting is not a failure: every run says it handled what it could.
     assert!(all_zero(&r), "{r}");
-    assert_eq!(r.duplicates, 0, "{r}");
     // Each alarm waited about 40 runs, and none was counted late (it was
     // listed on time; only its events were late).
     assert!(r.waiting as usize > 30 * r.alarms, "{r}");
@@ -313,7 +312,6 @@ async fn a_two_day_outage_is_caught_up_by_the_next_sync() {
     })
     .await;
     assert!(all_zero(&r), "{r}");
-    assert_eq!(r.duplicates, 0, "{r}");
 }
 
 /// Case 6, gateway glitches: for two hours of 5-minute syncs a proxy answers
@@ -348,7 +346,6 @@ async fn gateway_glitches_over_scheduled_syncs() {
         events,
     })
     .await;
-    assert_eq!(r.duplicates, 0, "{r}");
     // While the proxy misbehaves a run either handled everything (0) or says
     // it did not (75); afterwards every run is clean.
     for (slot, code) in r.per_run.iter().enumerate() {
@@ -393,9 +390,8 @@ async fn collective_insights_refusing_everything_then_answering_oddly() {
         events,
     })
     .await;
-    // One ambiguous answer: at most one batch (500) sent twice; the simulator
-    // stored it, so the search settles it and nothing is sent again.
-    assert_eq!(r.duplicates, 0, "{r}");
+    // The one ambiguous answer is settled from CI's search (the simulator
+    // stored it), so nothing is sent twice (checked by `run_schedule`).
     for (slot, code) in r.per_run.iter().enumerate() {
         let code = code.unwrap();
         let want: &[i32] = match slot {
