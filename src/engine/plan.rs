@@ -53,12 +53,11 @@ pub fn fetch_from(
         Some(c) if !refetch => {
             // A saturated instant is listed again by every run until the
             // listing gets through it (DESIGN.md section 1, item 3).
-            let saturated = c.saturated_at.iter().min().copied();
-            let mut start = c.covered_until.min(provisional_from);
-            if let Some(t) = saturated {
-                start = start.min(t);
-            }
-            let start = start.max(from);
+            let start = c
+                .saturated_at
+                .iter()
+                .fold(c.covered_until.min(provisional_from), |s, t| s.min(*t))
+                .max(from);
             (start < to).then_some(start)
         }
         _ => Some(from),

@@ -86,7 +86,7 @@ impl Sink<'_> {
                 }
                 Step::Canary => {
                     let answer = match self.ledger.last_sent_detection()? {
-                        Some(known) => Some(self.post_debug(&[known]).await?),
+                        Some(known) => Some(self.post_as(&[known], true).await?),
                         None => None,
                     };
                     tracing::info!(
@@ -182,11 +182,7 @@ impl Sink<'_> {
         self.post_as(items, self.debug).await
     }
 
-    /// Posts with `debug: true`: CI validates and stores nothing.
-    async fn post_debug(&self, items: &[Detection]) -> Result<Answer, Fatal> {
-        self.post_as(items, true).await
-    }
-
+    /// One POST with `debug` as given (`true`: CI validates and stores nothing).
     async fn post_as(&self, items: &[Detection], debug: bool) -> Result<Answer, Fatal> {
         let e = match self.ci.submit(items, debug).await {
             Ok(o) => {
