@@ -245,6 +245,10 @@ const INSERT_DETECTION: &str = "INSERT INTO detections (alarm_id, ioc_type, valu
      WHERE true
      ON CONFLICT (alarm_id, ioc_type, value) DO NOTHING";
 
+/// Indexes the values of the detections above a row id for substring search.
+const INDEX_NEW_VALUES: &str = "INSERT INTO detections_value_fts (rowid, value)
+     SELECT id, value FROM detections WHERE id > ?1";
+
 const UPSERT_COVERAGE: &str = "INSERT INTO coverage (slice_start, covered_until, saturated_at,
         updated_at, run_id)
      VALUES (?1, ?2, ?3, ?4, ?5)
@@ -262,8 +266,19 @@ impl Writer {
         let now = ts(now);
         self.write(|tx| {
             let mut counts = IngestCounts::default();
+            // Row ids are max + 1 (no AUTOINCREMENT) and this is the only
+            // writer: every detection above this one is this transaction's.
+            let before: i64 = tx
+                .prepare_cached("SELECT coalesce(max(id), 0) FROM detections")?
+                .query_row([], |r| r.get(0))?;
             for rec in &batch.alarms {
                 record_alarm(tx, rec, batch.run_id, &now, &mut counts)?;
+            }
+            if counts.new_pending + counts.new_excluded > 0 {
+                // One statement for the slice: FTS5 flushes at every statement
+                // savepoint, so one insert per row would write a segment per row
+                // (migration 7).
+                tx.prepare_cached(INDEX_NEW_VALUES)?.execute([before])?;
             }
             super::knowledge::record(tx, &batch.observations, batch.run_id, &now)?;
             if let Some(until) = batch.covered_until {

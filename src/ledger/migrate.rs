@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[&str] = &[
     MIGRATION_4,
     MIGRATION_UNCONFIRMED,
     MIGRATION_6,
+    MIGRATION_7,
 ];
 
 /// Migration 2 (issue 11): what each detection's event said about its source
@@ -176,6 +177,16 @@ CREATE TABLE ledger_health (
     check_ms         INTEGER,
     check_result     TEXT
 );
+";
+
+/// Migration 7 (issue 13): new detections are indexed by `Writer::ingest`, one
+/// statement per transaction, instead of by a trigger per row. FTS5 flushes its
+/// pending terms to disk at every statement savepoint, so the trigger wrote one
+/// segment per inserted detection and merged them again: half of a slice's
+/// ingest CPU, during which no LogRhythm request was started. Deletes and
+/// value changes keep their triggers (a prune is one statement).
+const MIGRATION_7: &str = "
+DROP TRIGGER detections_value_fts_insert;
 ";
 
 /// The `user_version` this build writes and understands.
@@ -347,13 +358,18 @@ mod tests {
         };
         assert_eq!(found(&conn, "\"d.exa\""), [41]);
         assert_eq!(found(&conn, "\"8.4\""), [42]);
-        // New rows are indexed by the triggers.
+        // From migration 7 on, a plain insert is not indexed by a trigger:
+        // `Writer::ingest` indexes what it inserts (see the ledger's tests).
         conn.execute_batch(
             "INSERT INTO detections (id, alarm_id, ioc_type, value, field, state, created_at, updated_at)
              VALUES (43, 7, 'domain', 'new.example', 'domain', 'pending', 'c', 'u')",
         )
         .unwrap();
-        assert_eq!(found(&conn, "\"example\""), [41, 43]);
+        assert_eq!(found(&conn, "\"example\""), [41]);
+        // Deletes still go through their trigger.
+        conn.execute_batch("DELETE FROM detections WHERE id = 41")
+            .unwrap();
+        assert_eq!(found(&conn, "\"example\""), Vec::<i64>::new());
         let health: i64 = conn
             .query_row("SELECT count(*) FROM ledger_health", [], |r| r.get(0))
             .unwrap();
