@@ -19,10 +19,10 @@ use crate::model::{AlarmRow, Observations};
 use crate::policy::Policy;
 use crate::{extract, logrhythm};
 use chrono::{DateTime, Utc};
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
+use tokio::task::JoinSet;
+use tracing::Instrument;
 
 type Slice = (DateTime<Utc>, DateTime<Utc>);
 
@@ -235,10 +235,8 @@ impl Pending<'_> {
 /// A request slot's work and what it brings back.
 enum Done {
     Listed(usize, Result<logrhythm::SliceListing, logrhythm::Error>),
-    Alarm(usize, Result<Fetched, Fatal>),
+    Alarm(usize, Result<Brought, Fatal>),
 }
-
-type Task<'f> = futures::future::LocalBoxFuture<'f, Done>;
 
 /// The slices, pipelined: the next slices are listed while the alarms of the
 /// earlier ones are fetched, all under one budget of `concurrency` requests in
@@ -255,6 +253,10 @@ type Task<'f> = futures::future::LocalBoxFuture<'f, Done>;
 /// before anything is submitted [`super::knowledge::rejudge`] judges every
 /// waiting detection again with all this run learned.
 ///
+/// Every request slot is a task of its own on the runtime: its requests,
+/// parsing and extraction go on (on either core) while this loop commits a
+/// slice; what depends on the run's clock is settled here ([`settle`]).
+///
 /// Returns how many slices had their turn.
 async fn pipeline(
     sink: &mut Sink<'_>,
@@ -264,13 +266,18 @@ async fn pipeline(
     slices: &[Slice],
     coverage: &BTreeMap<DateTime<Utc>, Coverage>,
 ) -> Result<u64, Fatal> {
-    let lr = lister.lr;
+    let lr = Arc::new(lister.lr.clone());
     let paging = lister.paging;
-    let now = sink.now;
+    let details = Details {
+        needed: triage::needs_details(opts.min_rbp, opts.fetch_details),
+        min_rbp: opts.min_rbp,
+    };
     let budget = opts.concurrency.max(1);
     let depth = plan::pipeline_depth(budget);
     let mut window: VecDeque<Pending<'_>> = VecDeque::new();
-    let mut tasks: FuturesUnordered<Task<'_>> = FuturesUnordered::new();
+    // Dropped with the walk (an interrupt, an error): unfinished requests are
+    // cancelled and nothing of them is written.
+    let mut tasks: JoinSet<Done> = JoinSet::new();
     let mut next = 0usize;
     // A transient listing failure: nothing after this slice is started.
     let mut stop_at: Option<usize> = None;
@@ -279,7 +286,7 @@ async fn pipeline(
         while window.front().is_some_and(Pending::ready) {
             let Some(p) = window.pop_front() else { break };
             done += 1;
-            let flow = turn(sink, lr, opts, p, s)?;
+            let flow = turn(sink, &lr, opts, p, s)?;
             progress(opts, s, done, 0, false);
             if let Flow::Stop = flow {
                 return Ok(done);
@@ -311,13 +318,14 @@ async fn pipeline(
             let Some(at) = plan::pick(demands) else { break };
             let p = &mut window[at];
             let idx = p.idx;
+            let lr = Arc::clone(&lr);
             match &mut p.phase {
                 Phase::ToList(from) => {
                     let (from, to) = (*from, p.slice.1);
                     p.phase = Phase::Listing;
-                    tasks.push(
+                    tasks.spawn(
                         async move { Done::Listed(idx, lr.list_slice(from, to, &paging).await) }
-                            .boxed_local(),
+                            .in_current_span(),
                     );
                 }
                 Phase::Fetching(f) => {
@@ -326,11 +334,9 @@ async fn pipeline(
                     };
                     f.running += 1;
                     let policy = Arc::clone(&f.policy);
-                    tasks.push(
-                        async move {
-                            Done::Alarm(idx, fetch_alarm(lr, (opts, &policy), now, row).await)
-                        }
-                        .boxed_local(),
+                    tasks.spawn(
+                        async move { Done::Alarm(idx, fetch_alarm(&lr, details, &policy, row).await) }
+                            .in_current_span(),
                     );
                 }
                 Phase::Listing | Phase::Settled(_) => break,
@@ -350,7 +356,17 @@ async fn pipeline(
                 s.outcome.interrupted();
                 return Ok(done);
             }
-            Some(d) = tasks.next() => {
+            Some(d) = tasks.join_next() => {
+                let d = match d {
+                    Ok(d) => d,
+                    // A task's panic is the walk's, as if it had run here.
+                    Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                    // Cancelled: only the runtime shutting down does that.
+                    Err(_) => {
+                        s.outcome.interrupted();
+                        return Ok(done);
+                    }
+                };
                 on_done(sink, lister, opts, (&mut window, &mut stop_at), d)?;
             }
         }
@@ -504,9 +520,10 @@ fn on_done(
             });
         }
         Done::Alarm(_, r) => {
-            let fetched = r?;
+            let brought = r?;
             if let Phase::Fetching(f) = &mut p.phase {
                 f.running -= 1;
+                let fetched = settle(brought, (sink.now)(), opts.events_grace, &f.policy);
                 f.records.push(fetched);
             }
         }
@@ -749,52 +766,106 @@ fn fetch_error(e: logrhythm::Error) -> Result<AlarmOutcome, Fatal> {
     })
 }
 
-/// Details (only when a setting needs them), `--min-rbp`, events, extraction
-/// and the cap for one alarm; `now` is the run's clock. Requests go one after
+/// Whether an alarm's details are fetched, and the RBP filter they serve.
+#[derive(Debug, Clone, Copy)]
+struct Details {
+    needed: bool,
+    min_rbp: Option<i64>,
+}
+
+/// What one alarm's requests brought back, before the run's clock has its say.
+enum Brought {
+    /// Decided: filtered by its RBP, a failed request, or its events extracted.
+    Decided(Fetched),
+    /// No events (none yet, or an answer that means "not ready"): whether to
+    /// wait for them or to accept the alarm without them is the events
+    /// grace's call ([`settle`]).
+    NoEvents {
+        row: AlarmRow,
+        rbp: Option<i64>,
+        /// Why, for the record while the alarm waits.
+        why: String,
+        /// The alarm's note once the grace is over.
+        note: String,
+    },
+}
+
+/// Details (only when a setting needs them), `--min-rbp`, events and
+/// extraction for one alarm, in a task of its own. Requests go one after
 /// another: an alarm holds one slot of the run's request budget.
 async fn fetch_alarm(
     lr: &logrhythm::Client,
-    (opts, policy): (&RunOptions, &Policy),
-    now: &dyn Fn() -> DateTime<Utc>,
+    details: Details,
+    policy: &Policy,
     row: AlarmRow,
-) -> Result<Fetched, Fatal> {
+) -> Result<Brought, Fatal> {
     // Without a need for them, RBP stays "not fetched" (NULL in the ledger).
     let mut rbp = None;
-    if triage::needs_details(opts.min_rbp, opts.fetch_details) {
-        let details = match lr.details(row.alarm_id).await {
+    if details.needed {
+        let d = match lr.details(row.alarm_id).await {
             Ok(d) => d,
-            Err(e) => return Ok((record(row, None, fetch_error(e)?), None)),
+            Err(e) => return Ok(Brought::Decided((record(row, None, fetch_error(e)?), None))),
         };
-        rbp = details.rbp_max;
-        if let Some(reason) = triage::rbp_filter(opts.min_rbp, rbp) {
-            return Ok((record(row, rbp, AlarmOutcome::Filtered { reason }), None));
+        rbp = d.rbp_max;
+        if let Some(reason) = triage::rbp_filter(details.min_rbp, rbp) {
+            let filtered = record(row, rbp, AlarmOutcome::Filtered { reason });
+            return Ok(Brought::Decided((filtered, None)));
         }
     }
-    let age = now() - row.date_inserted;
-    let not_ready = |why: &str| triage::events_not_ready(row.alarm_id, why, age, opts.events_grace);
-    let waiting = |error| {
-        Ok((
-            record(row.clone(), rbp, AlarmOutcome::NotReady { error }),
-            None,
-        ))
-    };
-    let (events, late) = match lr.events(row.alarm_id).await {
-        Ok(ev) if ev.is_empty() => match not_ready("none yet") {
-            Some(error) => return waiting(error),
-            None => (ev, Some("no events within the events grace".to_string())),
-        },
-        Ok(ev) => (ev, None),
-        Err(e) if events_pending(&e) => match not_ready(&e.to_string()) {
-            Some(error) => return waiting(error),
-            None => (
-                Vec::new(),
-                Some(format!("no events within the events grace (last: {e})")),
-            ),
-        },
-        Err(e) => return Ok((record(row, rbp, fetch_error(e)?), None)),
-    };
-    let observations = extract::observations(&events, policy);
-    let mut indicators = extract::indicators(&events, policy);
+    match lr.events(row.alarm_id).await {
+        Ok(ev) if ev.is_empty() => Ok(Brought::NoEvents {
+            row,
+            rbp,
+            why: "none yet".to_string(),
+            note: "no events within the events grace".to_string(),
+        }),
+        Ok(ev) => Ok(Brought::Decided(accepted(row, rbp, &ev, policy, None))),
+        Err(e) if events_pending(&e) => Ok(Brought::NoEvents {
+            row,
+            rbp,
+            why: e.to_string(),
+            note: format!("no events within the events grace (last: {e})"),
+        }),
+        Err(e) => Ok(Brought::Decided((record(row, rbp, fetch_error(e)?), None))),
+    }
+}
+
+/// An alarm without events, judged by the events grace at `now`: it waits for
+/// them while it is younger, else it is accepted without them.
+fn settle(
+    brought: Brought,
+    now: DateTime<Utc>,
+    grace: chrono::Duration,
+    policy: &Policy,
+) -> Fetched {
+    match brought {
+        Brought::Decided(f) => f,
+        Brought::NoEvents {
+            row,
+            rbp,
+            why,
+            note,
+        } => {
+            let age = now - row.date_inserted;
+            match triage::events_not_ready(row.alarm_id, &why, age, grace) {
+                Some(error) => (record(row, rbp, AlarmOutcome::NotReady { error }), None),
+                None => accepted(row, rbp, &[], policy, Some(note)),
+            }
+        }
+    }
+}
+
+/// An alarm whose events are in: its indicators (capped) and what the events
+/// showed of the organisation.
+fn accepted(
+    row: AlarmRow,
+    rbp: Option<i64>,
+    events: &[serde_json::Value],
+    policy: &Policy,
+    late: Option<String>,
+) -> Fetched {
+    let observations = extract::observations(events, policy);
+    let mut indicators = extract::indicators(events, policy);
     let note = triage::cap_indicators(&mut indicators).map(|(note, found)| {
         tracing::warn!(
             alarm_id = %row.alarm_id,
@@ -809,5 +880,5 @@ async fn fetch_alarm(
         indicators,
         note: note.or(late),
     };
-    Ok((record(row, rbp, outcome), Some(observations)))
+    (record(row, rbp, outcome), Some(observations))
 }

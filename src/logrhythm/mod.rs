@@ -231,15 +231,17 @@ impl Paging {
     }
 }
 
-/// Client of one LogRhythm Alarm API.
-#[derive(Debug)]
+/// Client of one LogRhythm Alarm API. A clone is the same client (one
+/// connection pool, one clock-skew reading, one concurrency limiter), so
+/// requests can run in tasks of their own.
+#[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     /// Ends with `/lr-alarm-api/`.
     base: Url,
     opts: HttpOptions,
     /// LogRhythm's clock minus this machine's, from the last answer's `Date`.
-    clock_skew: std::sync::Mutex<Option<chrono::Duration>>,
+    clock_skew: std::sync::Arc<std::sync::Mutex<Option<chrono::Duration>>>,
     /// Admits every attempt when set; without one, requests are not gated.
     limiter: Option<Limiter>,
 }
@@ -291,7 +293,7 @@ impl Client {
             http,
             base,
             opts,
-            clock_skew: std::sync::Mutex::new(None),
+            clock_skew: std::sync::Arc::new(std::sync::Mutex::new(None)),
             limiter: None,
         })
     }
