@@ -2,7 +2,7 @@
 //! it does with `offset`, and the time zone it reads the `dateInserted`
 //! parameter in. The decisions are pure functions over the pages that came
 //! back ([`next_tz_step`], [`judge_cap`], [`judge_offset`]); [`probe`] makes the
-//! requests, about seven in all:
+//! requests, about seven in all, in three rounds for an unshifted server:
 //!
 //! 1. the newest alarm since `now − lookback` (one descending page of one row);
 //! 2. the time-zone shift: whether a bound of `newest + k hours − 1 s` still
@@ -109,6 +109,13 @@ pub fn judge_offset(at0: &[AlarmId], at1: &[AlarmId]) -> OffsetMode {
 
 /// Probes the server (see the module doc) over alarms since `since`; `now`
 /// dates the record.
+///
+/// The requests go in three rounds rather than one after another: the newest
+/// alarm; then, at once, the first two time-zone answers and the cap and
+/// `offset` pages as an unshifted server reads them (what nearly every server
+/// is); then the page after the cap page. A shifted server has its further
+/// time-zone answers asked in turn and its cap and `offset` pages asked again
+/// with the shift.
 pub async fn probe(
     client: &Client,
     since: DateTime<Utc>,
@@ -127,21 +134,39 @@ pub async fn probe(
     let Some(newest) = newest.iter().map(|r| r.date_inserted).max() else {
         return Ok(profile);
     };
-    let mut answers = Vec::new();
+    let bound = |k: i32| newest + TimeDelta::hours(i64::from(k)) - TimeDelta::seconds(1);
+    let pages = |wire: DateTime<Utc>| {
+        futures::future::join3(
+            client.list_page(wire, PROBE_COUNT, 0),
+            client.list_page(wire, 2, 0),
+            client.list_page(wire, 2, 1),
+        )
+    };
+    requests += 5;
+    let (k0, k1, unshifted) = tokio::join!(
+        client.list_page(bound(0), 1, 0),
+        client.list_page(bound(1), 1, 0),
+        pages(since),
+    );
+    let mut answers = vec![(0, !k0?.is_empty()), (1, !k1?.is_empty())];
     let shift = loop {
         match next_tz_step(&answers) {
             TzStep::Found(s) => break s,
             TzStep::Ask(k) => {
-                let bound = newest + TimeDelta::hours(i64::from(k)) - TimeDelta::seconds(1);
                 requests += 1;
-                let rows = client.list_page(bound, 1, 0).await?;
+                let rows = client.list_page(bound(k), 1, 0).await?;
                 answers.push((k, !rows.is_empty()));
             }
         }
     };
     let wire = |t: DateTime<Utc>| t + TimeDelta::hours(i64::from(shift.unwrap_or(0)));
-    requests += 1;
-    let first = client.list_page(wire(since), PROBE_COUNT, 0).await?;
+    let (first, at0, at1) = if wire(since) == since {
+        unshifted
+    } else {
+        requests += 3;
+        pages(wire(since)).await
+    };
+    let first = first?;
     let second = match first.iter().map(|r| r.date_inserted).max() {
         Some(last) if first.len() < PROBE_COUNT as usize => {
             requests += 1;
@@ -153,12 +178,10 @@ pub async fn probe(
         }
         _ => None,
     };
+    // Too few rows to tell: the two small pages (and their errors) say nothing.
     let offset_mode = if first.len() >= 3 {
-        requests += 2;
         let ids = |p: Vec<AlarmRow>| p.into_iter().map(|r| r.alarm_id).collect::<Vec<_>>();
-        let at0 = ids(client.list_page(wire(since), 2, 0).await?);
-        let at1 = ids(client.list_page(wire(since), 2, 1).await?);
-        judge_offset(&at0, &at1)
+        judge_offset(&ids(at0?), &ids(at1?))
     } else {
         OffsetMode::Unknown
     };
