@@ -29,6 +29,7 @@
 //! assert on how hard an agent pushed without timing anything.
 
 pub mod ci;
+mod delay;
 pub mod gen;
 pub mod json;
 mod lr;
@@ -536,6 +537,8 @@ pub struct SimState {
     ci: Arc<ci::CiSim>,
     /// LogRhythm requests in flight now.
     lr_in_flight: std::sync::atomic::AtomicUsize,
+    /// The latency's timer, started with the first request that has one.
+    delays: std::sync::OnceLock<Option<delay::Delays>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -609,6 +612,7 @@ impl SimState {
             stats: Mutex::new(Stats::default()),
             ci,
             lr_in_flight: std::sync::atomic::AtomicUsize::new(0),
+            delays: std::sync::OnceLock::new(),
         })
     }
 
@@ -1030,6 +1034,7 @@ async fn sim_layer(State(st): State<Arc<SimState>>, req: Request, next: Next) ->
 }
 
 async fn sim_layer_inner(st: Arc<SimState>, req: Request, next: Next) -> Response {
+    let arrived = std::time::Instant::now();
     let Some(side) = side_of(req.uri().path()) else {
         return next.run(req).await;
     };
@@ -1055,7 +1060,13 @@ async fn sim_layer_inner(st: Arc<SimState>, req: Request, next: Next) -> Respons
         None => st.cfg.rf_latency,
     };
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        // The answer starts `latency` after the request arrived, to the
+        // microsecond rather than tokio's millisecond (see `delay`).
+        let at = arrived + latency;
+        match st.delays.get_or_init(delay::Delays::start) {
+            Some(d) => d.until(at).await,
+            None => tokio::time::sleep_until(at.into()).await,
+        }
     }
     let Some(fault) = st.next_fault(side, req.headers(), &route) else {
         return next.run(req).await;
