@@ -20,8 +20,10 @@
 #
 # Each figure is the median of RUNS runs (default 3); every run starts a fresh
 # simulator (`lrci sim --server-profile realistic`: page cap 1000, offset in
-# records) and a fresh ledger, so each sync probes the server first (its ~7
-# sequential list requests are in the wall time and in the request count).
+# records) and a fresh ledger, so each sync probes the server first (its 7
+# list requests, in three rounds, are in the wall time and in the request count).
+# The simulator's latency is exact to tens of microseconds (sim::delay), so
+# "ideal" is what the latency allows and the reference client shows the rest.
 # Wall time is the whole `lrci sync` process: start-up (settings, ledger,
 # TLS roots), probe, listing and fetching, then submission to the simulated CI
 # (no latency). "fetch" is the LogRhythm part alone, from the log (see `lrci`
