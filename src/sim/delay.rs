@@ -11,16 +11,16 @@ use std::sync::mpsc;
 use std::time::Instant;
 use tokio::sync::oneshot;
 
-/// A deadline and the task to wake at it.
+/// A deadline and the task to wake at it, ordered by the deadline alone
+/// (requests due at one instant are woken together, in no order).
 struct Entry {
     at: Instant,
-    seq: u64,
     wake: oneshot::Sender<()>,
 }
 
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
+        self.at == other.at
     }
 }
 impl Eq for Entry {}
@@ -31,7 +31,7 @@ impl PartialOrd for Entry {
 }
 impl Ord for Entry {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
+        self.at.cmp(&other.at)
     }
 }
 
@@ -56,8 +56,7 @@ impl Delays {
     /// Resolves at `at` (at once when it has passed).
     pub async fn until(&self, at: Instant) {
         let (wake, woken) = oneshot::channel();
-        let entry = Entry { at, seq: 0, wake };
-        if self.tx.send(entry).is_err() || woken.await.is_err() {
+        if self.tx.send(Entry { at, wake }).is_err() || woken.await.is_err() {
             // The thread is gone: the coarser timer still keeps the latency.
             tokio::time::sleep_until(at.into()).await;
         }
@@ -66,7 +65,6 @@ impl Delays {
 
 fn run(rx: &mpsc::Receiver<Entry>) {
     let mut heap: BinaryHeap<Reverse<Entry>> = BinaryHeap::new();
-    let mut seq = 0u64;
     loop {
         let now = Instant::now();
         while heap.peek().is_some_and(|Reverse(e)| e.at <= now) {
@@ -83,12 +81,10 @@ fn run(rx: &mpsc::Receiver<Entry>) {
                 Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
             },
         };
-        let Ok(mut e) = got else {
+        let Ok(e) = got else {
             // Dropped: whoever still waits falls back to tokio's timer.
             return;
         };
-        seq += 1;
-        e.seq = seq;
         heap.push(Reverse(e));
     }
 }
