@@ -285,6 +285,12 @@ async fn pipeline(
     let mut done = 0u64;
     // What the slots brought back while a slice was being written.
     let mut came_back: VecDeque<Joined> = VecDeque::new();
+    let start = Start {
+        lr: &lr,
+        paging,
+        details,
+        budget,
+    };
     loop {
         while window.front().is_some_and(Pending::ready) {
             let Some(p) = window.pop_front() else { break };
@@ -293,13 +299,8 @@ async fn pipeline(
                 window: &mut window,
                 tasks: &mut tasks,
                 came_back: &mut came_back,
-                start: Start {
-                    lr: &lr,
-                    paging,
-                    details,
-                    budget,
-                    stop_at,
-                },
+                start,
+                stop_at,
                 interrupt: sink.interrupt,
             };
             let flow = turn(sink, opts, p, s, slots)?;
@@ -328,14 +329,7 @@ async fn pipeline(
             window.push_back(plan_slice(sink, opts, (next, slices[next], cov))?);
             next += 1;
         }
-        Start {
-            lr: &lr,
-            paging,
-            details,
-            budget,
-            stop_at,
-        }
-        .fill(&mut window, &mut tasks);
+        start.fill(&mut window, &mut tasks, stop_at);
         if tasks.is_empty() {
             if window.front().is_some_and(Pending::ready) {
                 continue;
@@ -379,22 +373,27 @@ fn joined(j: Joined, s: &mut Summary) -> Option<Done> {
 }
 
 /// How request slots are started: the client, its paging, what an alarm
-/// costs, the budget, and the slice after which nothing is started.
+/// costs, and the budget.
 #[derive(Clone, Copy)]
 struct Start<'a> {
     lr: &'a Arc<logrhythm::Client>,
     paging: logrhythm::Paging,
     details: Details,
     budget: usize,
-    stop_at: Option<usize>,
 }
 
 impl Start<'_> {
     /// Starts requests while a slot is free and the window has work for one
     /// ([`plan::pick`] over the slices' demands). Reads nothing from the
-    /// ledger, so it also runs while a slice is being written.
-    fn fill(&self, window: &mut VecDeque<Pending<'_>>, tasks: &mut JoinSet<Done>) {
-        let (paging, details, stop_at) = (self.paging, self.details, self.stop_at);
+    /// ledger, so it also runs while a slice is being written. Nothing is
+    /// started for the slices after `stop_at`.
+    fn fill(
+        &self,
+        window: &mut VecDeque<Pending<'_>>,
+        tasks: &mut JoinSet<Done>,
+        stop_at: Option<usize>,
+    ) {
+        let (paging, details) = (self.paging, self.details);
         while tasks.len() < self.budget {
             let eligible = |p: &Pending<'_>| stop_at.is_none_or(|at| p.idx <= at);
             let demands = window.iter().map(|p| {
@@ -424,9 +423,9 @@ impl Start<'_> {
                     f.running += 1;
                     let policy = Arc::clone(&f.policy);
                     tasks.spawn(
-                            async move { Done::Alarm(idx, fetch_alarm(&lr, details, &policy, row).await) }
-                                .in_current_span(),
-                        );
+                        async move { Done::Alarm(idx, fetch_alarm(&lr, details, &policy, row).await) }
+                            .in_current_span(),
+                    );
                 }
                 Phase::Listing | Phase::Settled(_) => break,
             }
@@ -441,6 +440,7 @@ struct Slots<'w, 'c> {
     /// What ends meanwhile, taken in by the walk after the commit.
     came_back: &'w mut VecDeque<Joined>,
     start: Start<'w>,
+    stop_at: Option<usize>,
     interrupt: Option<&'w super::Interrupt>,
 }
 
@@ -450,7 +450,7 @@ impl Slots<'_, '_> {
     async fn keep_busy(self, mut written: tokio::sync::oneshot::Receiver<()>) {
         loop {
             if !self.interrupt.is_some_and(super::Interrupt::is_raised) {
-                self.start.fill(self.window, self.tasks);
+                self.start.fill(self.window, self.tasks, self.stop_at);
             }
             tokio::select! {
                 biased;
