@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use lrci::cli::{self, args::Cli};
+use std::io::Write;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -19,7 +20,11 @@ fn main() -> ExitCode {
         Ok(c) => ExitCode::from(c),
         Err(f) => {
             // The message may carry text from an API or a file: one safe line.
-            eprintln!("error: {}", lrci::logging::error_line(&f.to_string()));
+            // Written, not `eprintln!`: a closed stderr (`lrci ... 2>&1 | head
+            // -1`) must not turn the documented code into a panic's 101; the
+            // log file has the line too.
+            let line = format!("error: {}\n", lrci::logging::error_line(&f.to_string()));
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
             ExitCode::from(f.code)
         }
     }

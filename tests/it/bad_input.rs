@@ -1,6 +1,6 @@
 //! The rest of the CLI bad-input table (reliability-bar.md §6) that tests/cli.rs
 //! does not cover: a 1 M-line exclusion file (row 13), corrupt ledgers (row 20),
-//! stdout closed (row 24), a 100 KB ledger path (row 25), a clock in 2100 and
+//! stdout closed and output to a pipe nobody reads (row 24), a 100 KB ledger path (row 25), a clock in 2100 and
 //! before 1970 (row 26, with `faketime` when installed), and no HOME or XDG_*
 //! (row 27).
 //!
@@ -282,6 +282,63 @@ fn stdout_closed_is_no_panic_and_the_runs_own_exit_code() {
             "the JSON summary reached the log"
         );
     }
+}
+
+/// Runs `lrci ARGS` with stdout and stderr both pipes whose reader is gone
+/// (`lrci ... 2>&1 | head -1` once `head` has exited): every write fails with
+/// EPIPE. Returns the exit code and the log files' text.
+fn with_pipes_gone(dir: &Path, url: &str, ledger: &Path, args: &[&str]) -> (Option<i32>, String) {
+    let (reader, out) = std::io::pipe().unwrap();
+    drop(reader);
+    let err = out.try_clone().unwrap();
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("lrci"))
+        .env_clear()
+        .env("HOME", dir)
+        .env("LOGRHYTHM_API_URL", url)
+        .env("RF_API_URL", url)
+        .env("LOGRHYTHM_API_KEY", sim::DEFAULT_LR_KEY)
+        .env("RF_API_KEY", sim::DEFAULT_RF_KEY)
+        .env("LRCI_LEDGER", ledger)
+        .env("LRCI_LOG_DIR", dir.join("logs"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .status()
+        .unwrap();
+    let mut logs = String::new();
+    if let Ok(rd) = std::fs::read_dir(dir.join("logs")) {
+        for f in rd {
+            logs += &std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        }
+    }
+    (status.code(), logs)
+}
+
+#[test]
+fn output_to_a_pipe_nobody_reads_keeps_the_documented_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SyncSim::start(small_config());
+    let ledger = dir.path().join("l.sqlite3");
+    // (args, exit code): a run's own code whatever happens to its output. A
+    // panic on the first failed write (`eprintln!`) would exit 101.
+    let cases: [(&[&str], i32); 4] = [
+        (&["sync"], 0),
+        (&["ledger", "status"], 0),
+        (&["ledger", "alarms"], 0),
+        (
+            &["backfill", "--from", "2026-13-01", "--to", "2026-12-01"],
+            2,
+        ),
+    ];
+    for (args, want) in cases {
+        let (code, logs) = with_pipes_gone(dir.path(), &s.url(), &ledger, args);
+        assert_eq!(code, Some(want), "{args:?}");
+        assert!(!logs.contains("panicked"), "{args:?}: {logs:.2000}");
+    }
+    // Under a scheduler nobody reads stderr: the refusal is in the log.
+    let (_, logs) = with_pipes_gone(dir.path(), &s.url(), &ledger, cases[3].0);
+    assert!(logs.contains("--from \"2026-13-01\""), "{logs:.2000}");
 }
 
 // ---------------------------------------------------------------------------
