@@ -20,9 +20,9 @@ fn main() -> ExitCode {
         Ok(c) => ExitCode::from(c),
         Err(f) => {
             // The message may carry text from an API or a file: one safe line.
-            // Written, not `eprintln!`: a closed stderr (`lrci ... 2>&1 | head
-            // -1`) must not turn the documented code into a panic's 101; the
-            // log file has the line too.
+            // Written, not `eprintln!`: stderr on a pipe nobody reads (`lrci
+            // ... 2>&1 | head -1`) must not turn the documented code into a
+            // panic's 101; the log file has the line too.
             let line = format!("error: {}\n", lrci::logging::error_line(&f.to_string()));
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
             ExitCode::from(f.code)
